@@ -1,0 +1,23 @@
+"""POST /sessions/{sessionId}/chats: a new chat, which becomes the session's active chat."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body
+
+from chat_sessions import api
+from chat_sessions.models import Chat, CreateChatRequest
+from chat_sessions.services import chats
+from chat_sessions.store import get_store
+
+router = Router()
+
+
+@router.post("/sessions/<sessionId>/chats", summary="Create a chat (it becomes the active chat)",
+             tags=["chats"], responses=api.responses(201, Chat, 409, 413, 422))
+def create_chat(sessionId: str, body: Annotated[CreateChatRequest, Body()]) -> Response[Any]:  # noqa: N803
+    return api.respond(router, 201, lambda: chats.create_chat(get_store(), api.user_id(router), sessionId, body))
+
+
+lambda_handler = api.lambda_handler_for(router)

@@ -1,0 +1,21 @@
+"""DELETE /sessions/{sessionId}: the session, its chats and all their messages."""
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from chat_sessions import api
+from chat_sessions.services import sessions
+from chat_sessions.store import get_store
+
+router = Router()
+
+
+@router.delete("/sessions/<sessionId>", summary="Delete a session with its chats and messages",
+               tags=["sessions"], responses=api.responses(204, None))
+def delete_session(sessionId: str) -> Response[Any]:  # noqa: N803
+    return api.respond(router, 204, lambda: sessions.delete_session(get_store(), api.user_id(router), sessionId))
+
+
+lambda_handler = api.lambda_handler_for(router)

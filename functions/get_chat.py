@@ -1,0 +1,22 @@
+"""GET /sessions/{sessionId}/chats/{chatId}: one chat."""
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from chat_sessions import api
+from chat_sessions.models import Chat
+from chat_sessions.services import chats
+from chat_sessions.store import get_store
+
+router = Router()
+
+
+@router.get("/sessions/<sessionId>/chats/<chatId>", summary="Get a chat", tags=["chats"],
+            responses=api.responses(200, Chat))
+def get_chat(sessionId: str, chatId: str) -> Response[Any]:  # noqa: N803
+    return api.respond(router, 200, lambda: chats.get_chat(get_store(), api.user_id(router), sessionId, chatId))
+
+
+lambda_handler = api.lambda_handler_for(router)

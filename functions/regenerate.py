@@ -1,0 +1,24 @@
+"""POST /sessions/{sessionId}/chats/{chatId}/regenerate: a new reply to the last user message."""
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from chat_sessions import api
+from chat_sessions.llm import get_chat_model
+from chat_sessions.models import Exchange
+from chat_sessions.services import conversation
+from chat_sessions.store import get_store
+
+router = Router()
+
+
+@router.post("/sessions/<sessionId>/chats/<chatId>/regenerate", summary="Regenerate the last reply",
+             tags=["messages"], responses=api.responses(201, Exchange, 409, 422, 429, 502, 504))
+def regenerate(sessionId: str, chatId: str) -> Response[Any]:  # noqa: N803
+    return api.respond(router, 201, lambda: conversation.regenerate(
+        get_store(), get_chat_model(), api.user_id(router), sessionId, chatId))
+
+
+lambda_handler = api.lambda_handler_for(router)

@@ -1,0 +1,22 @@
+"""POST /sessions/{sessionId}/resume: accept messages again, if an active-session slot is free."""
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from chat_sessions import api
+from chat_sessions.models import Session
+from chat_sessions.services import sessions
+from chat_sessions.store import get_store
+
+router = Router()
+
+
+@router.post("/sessions/<sessionId>/resume", summary="Resume a paused session", tags=["sessions"],
+             responses=api.responses(200, Session, 409, 422))
+def resume_session(sessionId: str) -> Response[Any]:  # noqa: N803
+    return api.respond(router, 200, lambda: sessions.resume_session(get_store(), api.user_id(router), sessionId))
+
+
+lambda_handler = api.lambda_handler_for(router)

@@ -1,0 +1,1 @@
+"""chat-sessions: the shared layer every Lambda function of the service imports."""

@@ -1,0 +1,85 @@
+"""Every error the service can answer with, as plain exceptions.
+
+Service and store code raise these; one place (``api``) turns them into the contract's
+``{"error": {"code", "message"}}`` bodies, so a status code is never chosen twice.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ServiceError(Exception):
+    """Base: an HTTP status, a snake_case code and a message for a person."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+
+class ValidationFailed(ServiceError):
+    status, code = 400, "validation_error"
+
+
+class Unauthorized(ServiceError):
+    status, code = 401, "unauthorized"
+
+
+class NotFound(ServiceError):
+    status, code = 404, "not_found"
+
+
+class PayloadTooLarge(ServiceError):
+    status, code = 413, "payload_too_large"
+
+
+class Conflict(ServiceError):
+    status, code = 409, "conflict"
+
+
+class ChatNotActive(Conflict):
+    code = "chat_not_active"
+
+
+class SessionPaused(Conflict):
+    code = "session_paused"
+
+
+class NoActiveChat(Conflict):
+    code = "no_active_chat"
+
+
+class SessionLimitReached(Conflict):
+    code = "session_limit_reached"
+
+
+class NothingToRegenerate(Conflict):
+    code = "nothing_to_regenerate"
+
+
+class IdempotencyKeyReused(ServiceError):
+    status, code = 422, "idempotency_key_reused"
+
+
+class RateLimited(ServiceError):
+    status, code = 429, "rate_limited"
+
+
+class UpstreamError(ServiceError):
+    status, code = 502, "upstream_error"
+
+
+class UpstreamTimeout(ServiceError):
+    status, code = 504, "upstream_timeout"
+
+
+class StoreContention(ServiceError):
+    """Optimistic writes kept losing to concurrent ones; the caller may retry."""
+
+    status, code = 409, "conflict"

@@ -1,0 +1,47 @@
+"""Server-generated ids: ULIDs, so ids sort by creation time and listings need no extra index.
+
+Ids from request paths are checked against this alphabet before they become part of a key;
+anything else (``#``, ``/``, lower case, wrong length) is treated as "no such resource".
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ULID_RE = re.compile(r"^[0-7][0-9A-HJKMNP-TV-Z]{25}$")
+
+_lock = threading.Lock()
+_last_ms = -1
+_last_rand = 0
+
+
+def _encode(value: int, length: int) -> str:
+    chars = []
+    for _ in range(length):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def new_id() -> str:
+    """A monotonic ULID: ids made in one process within one millisecond still sort in order,
+    so "newest first" listings stay exact for rapid creates."""
+    global _last_ms, _last_rand
+    with _lock:
+        now_ms = time.time_ns() // 1_000_000
+        if now_ms <= _last_ms:
+            now_ms = _last_ms
+            _last_rand += 1
+        else:
+            _last_rand = int.from_bytes(os.urandom(10), "big") >> 1
+        _last_ms = now_ms
+        return _encode(now_ms, 10) + _encode(_last_rand, 16)
+
+
+def is_valid_id(value: str) -> bool:
+    """True when ``value`` has the exact form of an id this server issues."""
+    return bool(_ULID_RE.match(value))

@@ -1,0 +1,101 @@
+"""The single-table layout: the only module that builds ``PK``/``SK`` values.
+
+Every key starts with the caller's user id, so no request can name an item of another user,
+and every id is checked against the server's id alphabet before it is placed in a key.
+
+Layout (see the README's access-pattern table):
+
+    USER#<user>                         SESSION#<sessionId>          session
+    USER#<user>                         QUOTA                        active-session counter
+    USER#<user>#SESSION#<sessionId>     CHAT#<chatId>                chat
+    USER#<user>#SESSION#<sessionId>     MSG#<chatId>#<seq:010d>      message
+    USER#<user>#IDEMPOTENCY             <function>#<hash>            idempotency record
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+from chat_sessions.errors import NotFound, Unauthorized
+from chat_sessions.ids import is_valid_id
+
+PK = "PK"
+SK = "SK"
+SESSION_PREFIX = "SESSION#"
+CHAT_PREFIX = "CHAT#"
+QUOTA_SK = "QUOTA"
+SEQ_WIDTH = 10
+MAX_SEQ = 10**SEQ_WIDTH - 1
+
+
+class Key(TypedDict):
+    PK: str
+    SK: str
+
+
+def _user(user_id: str) -> str:
+    # Escaping keeps the user part injective and free of the "#" separator, whatever the
+    # identity provider puts in `sub`.
+    if not user_id or len(user_id) > 256:
+        raise Unauthorized("The token has no usable subject.")
+    return "USER#" + user_id.replace("%", "%25").replace("#", "%23")
+
+
+def _checked(resource: str, value: str) -> str:
+    if not is_valid_id(value):
+        raise NotFound(f"{resource} not found.")
+    return value
+
+
+def user_pk(user_id: str) -> str:
+    return _user(user_id)
+
+
+def session_key(user_id: str, session_id: str) -> Key:
+    return {PK: _user(user_id), SK: SESSION_PREFIX + _checked("Session", session_id)}
+
+
+def quota_key(user_id: str) -> Key:
+    return {PK: _user(user_id), SK: QUOTA_SK}
+
+
+def session_partition(user_id: str, session_id: str) -> str:
+    """The partition holding one session's chats and messages (deleted with the session)."""
+    return f"{_user(user_id)}#{SESSION_PREFIX}{_checked('Session', session_id)}"
+
+
+def chat_key(user_id: str, session_id: str, chat_id: str) -> Key:
+    return {
+        PK: session_partition(user_id, session_id),
+        SK: CHAT_PREFIX + _checked("Chat", chat_id),
+    }
+
+
+def message_prefix(chat_id: str) -> str:
+    return f"MSG#{_checked('Chat', chat_id)}#"
+
+
+def message_sk(chat_id: str, seq: int) -> str:
+    if not 0 <= seq <= MAX_SEQ:
+        raise ValueError(f"seq out of range: {seq}")
+    return f"{message_prefix(chat_id)}{seq:0{SEQ_WIDTH}d}"
+
+
+def message_key(user_id: str, session_id: str, chat_id: str, seq: int) -> Key:
+    return {PK: session_partition(user_id, session_id), SK: message_sk(chat_id, seq)}
+
+
+def idempotency_pk(user_id: str) -> str:
+    """Idempotency records live in the caller's own partition: keys are scoped per user."""
+    return f"{_user(user_id)}#IDEMPOTENCY"
+
+
+def sk_prefix_of_listing(listing: str, chat_id: str | None = None) -> str:
+    """The sort-key prefix a listing covers, used to check that a cursor belongs to it."""
+    if listing == "sessions":
+        return SESSION_PREFIX
+    if listing == "chats":
+        return CHAT_PREFIX
+    if listing == "messages" and chat_id is not None:
+        return message_prefix(chat_id)
+    raise ValueError(listing)

@@ -1,0 +1,151 @@
+"""Pydantic models for every request and response body of the HTTP contract.
+
+Requests are strict (no type coercion) and forbid unknown fields, so a typo in a client is a
+400 with details rather than a silently ignored field.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic.alias_generators import to_camel
+
+MAX_CONTENT = 32_000
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Content = Annotated[str, Field(min_length=1, max_length=MAX_CONTENT)]
+ModelName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9._:/@+-]+$")]
+SystemPrompt = Annotated[str, Field(min_length=1, max_length=MAX_CONTENT)]
+MetadataKey = Annotated[str, Field(min_length=1, max_length=128)]
+MetadataValue = Annotated[str, Field(max_length=1024)]
+Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)]
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel)
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True,
+                              serialize_by_alias=True)
+
+
+class CreateSessionRequest(_Request):
+    name: Name
+    metadata: Metadata | None = None
+
+
+class UpdateSessionRequest(_Request):
+    """PATCH: only the fields present change; ``metadata`` replaces the whole map."""
+
+    name: Name | None = None
+    metadata: Metadata | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_null(cls, value: str | None) -> str | None:
+        if value is None:
+            raise ValueError("name cannot be null")
+        return value
+
+
+class CreateChatRequest(_Request):
+    name: Name
+    model: ModelName | None = None
+    system_prompt: SystemPrompt | None = None
+
+
+class UpdateChatRequest(_Request):
+    """PATCH: only the fields present change; ``systemPrompt: null`` removes the prompt."""
+
+    name: Name | None = None
+    model: ModelName | None = None
+    system_prompt: SystemPrompt | None = None
+
+    @field_validator("name", "model")
+    @classmethod
+    def _not_null(cls, value: str | None) -> str | None:
+        if value is None:
+            raise ValueError("cannot be null")
+        return value
+
+
+class SendMessageRequest(_Request):
+    content: Content
+
+
+class Usage(_Response):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+class Session(_Response):
+    session_id: str
+    name: str
+    status: Literal["active", "paused"]
+    active_chat_id: str | None
+    chat_count: int
+    message_count: int
+    usage: Usage
+    metadata: dict[str, str]
+    created_at: str
+    updated_at: str
+
+
+class Chat(_Response):
+    chat_id: str
+    session_id: str
+    name: str
+    model: str
+    system_prompt: str | None
+    active: bool
+    message_count: int
+    usage: Usage
+    created_at: str
+    updated_at: str
+
+
+class Message(_Response):
+    message_id: str
+    chat_id: str
+    session_id: str
+    seq: int
+    role: Literal["user", "assistant"]
+    content: str
+    status: Literal["complete", "unanswered"]
+    model: str | None
+    usage: Usage | None
+    created_at: str
+
+
+class SessionPage(_Response):
+    items: list[Session]
+    next_cursor: str | None
+
+
+class ChatPage(_Response):
+    items: list[Chat]
+    next_cursor: str | None
+
+
+class MessagePage(_Response):
+    items: list[Message]
+    next_cursor: str | None
+
+
+class Exchange(_Response):
+    """What a send or a regenerate answers: the user's message and the model's reply."""
+
+    user_message: Message
+    assistant_message: Message
+
+
+class ErrorDetail(_Response):
+    code: str
+    message: str
+    details: list[dict[str, object]] | None = None
+
+
+class ErrorBody(_Response):
+    error: ErrorDetail

@@ -1,0 +1,1 @@
+"""Service layer: one function per operation, taking plain values and a store."""

@@ -1,0 +1,19 @@
+"""Reading a chat's messages (no model involved, so no ``openai`` import)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from chat_sessions import cursors, keys
+from chat_sessions.models import MessagePage
+from chat_sessions.store import DynamoStore
+from chat_sessions.views import message_view
+
+
+def list_messages(store: DynamoStore, user_id: str, session_id: str, chat_id: str, limit: int,
+                  cursor: str | None, order: Literal["asc", "desc"]) -> MessagePage:
+    scope = {"partition": keys.session_partition(user_id, session_id), "listing": f"messages:{chat_id}:{order}"}
+    after = cursors.decode(cursor, prefix=keys.message_prefix(chat_id), **scope)
+    store.get_chat(user_id, session_id, chat_id)
+    items, last = store.list_messages(user_id, session_id, chat_id, limit, after, forward=order == "asc")
+    return MessagePage(items=[message_view(i) for i in items], next_cursor=cursors.encode(last, **scope))

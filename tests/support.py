@@ -1,0 +1,102 @@
+"""Helpers the tests share: invoking a handler with its events/ payload, counting requests."""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+
+
+def reset_caches() -> None:
+    """Forget cached settings, clients and model so each test sees its own environment."""
+    from chat_sessions import config, llm, store
+
+    config.get_settings.cache_clear()
+    store.get_store.cache_clear()
+    store.dynamodb_client.cache_clear()
+    store.plain_dynamodb_client.cache_clear()
+    llm.get_chat_model.cache_clear()
+
+
+@dataclass
+class LambdaContext:
+    function_name: str = "chat-sessions-test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:chat-sessions-test"
+    aws_request_id: str = "test-request"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
+
+
+def load_event(module: str) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads((EVENTS / f"{module}.json").read_text())
+    return event
+
+
+@dataclass
+class Result:
+    status: int
+    body: Any
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def invoke(module: str, *, user: str | None = "alice", body: Any = None, raw_body: str | None = None,
+           session: str | None = None, chat: str | None = None, query: dict[str, str] | None = None,
+           headers: dict[str, str] | None = None, keep_example_key: bool = False) -> Result:
+    """Call ``functions/<module>.py`` with its events/ payload, overriding what the test names."""
+    event = copy.deepcopy(load_event(module))
+    route_path = event["routeKey"].split(" ", 1)[1]
+    params = dict(event.get("pathParameters") or {})
+    if session is not None:
+        params["sessionId"] = session
+    if chat is not None:
+        params["chatId"] = chat
+    raw_path = route_path
+    for name, value in params.items():
+        raw_path = raw_path.replace("{" + name + "}", value)
+    event["rawPath"] = raw_path
+    event["requestContext"]["http"]["path"] = raw_path
+    if params:
+        event["pathParameters"] = params
+    claims = event["requestContext"]["authorizer"]["jwt"]["claims"]
+    if user is None:
+        del event["requestContext"]["authorizer"]
+    else:
+        claims["sub"] = user
+    if not keep_example_key:
+        event["headers"].pop("idempotency-key", None)
+    event["headers"].update({k.lower(): v for k, v in (headers or {}).items()})
+    if raw_body is not None:
+        event["body"] = raw_body
+    elif body is not None:
+        event["body"] = json.dumps(body)
+    if query is not None:
+        event["queryStringParameters"] = query
+        event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
+    handler = importlib.import_module(module).lambda_handler
+    response = handler(event, LambdaContext())
+    text = response.get("body")
+    return Result(response["statusCode"], json.loads(text) if text else None, response.get("headers") or {})
+
+
+def table_items(table_name: str) -> list[dict[str, Any]]:
+    """Every item in the table (tests only: the service never scans)."""
+    import boto3
+
+    client = boto3.resource("dynamodb", endpoint_url=os.environ.get("DYNAMODB_ENDPOINT")).Table(table_name)
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {}
+    while True:
+        page = client.scan(**kwargs)
+        items.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
