@@ -1,0 +1,69 @@
+"""An embedded DynamoDB for the local stack and the tests: moto's server, requests serialized.
+
+moto evaluates a condition and applies the write in two Python steps, so two threads can both
+pass the same condition; real DynamoDB never lets that happen. Serializing requests restores
+DynamoDB's per-request atomicity, which is what the concurrency tests rely on: clients still
+race (many threads, many connections), the table just answers one request at a time.
+
+Run alone: ``python -m local_stack.dynamodb --port 0`` prints ``ready http://127.0.0.1:<port>``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from werkzeug.serving import BaseWSGIServer, make_server
+
+
+class _Serialized:
+    def __init__(self, app: Callable[..., Iterable[bytes]]) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        with self._lock:
+            return list(self._app(environ, start_response))
+
+
+def make_dynamodb_server(host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
+    """A threaded HTTP server speaking the DynamoDB API (not yet serving)."""
+    os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+    from moto.moto_server.werkzeug_app import (
+        DomainDispatcherApplication,
+        MotoRequestHandler,
+        create_backend_app,
+    )
+
+    app = _Serialized(DomainDispatcherApplication(create_backend_app))
+    return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
+
+
+def start_in_thread(host: str = "127.0.0.1", port: int = 0) -> tuple[BaseWSGIServer, str]:
+    server = make_dynamodb_server(host, port)
+    threading.Thread(target=server.serve_forever, name="dynamodb", daemon=True).start()
+    return server, f"http://{host}:{server.server_port}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    server = make_dynamodb_server(args.host, args.port)
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"ready http://{args.host}:{server.server_port}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()
