@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +27,8 @@ def child(args: list[str], ready_prefix: str, env: dict[str, str] | None = None,
         for line in proc.stdout:
             seen.append(line)
             if line.startswith(ready_prefix):
+                # Keep reading so a chatty child never blocks on a full pipe.
+                threading.Thread(target=lambda out=proc.stdout: [None for _ in out], daemon=True).start()
                 yield proc, line[len(ready_prefix):].strip()
                 break
         else:
