@@ -13,12 +13,14 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.post("/sessions/<sessionId>/chats/<chatId>/activate", summary="Switch the active chat",
-             tags=["chats"], responses=api.responses(200, Chat, 409, 422))
+@router.post(
+    "/sessions/<sessionId>/chats/<chatId>/activate",
+    summary="Switch the active chat",
+    tags=["chats"],
+    responses=api.responses(200, Chat, 409, 422),
+)
 def activate_chat(sessionId: str, chatId: str) -> Response[Any]:  # noqa: N803
-    return api.respond(
-        router, 200, lambda: chats.activate_chat(get_store(), api.user_id(router), sessionId, chatId)
-    )
+    return api.respond(router, 200, lambda: chats.activate_chat(get_store(), api.user_id(router), sessionId, chatId))
 
 
 lambda_handler = api.lambda_handler_for(router)

@@ -14,8 +14,12 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.post("/sessions/<sessionId>/chats", summary="Create a chat (it becomes the active chat)",
-             tags=["chats"], responses=api.responses(201, Chat, 409, 413, 422))
+@router.post(
+    "/sessions/<sessionId>/chats",
+    summary="Create a chat (it becomes the active chat)",
+    tags=["chats"],
+    responses=api.responses(201, Chat, 409, 413, 422),
+)
 def create_chat(sessionId: str, body: Annotated[CreateChatRequest, Body()]) -> Response[Any]:  # noqa: N803
     return api.respond(router, 201, lambda: chats.create_chat(get_store(), api.user_id(router), sessionId, body))
 

@@ -12,9 +12,12 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.delete("/sessions/<sessionId>/chats/<chatId>",
-               summary="Delete a chat (if it was active, the session has none)", tags=["chats"],
-               responses=api.responses(204, None))
+@router.delete(
+    "/sessions/<sessionId>/chats/<chatId>",
+    summary="Delete a chat (if it was active, the session has none)",
+    tags=["chats"],
+    responses=api.responses(204, None),
+)
 def delete_chat(sessionId: str, chatId: str) -> Response[Any]:  # noqa: N803
     return api.respond(router, 204, lambda: chats.delete_chat(get_store(), api.user_id(router), sessionId, chatId))
 

@@ -12,8 +12,12 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.delete("/sessions/<sessionId>", summary="Delete a session with its chats and messages",
-               tags=["sessions"], responses=api.responses(204, None))
+@router.delete(
+    "/sessions/<sessionId>",
+    summary="Delete a session with its chats and messages",
+    tags=["sessions"],
+    responses=api.responses(204, None),
+)
 def delete_session(sessionId: str) -> Response[Any]:  # noqa: N803
     return api.respond(router, 204, lambda: sessions.delete_session(get_store(), api.user_id(router), sessionId))
 

@@ -13,8 +13,7 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.get("/sessions/<sessionId>", summary="Get a session", tags=["sessions"],
-            responses=api.responses(200, Session))
+@router.get("/sessions/<sessionId>", summary="Get a session", tags=["sessions"], responses=api.responses(200, Session))
 def get_session(sessionId: str) -> Response[Any]:  # noqa: N803 - the contract's path name
     return api.respond(router, 200, lambda: sessions.get_session(get_store(), api.user_id(router), sessionId))
 

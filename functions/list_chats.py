@@ -14,8 +14,12 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.get("/sessions/<sessionId>/chats", summary="List a session's chats, oldest first",
-            tags=["chats"], responses=api.responses(200, ChatPage))
+@router.get(
+    "/sessions/<sessionId>/chats",
+    summary="List a session's chats, oldest first",
+    tags=["chats"],
+    responses=api.responses(200, ChatPage),
+)
 def list_chats(
     sessionId: str,  # noqa: N803
     limit: Annotated[int, Query(ge=1, le=100)] = 20,

@@ -14,8 +14,12 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.get("/sessions/<sessionId>/chats/<chatId>/messages", summary="List a chat's messages",
-            tags=["messages"], responses=api.responses(200, MessagePage))
+@router.get(
+    "/sessions/<sessionId>/chats/<chatId>/messages",
+    summary="List a chat's messages",
+    tags=["messages"],
+    responses=api.responses(200, MessagePage),
+)
 def list_messages(
     sessionId: str,  # noqa: N803
     chatId: str,  # noqa: N803
@@ -23,8 +27,11 @@ def list_messages(
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
     order: Annotated[Literal["asc", "desc"], Query()] = "asc",
 ) -> Response[Any]:
-    return api.respond(router, 200, lambda: messages.list_messages(
-        get_store(), api.user_id(router), sessionId, chatId, limit, cursor, order))
+    return api.respond(
+        router,
+        200,
+        lambda: messages.list_messages(get_store(), api.user_id(router), sessionId, chatId, limit, cursor, order),
+    )
 
 
 lambda_handler = api.lambda_handler_for(router)

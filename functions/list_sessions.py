@@ -14,8 +14,9 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.get("/sessions", summary="List sessions, newest first", tags=["sessions"],
-            responses=api.responses(200, SessionPage))
+@router.get(
+    "/sessions", summary="List sessions, newest first", tags=["sessions"], responses=api.responses(200, SessionPage)
+)
 def list_sessions(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,

@@ -13,8 +13,12 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.post("/sessions/<sessionId>/pause", summary="Pause a session", tags=["sessions"],
-             responses=api.responses(200, Session, 409, 422))
+@router.post(
+    "/sessions/<sessionId>/pause",
+    summary="Pause a session",
+    tags=["sessions"],
+    responses=api.responses(200, Session, 409, 422),
+)
 def pause_session(sessionId: str) -> Response[Any]:  # noqa: N803
     return api.respond(router, 200, lambda: sessions.pause_session(get_store(), api.user_id(router), sessionId))
 

@@ -14,11 +14,18 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.post("/sessions/<sessionId>/chats/<chatId>/regenerate", summary="Regenerate the last reply",
-             tags=["messages"], responses=api.responses(201, Exchange, 409, 422, 429, 502, 504))
+@router.post(
+    "/sessions/<sessionId>/chats/<chatId>/regenerate",
+    summary="Regenerate the last reply",
+    tags=["messages"],
+    responses=api.responses(201, Exchange, 409, 422, 429, 502, 504),
+)
 def regenerate(sessionId: str, chatId: str) -> Response[Any]:  # noqa: N803
-    return api.respond(router, 201, lambda: conversation.regenerate(
-        get_store(), get_chat_model(), api.user_id(router), sessionId, chatId))
+    return api.respond(
+        router,
+        201,
+        lambda: conversation.regenerate(get_store(), get_chat_model(), api.user_id(router), sessionId, chatId),
+    )
 
 
 lambda_handler = api.lambda_handler_for(router)

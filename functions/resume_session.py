@@ -13,8 +13,12 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.post("/sessions/<sessionId>/resume", summary="Resume a paused session", tags=["sessions"],
-             responses=api.responses(200, Session, 409, 422))
+@router.post(
+    "/sessions/<sessionId>/resume",
+    summary="Resume a paused session",
+    tags=["sessions"],
+    responses=api.responses(200, Session, 409, 422),
+)
 def resume_session(sessionId: str) -> Response[Any]:  # noqa: N803
     return api.respond(router, 200, lambda: sessions.resume_session(get_store(), api.user_id(router), sessionId))
 

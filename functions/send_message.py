@@ -15,11 +15,20 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.post("/sessions/<sessionId>/chats/<chatId>/messages", summary="Send a message to a chat",
-             tags=["messages"], responses=api.responses(201, Exchange, 409, 413, 422, 429, 502, 504))
+@router.post(
+    "/sessions/<sessionId>/chats/<chatId>/messages",
+    summary="Send a message to a chat",
+    tags=["messages"],
+    responses=api.responses(201, Exchange, 409, 413, 422, 429, 502, 504),
+)
 def send_message(sessionId: str, chatId: str, body: Annotated[SendMessageRequest, Body()]) -> Response[Any]:  # noqa: N803
-    return api.respond(router, 201, lambda: conversation.send_message(
-        get_store(), get_chat_model(), api.user_id(router), sessionId, chatId, body.content))
+    return api.respond(
+        router,
+        201,
+        lambda: conversation.send_message(
+            get_store(), get_chat_model(), api.user_id(router), sessionId, chatId, body.content
+        ),
+    )
 
 
 lambda_handler = api.lambda_handler_for(router)

@@ -14,9 +14,12 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.patch("/sessions/<sessionId>/chats/<chatId>",
-              summary="Update a chat's name, model or system prompt (null removes the prompt)",
-              tags=["chats"], responses=api.responses(200, Chat, 413))
+@router.patch(
+    "/sessions/<sessionId>/chats/<chatId>",
+    summary="Update a chat's name, model or system prompt (null removes the prompt)",
+    tags=["chats"],
+    responses=api.responses(200, Chat, 413),
+)
 def update_chat(sessionId: str, chatId: str, body: Annotated[UpdateChatRequest, Body()]) -> Response[Any]:  # noqa: N803
     return api.respond(
         router, 200, lambda: chats.update_chat(get_store(), api.user_id(router), sessionId, chatId, body)

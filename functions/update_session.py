@@ -14,12 +14,14 @@ from chat_sessions.store import get_store
 router = Router()
 
 
-@router.patch("/sessions/<sessionId>", summary="Update a session's name or metadata", tags=["sessions"],
-              responses=api.responses(200, Session, 413))
+@router.patch(
+    "/sessions/<sessionId>",
+    summary="Update a session's name or metadata",
+    tags=["sessions"],
+    responses=api.responses(200, Session, 413),
+)
 def update_session(sessionId: str, body: Annotated[UpdateSessionRequest, Body()]) -> Response[Any]:  # noqa: N803
-    return api.respond(
-        router, 200, lambda: sessions.update_session(get_store(), api.user_id(router), sessionId, body)
-    )
+    return api.respond(router, 200, lambda: sessions.update_session(get_store(), api.user_id(router), sessionId, body))
 
 
 lambda_handler = api.lambda_handler_for(router)

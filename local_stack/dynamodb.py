@@ -11,6 +11,7 @@ Run alone: ``python -m local_stack.dynamodb --port 0`` prints ``ready http://127
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -58,10 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     server = make_dynamodb_server(args.host, args.port)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     print(f"ready http://{args.host}:{server.server_port}", flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     sys.exit(0)
 
 

@@ -46,7 +46,7 @@ class ModelServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: ModelServer
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def _send(self, status: int, body: dict[str, Any]) -> None:
@@ -57,7 +57,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:
         if self.path.rstrip("/").endswith("/models"):
             self._send(200, {"object": "list", "data": [{"id": MODEL_ID, "object": "model", "owned_by": "local"}]})
         elif self.path.rstrip("/").endswith("/stats"):
@@ -65,7 +65,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         if not self.path.rstrip("/").endswith("/chat/completions"):
             self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
             return
@@ -84,16 +84,23 @@ class _Handler(BaseHTTPRequestHandler):
         content = reply_for(messages)
         prompt = sum(_tokens(str(m.get("content", ""))) for m in messages)
         completion = _tokens(content)
-        self._send(200, {
-            "id": f"chatcmpl-local-{self.server.calls}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": str(request.get("model") or MODEL_ID),
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": prompt, "completion_tokens": completion,
-                      "total_tokens": prompt + completion},
-        })
+        self._send(
+            200,
+            {
+                "id": f"chatcmpl-local-{self.server.calls}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": str(request.get("model") or MODEL_ID),
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                ],
+                "usage": {
+                    "prompt_tokens": prompt,
+                    "completion_tokens": completion,
+                    "total_tokens": prompt + completion,
+                },
+            },
+        )
 
 
 def start_in_thread(host: str = "127.0.0.1", port: int = 0) -> tuple[ModelServer, str]:

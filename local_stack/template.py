@@ -51,8 +51,7 @@ def load(path: Path = TEMPLATE) -> dict[str, Any]:
 
 
 def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: res for name, res in template["Resources"].items()
-            if res["Type"] == "AWS::Serverless::Function"}
+    return {name: res for name, res in template["Resources"].items() if res["Type"] == "AWS::Serverless::Function"}
 
 
 def routes(template: dict[str, Any] | None = None) -> list[Route]:
@@ -66,23 +65,28 @@ def routes(template: dict[str, Any] | None = None) -> list[Route]:
         for event in props.get("Events", {}).values():
             if event["Type"] != "HttpApi":
                 continue
-            found.append(Route(event["Properties"]["Method"].upper(), event["Properties"]["Path"],
-                               name, module, handler, code_dir))
+            found.append(
+                Route(
+                    event["Properties"]["Method"].upper(), event["Properties"]["Path"], name, module, handler, code_dir
+                )
+            )
     return found
 
 
 def layer_dirs(template: dict[str, Any] | None = None) -> list[Path]:
     """Where each layer's Python code lives (``<ContentUri>/python``, as Lambda mounts it)."""
     template = template or load()
-    return [ROOT / res["Properties"]["ContentUri"] / "python"
-            for res in template["Resources"].values() if res["Type"] == "AWS::Serverless::LayerVersion"]
+    return [
+        ROOT / res["Properties"]["ContentUri"] / "python"
+        for res in template["Resources"].values()
+        if res["Type"] == "AWS::Serverless::LayerVersion"
+    ]
 
 
 def table_definition(template: dict[str, Any] | None = None) -> dict[str, Any]:
     """``CreateTable`` arguments for the table, from its ``AWS::DynamoDB::Table`` resource."""
     template = template or load()
-    (props,) = [res["Properties"] for res in template["Resources"].values()
-                if res["Type"] == "AWS::DynamoDB::Table"]
+    (props,) = [res["Properties"] for res in template["Resources"].values() if res["Type"] == "AWS::DynamoDB::Table"]
     definition: dict[str, Any] = {
         "AttributeDefinitions": props["AttributeDefinitions"],
         "KeySchema": props["KeySchema"],
@@ -113,6 +117,7 @@ def ensure_table(client: Any, table_name: str) -> bool:
     client.get_waiter("table_exists").wait(TableName=table_name)
     ttl = ttl_attribute()
     if ttl:
-        client.update_time_to_live(TableName=table_name,
-                                   TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl})
+        client.update_time_to_live(
+            TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl}
+        )
     return True

@@ -12,13 +12,20 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "layers" / "common" / "python"), str(ROOT / "functions"), str(ROOT)]
 
-os.environ.update({
-    "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-    "TABLE_NAME": "chat-sessions-test", "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_METRICS_DISABLED": "true", "POWERTOOLS_LOG_LEVEL": "WARNING",
-    "POWERTOOLS_DEV": "false", "OPENAI_API_KEY": "test-key",
-})
+os.environ.update(
+    {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "TABLE_NAME": "chat-sessions-test",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+        "POWERTOOLS_DEV": "false",
+        "OPENAI_API_KEY": "test-key",
+    }
+)
 for name in ("DYNAMODB_ENDPOINT", "OPENAI_BASE_URL", "OPENAI_API_KEY_PARAMETER"):
     os.environ.pop(name, None)
 

@@ -14,13 +14,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def child(args: list[str], ready_prefix: str, env: dict[str, str] | None = None,
-          timeout: float = 60) -> Iterator[tuple[subprocess.Popen[str], str]]:
+def child(
+    args: list[str], ready_prefix: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """Start ``python <args>``, wait for a stdout line starting with ``ready_prefix`` and yield
     the rest of that line (the URL); the child is terminated on exit."""
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    proc = subprocess.Popen([sys.executable, *args], cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
-                            stderr=None, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=None, text=True
+    )
     try:
         assert proc.stdout is not None
         seen: list[str] = []
@@ -29,7 +31,7 @@ def child(args: list[str], ready_prefix: str, env: dict[str, str] | None = None,
             if line.startswith(ready_prefix):
                 # Keep reading so a chatty child never blocks on a full pipe.
                 threading.Thread(target=lambda out=proc.stdout: [None for _ in out], daemon=True).start()
-                yield proc, line[len(ready_prefix):].strip()
+                yield proc, line[len(ready_prefix) :].strip()
                 break
         else:
             raise RuntimeError(f"{args} exited before it was ready: {''.join(seen)[-2000:]}")

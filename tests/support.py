@@ -48,9 +48,18 @@ class Result:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-def invoke(module: str, *, user: str | None = "alice", body: Any = None, raw_body: str | None = None,
-           session: str | None = None, chat: str | None = None, query: dict[str, str] | None = None,
-           headers: dict[str, str] | None = None, keep_example_key: bool = False) -> Result:
+def invoke(
+    module: str,
+    *,
+    user: str | None = "alice",
+    body: Any = None,
+    raw_body: str | None = None,
+    session: str | None = None,
+    chat: str | None = None,
+    query: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
+    keep_example_key: bool = False,
+) -> Result:
     """Call ``functions/<module>.py`` with its events/ payload, overriding what the test names."""
     event = copy.deepcopy(load_event(module))
     route_path = event["routeKey"].split(" ", 1)[1]

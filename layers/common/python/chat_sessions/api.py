@@ -33,8 +33,7 @@ _ERROR_DESCRIPTIONS = {
     400: "validation_error",
     401: "unauthorized",
     404: "not_found",
-    409: "conflict (chat_not_active, session_paused, no_active_chat, session_limit_reached, "
-         "nothing_to_regenerate)",
+    409: "conflict (chat_not_active, session_paused, no_active_chat, session_limit_reached, nothing_to_regenerate)",
     413: "payload_too_large",
     422: "idempotency_key_reused",
     429: "rate_limited",
@@ -43,13 +42,19 @@ _ERROR_DESCRIPTIONS = {
 }
 
 
-def error_response(status: int, code: str, message: str, details: list[dict[str, Any]] | None = None,
-                   headers: dict[str, str] | None = None) -> Response[Any]:
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> Response[Any]:
     error: dict[str, Any] = {"code": code, "message": message}
     if details:
         error["details"] = details
-    return Response(status_code=status, content_type=content_types.APPLICATION_JSON,
-                    body={"error": error}, headers=headers)
+    return Response(
+        status_code=status, content_type=content_types.APPLICATION_JSON, body={"error": error}, headers=headers
+    )
 
 
 def responses(success: int, model: type[BaseModel] | None, *errors: int) -> dict[int, Any]:
@@ -58,19 +63,19 @@ def responses(success: int, model: type[BaseModel] | None, *errors: int) -> dict
     if model is None:
         out[success] = {"description": "No content"}
     else:
-        out[success] = {"description": HTTPStatus(success).phrase,
-                        "content": {"application/json": {"model": model}}}
+        out[success] = {"description": HTTPStatus(success).phrase, "content": {"application/json": {"model": model}}}
     for status in (400, 401, 404, *errors):
-        out[status] = {"description": _ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
-                       "content": {"application/json": {"model": ErrorBody}}}
+        out[status] = {
+            "description": _ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            "content": {"application/json": {"model": ErrorBody}},
+        }
     return out
 
 
 def user_id(router: Router) -> str:
     """The caller, from the JWT authorizer's claims and nowhere else."""
     claims = (
-        router.current_event.raw_event.get("requestContext", {})
-        .get("authorizer", {}).get("jwt", {}).get("claims", {})
+        router.current_event.raw_event.get("requestContext", {}).get("authorizer", {}).get("jwt", {}).get("claims", {})
     )
     sub = claims.get("sub") if isinstance(claims, dict) else None
     if not isinstance(sub, str) or not sub:
@@ -119,8 +124,7 @@ def _register_error_handlers(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(RequestValidationError)
     def invalid_request(exc: RequestValidationError) -> Response[Any]:
         details = [
-            {"loc": list(e.get("loc", ())), "type": e.get("type"), "message": e.get("msg")}
-            for e in exc.errors()
+            {"loc": list(e.get("loc", ())), "type": e.get("type"), "message": e.get("msg")} for e in exc.errors()
         ]
         return error_response(400, "validation_error", "The request is not valid.", details)
 
@@ -167,14 +171,21 @@ def lambda_handler_for(router: Router) -> Callable[[dict[str, Any], Any], dict[s
         idempotency.config.register_lambda_context(context)
         if _body_size(event) > max_body:
             exc = PayloadTooLarge(f"The body is larger than {max_body} bytes.")
-            result = {"statusCode": exc.status, "headers": {"Content-Type": "application/json"},
-                      "body": json.dumps({"error": {"code": exc.code, "message": exc.message}})}
+            result = {
+                "statusCode": exc.status,
+                "headers": {"Content-Type": "application/json"},
+                "body": json.dumps({"error": {"code": exc.code, "message": exc.message}}),
+            }
         else:
             result = app.resolve(event, context)
-        logger.info("request", extra={
-            "route": event.get("routeKey"), "status": result.get("statusCode"),
-            "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-        })
+        logger.info(
+            "request",
+            extra={
+                "route": event.get("routeKey"),
+                "status": result.get("statusCode"),
+                "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+            },
+        )
         return result
 
     return handler

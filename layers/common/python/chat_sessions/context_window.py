@@ -20,8 +20,9 @@ def estimate_tokens(text: str) -> int:
     return math.ceil(len(text) / 4) + MESSAGE_OVERHEAD
 
 
-def build_window(system_prompt: str | None, newest_first: Sequence[dict[str, Any]],
-                 budget: int) -> list[dict[str, str]]:
+def build_window(
+    system_prompt: str | None, newest_first: Sequence[dict[str, Any]], budget: int
+) -> list[dict[str, str]]:
     """``newest_first`` starts with the message being answered; returns chat-completions
     messages, oldest first."""
     if not newest_first:

@@ -31,8 +31,9 @@ def encode(sort_key: str | None, *, partition: str, listing: str) -> str | None:
 def decode(cursor: str | None, *, partition: str, listing: str, prefix: str) -> str | None:
     if cursor is None:
         return None
-    bad = ValidationFailed("The cursor is not one this listing issued.",
-                           details=[{"loc": ["query", "cursor"], "type": "invalid_cursor"}])
+    bad = ValidationFailed(
+        "The cursor is not one this listing issued.", details=[{"loc": ["query", "cursor"], "type": "invalid_cursor"}]
+    )
     if not cursor or len(cursor) > _MAX_CURSOR:
         raise bad
     try:

@@ -15,8 +15,9 @@ class ServiceError(Exception):
     status = 500
     code = "internal_error"
 
-    def __init__(self, message: str, *, details: list[dict[str, Any]] | None = None,
-                 headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, message: str, *, details: list[dict[str, Any]] | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details

@@ -53,8 +53,9 @@ def checked_key(value: str | None) -> str | None:
     return value
 
 
-def run_once(user_id: str, operation: str, key: str, request: dict[str, Any],
-             produce: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+def run_once(
+    user_id: str, operation: str, key: str, request: dict[str, Any], produce: Callable[[], dict[str, Any]]
+) -> dict[str, Any]:
     """Run ``produce`` at most once per (user, operation, key); return its stored result."""
     persistence = DynamoDBPersistenceLayer(
         table_name=get_settings().table_name,
@@ -74,9 +75,7 @@ def run_once(user_id: str, operation: str, key: str, request: dict[str, Any],
     try:
         result: dict[str, Any] = guarded(call={"key": key, "request": request})
     except IdempotencyValidationError as exc:
-        raise IdempotencyKeyReused(
-            "This Idempotency-Key was already used with a different request."
-        ) from exc
+        raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request.") from exc
     except IdempotencyAlreadyInProgressError as exc:
         raise Conflict("A request with this Idempotency-Key is still in progress; retry shortly.") from exc
     return result

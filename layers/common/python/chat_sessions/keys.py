@@ -52,11 +52,11 @@ def user_pk(user_id: str) -> str:
 
 
 def session_key(user_id: str, session_id: str) -> Key:
-    return {PK: _user(user_id), SK: SESSION_PREFIX + _checked("Session", session_id)}
+    return {"PK": _user(user_id), "SK": SESSION_PREFIX + _checked("Session", session_id)}
 
 
 def quota_key(user_id: str) -> Key:
-    return {PK: _user(user_id), SK: QUOTA_SK}
+    return {"PK": _user(user_id), "SK": QUOTA_SK}
 
 
 def session_partition(user_id: str, session_id: str) -> str:
@@ -66,8 +66,8 @@ def session_partition(user_id: str, session_id: str) -> str:
 
 def chat_key(user_id: str, session_id: str, chat_id: str) -> Key:
     return {
-        PK: session_partition(user_id, session_id),
-        SK: CHAT_PREFIX + _checked("Chat", chat_id),
+        "PK": session_partition(user_id, session_id),
+        "SK": CHAT_PREFIX + _checked("Chat", chat_id),
     }
 
 
@@ -82,7 +82,7 @@ def message_sk(chat_id: str, seq: int) -> str:
 
 
 def message_key(user_id: str, session_id: str, chat_id: str, seq: int) -> Key:
-    return {PK: session_partition(user_id, session_id), SK: message_sk(chat_id, seq)}
+    return {"PK": session_partition(user_id, session_id), "SK": message_sk(chat_id, seq)}
 
 
 def idempotency_pk(user_id: str) -> str:

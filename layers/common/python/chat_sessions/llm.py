@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import openai
 
@@ -50,7 +50,9 @@ class OpenAIChatModel:
             extra["max_tokens"] = self._max_tokens
         try:
             response = self._client.chat.completions.create(
-                model=model, messages=messages, **extra  # type: ignore[arg-type]
+                model=model,
+                messages=cast(Any, messages),
+                **extra,
             )
         except openai.APITimeoutError as exc:
             raise UpstreamTimeout("The model did not answer in time; the message is kept as unanswered.") from exc

@@ -90,9 +90,16 @@ class DynamoStore:
         )
         return [plain(r["Item"]) if r.get("Item") else None for r in resp["Responses"]]
 
-    def _page(self, pk: str, prefix: str, limit: int, after_sk: str | None,
-              forward: bool, projection: str | None = None,
-              names: Mapping[str, str] | None = None) -> tuple[list[Item], str | None]:
+    def _page(
+        self,
+        pk: str,
+        prefix: str,
+        limit: int,
+        after_sk: str | None,
+        forward: bool,
+        projection: str | None = None,
+        names: Mapping[str, str] | None = None,
+    ) -> tuple[list[Item], str | None]:
         """``limit`` items after ``after_sk``, and the sort key to continue from (or None).
 
         Asks for one item more than the page so the last page is known to be the last, and
@@ -143,7 +150,7 @@ class DynamoStore:
             resp = self.client.query(**kwargs)
             found = resp.get("Items", [])
             for i in range(0, len(found), _BATCH):
-                self._batch_delete([{keys.PK: k[keys.PK], keys.SK: k[keys.SK]} for k in found[i:i + _BATCH]])
+                self._batch_delete([{keys.PK: k[keys.PK], keys.SK: k[keys.SK]} for k in found[i : i + _BATCH]])
             deleted += len(found)
             start = resp.get("LastEvaluatedKey")
             if not start:
@@ -164,13 +171,17 @@ class DynamoStore:
         """Invariant 4: the session and the user's active-session counter are written in one
         transaction whose condition keeps the counter below ``max_active``."""
         try:
-            self._transact([
-                {"Put": {
-                    "Item": {**keys.session_key(user_id, session["sessionId"]), "type": "session", **session},
-                    "ConditionExpression": "attribute_not_exists(PK)",
-                }},
-                self._quota_increment(user_id, max_active),
-            ])
+            self._transact(
+                [
+                    {
+                        "Put": {
+                            "Item": {**keys.session_key(user_id, session["sessionId"]), "type": "session", **session},
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                    self._quota_increment(user_id, max_active),
+                ]
+            )
         except WriteConflict as exc:
             if exc.failed(1):
                 raise SessionLimitReached(
@@ -179,20 +190,24 @@ class DynamoStore:
             raise
 
     def _quota_increment(self, user_id: str, max_active: int) -> Item:
-        return {"Update": {
-            "Key": dict(keys.quota_key(user_id)),
-            "UpdateExpression": "SET activeSessions = if_not_exists(activeSessions, :zero) + :one",
-            "ConditionExpression": "attribute_not_exists(activeSessions) OR activeSessions < :max",
-            "ExpressionAttributeValues": {":zero": 0, ":one": 1, ":max": max_active},
-        }}
+        return {
+            "Update": {
+                "Key": dict(keys.quota_key(user_id)),
+                "UpdateExpression": "SET activeSessions = if_not_exists(activeSessions, :zero) + :one",
+                "ConditionExpression": "attribute_not_exists(activeSessions) OR activeSessions < :max",
+                "ExpressionAttributeValues": {":zero": 0, ":one": 1, ":max": max_active},
+            }
+        }
 
     def _quota_decrement(self, user_id: str) -> Item:
-        return {"Update": {
-            "Key": dict(keys.quota_key(user_id)),
-            "UpdateExpression": "SET activeSessions = activeSessions - :one",
-            "ConditionExpression": "activeSessions >= :one",
-            "ExpressionAttributeValues": {":one": 1},
-        }}
+        return {
+            "Update": {
+                "Key": dict(keys.quota_key(user_id)),
+                "UpdateExpression": "SET activeSessions = activeSessions - :one",
+                "ConditionExpression": "activeSessions >= :one",
+                "ExpressionAttributeValues": {":one": 1},
+            }
+        }
 
     def get_session(self, user_id: str, session_id: str) -> Item:
         item = self._get(keys.session_key(user_id, session_id))
@@ -226,30 +241,34 @@ class DynamoStore:
         if names:
             kwargs["ExpressionAttributeNames"] = names
         try:
-            return plain(self.client.update_item(**kwargs)["Attributes"])
+            updated: Item = plain(self.client.update_item(**kwargs)["Attributes"])
+            return updated
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise NotFound("Session not found.") from exc
             raise
 
-    def set_session_status(self, user_id: str, session_id: str, status: str, now: str,
-                           max_active: int) -> None:
+    def set_session_status(self, user_id: str, session_id: str, status: str, now: str, max_active: int) -> None:
         """Pause or resume. Invariant 4: the status flip and the counter move together, the
         flip conditioned on the old status (so two pauses cannot both decrement) and a resume
         on the counter staying below the limit."""
         old = "active" if status == "paused" else "paused"
         quota = self._quota_decrement(user_id) if status == "paused" else self._quota_increment(user_id, max_active)
         try:
-            self._transact([
-                {"Update": {
-                    "Key": dict(keys.session_key(user_id, session_id)),
-                    "UpdateExpression": "SET #status = :new, updatedAt = :now",
-                    "ConditionExpression": "#status = :old",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {":new": status, ":old": old, ":now": now},
-                }},
-                quota,
-            ])
+            self._transact(
+                [
+                    {
+                        "Update": {
+                            "Key": dict(keys.session_key(user_id, session_id)),
+                            "UpdateExpression": "SET #status = :new, updatedAt = :now",
+                            "ConditionExpression": "#status = :old",
+                            "ExpressionAttributeNames": {"#status": "status"},
+                            "ExpressionAttributeValues": {":new": status, ":old": old, ":now": now},
+                        }
+                    },
+                    quota,
+                ]
+            )
         except WriteConflict as exc:
             if status == "active" and exc.failed(1) and not exc.failed(0):
                 raise SessionLimitReached(
@@ -262,12 +281,16 @@ class DynamoStore:
         transaction (conditioned on the status read, so the slot is freed exactly once); then
         every chat and message of its partition is purged. Sends and chat writes are
         conditioned on the session item existing, so nothing new lands after the first step."""
-        ops: list[Item] = [{"Delete": {
-            "Key": dict(keys.session_key(user_id, session_id)),
-            "ConditionExpression": "#status = :status",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":status": status},
-        }}]
+        ops: list[Item] = [
+            {
+                "Delete": {
+                    "Key": dict(keys.session_key(user_id, session_id)),
+                    "ConditionExpression": "#status = :status",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {":status": status},
+                }
+            }
+        ]
         if status == "active":
             ops.append(self._quota_decrement(user_id))
         self._transact(ops)
@@ -290,13 +313,21 @@ class DynamoStore:
             raise NotFound("Chat not found.")
         return item
 
-    def list_chats(self, user_id: str, session_id: str, limit: int,
-                   after_sk: str | None) -> tuple[list[Item], str | None]:
-        return self._page(keys.session_partition(user_id, session_id), keys.CHAT_PREFIX, limit,
-                          after_sk, forward=True)
+    def list_chats(
+        self, user_id: str, session_id: str, limit: int, after_sk: str | None
+    ) -> tuple[list[Item], str | None]:
+        return self._page(keys.session_partition(user_id, session_id), keys.CHAT_PREFIX, limit, after_sk, forward=True)
 
-    def _session_switch(self, user_id: str, session_id: str, previous: str | None, new: str | None,
-                        now: str, chat_delta: int = 0, message_delta: int = 0) -> Item:
+    def _session_switch(
+        self,
+        user_id: str,
+        session_id: str,
+        previous: str | None,
+        new: str | None,
+        now: str,
+        chat_delta: int = 0,
+        message_delta: int = 0,
+    ) -> Item:
         """The session half of every active-chat change, conditioned on the active chat read."""
         values: Item = {":now": now, ":dc": chat_delta, ":dm": message_delta}
         update = "SET updatedAt = :now, chatCount = chatCount + :dc, messageCount = messageCount + :dm"
@@ -310,38 +341,43 @@ class DynamoStore:
         else:
             condition = "activeChatId = :prev"
             values[":prev"] = previous
-        return {"Update": {
-            "Key": dict(keys.session_key(user_id, session_id)),
-            "UpdateExpression": update,
-            "ConditionExpression": condition,
-            "ExpressionAttributeValues": values,
-        }}
+        return {
+            "Update": {
+                "Key": dict(keys.session_key(user_id, session_id)),
+                "UpdateExpression": update,
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": values,
+            }
+        }
 
     def _chat_flag(self, user_id: str, session_id: str, chat_id: str, active: bool, now: str) -> Item:
-        return {"Update": {
-            "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
-            "UpdateExpression": "SET active = :new, updatedAt = :now",
-            "ConditionExpression": "active = :old",
-            "ExpressionAttributeValues": {":new": active, ":old": not active, ":now": now},
-        }}
+        return {
+            "Update": {
+                "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
+                "UpdateExpression": "SET active = :new, updatedAt = :now",
+                "ConditionExpression": "active = :old",
+                "ExpressionAttributeValues": {":new": active, ":old": not active, ":now": now},
+            }
+        }
 
     def create_chat(self, user_id: str, session_id: str, chat: Item, previous: str | None) -> None:
         """Invariant 1: the new chat (active), the previous active chat (now inactive) and the
         session's ``activeChatId`` change in one transaction, conditioned on the active chat
         the caller read; a concurrent switch cancels it and the caller retries."""
         ops = [
-            {"Put": {
-                "Item": {**keys.chat_key(user_id, session_id, chat["chatId"]), "type": "chat", **chat},
-                "ConditionExpression": "attribute_not_exists(PK)",
-            }},
+            {
+                "Put": {
+                    "Item": {**keys.chat_key(user_id, session_id, chat["chatId"]), "type": "chat", **chat},
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
             self._session_switch(user_id, session_id, previous, chat["chatId"], chat["createdAt"], chat_delta=1),
         ]
         if previous is not None:
             ops.append(self._chat_flag(user_id, session_id, previous, False, chat["createdAt"]))
         self._transact(ops)
 
-    def activate_chat(self, user_id: str, session_id: str, chat_id: str, previous: str | None,
-                      now: str) -> None:
+    def activate_chat(self, user_id: str, session_id: str, chat_id: str, previous: str | None, now: str) -> None:
         """Invariant 1: flip the target on, the previous active chat off and the session's
         pointer, all conditioned on what was read, in one transaction."""
         ops = [
@@ -352,14 +388,13 @@ class DynamoStore:
             ops.append(self._chat_flag(user_id, session_id, previous, False, now))
         self._transact(ops)
 
-    def update_chat(self, user_id: str, session_id: str, chat_id: str, sets: Item,
-                    removes: list[str], now: str) -> Item:
+    def update_chat(
+        self, user_id: str, session_id: str, chat_id: str, sets: Item, removes: list[str], now: str
+    ) -> Item:
         names = {f"#f{i}": f for i, f in enumerate([*sets, *removes])}
         by_name = {v: k for k, v in names.items()}
         values: Item = {":now": now, **{f":v{i}": v for i, v in enumerate(sets.values())}}
-        expr = "SET updatedAt = :now" + "".join(
-            f", {by_name[f]} = :v{i}" for i, f in enumerate(sets)
-        )
+        expr = "SET updatedAt = :now" + "".join(f", {by_name[f]} = :v{i}" for i, f in enumerate(sets))
         if removes:
             expr += " REMOVE " + ", ".join(by_name[f] for f in removes)
         kwargs: Item = {
@@ -373,14 +408,14 @@ class DynamoStore:
         if names:
             kwargs["ExpressionAttributeNames"] = names
         try:
-            return plain(self.client.update_item(**kwargs)["Attributes"])
+            updated: Item = plain(self.client.update_item(**kwargs)["Attributes"])
+            return updated
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
                 raise NotFound("Chat not found.") from exc
             raise
 
-    def delete_chat(self, user_id: str, session_id: str, chat: Item, active_chat_id: str | None,
-                    now: str) -> int:
+    def delete_chat(self, user_id: str, session_id: str, chat: Item, active_chat_id: str | None, now: str) -> int:
         """Invariant 1 and 6: the chat leaves, and if it was the active one the session's
         pointer is cleared, in one transaction conditioned on what was read (including the
         chat's message count, so the session's count stays exact); then its messages are
@@ -388,51 +423,79 @@ class DynamoStore:
         chat_id = chat["chatId"]
         was_active = active_chat_id == chat_id
         session_op = self._session_switch(
-            user_id, session_id, active_chat_id, None if was_active else active_chat_id, now,
-            chat_delta=-1, message_delta=-int(chat["messageCount"]),
+            user_id,
+            session_id,
+            active_chat_id,
+            None if was_active else active_chat_id,
+            now,
+            chat_delta=-1,
+            message_delta=-int(chat["messageCount"]),
         )
-        self._transact([
-            {"Delete": {
-                "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
-                "ConditionExpression": "messageCount = :n",
-                "ExpressionAttributeValues": {":n": chat["messageCount"]},
-            }},
-            session_op,
-        ])
+        self._transact(
+            [
+                {
+                    "Delete": {
+                        "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
+                        "ConditionExpression": "messageCount = :n",
+                        "ExpressionAttributeValues": {":n": chat["messageCount"]},
+                    }
+                },
+                session_op,
+            ]
+        )
         return self._purge(keys.session_partition(user_id, session_id), keys.message_prefix(chat_id))
 
     # ----------------------------------------------------------------- messages
-    def append_user_message(self, user_id: str, session_id: str, chat_id: str, message: Item,
-                            previous_seq: int) -> None:
+    def append_user_message(
+        self, user_id: str, session_id: str, chat_id: str, message: Item, previous_seq: int
+    ) -> None:
         """Invariants 2 and 3: the message takes seq ``previous_seq + 1`` only if the chat's
         ``lastSeq`` is still ``previous_seq`` (no gap, no repeat), the chat is still the
         session's active chat and the session is active, all in one transaction."""
         seq = message["seq"]
-        self._transact([
-            {"Update": {
-                "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
-                "UpdateExpression": "SET lastSeq = :seq, lastUserSeq = :seq, updatedAt = :now,"
-                                    " messageCount = messageCount + :one",
-                "ConditionExpression": "lastSeq = :prev AND active = :true",
-                "ExpressionAttributeValues": {":seq": seq, ":prev": previous_seq, ":true": True,
-                                              ":now": message["createdAt"], ":one": 1},
-            }},
-            {"Put": {
-                "Item": {**keys.message_key(user_id, session_id, chat_id, seq), "type": "message", **message},
-                "ConditionExpression": "attribute_not_exists(PK)",
-            }},
-            {"Update": {
-                "Key": dict(keys.session_key(user_id, session_id)),
-                "UpdateExpression": "SET updatedAt = :now, messageCount = messageCount + :one",
-                "ConditionExpression": "#status = :active AND activeChatId = :chat",
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {":now": message["createdAt"], ":one": 1,
-                                              ":active": "active", ":chat": chat_id},
-            }},
-        ])
+        self._transact(
+            [
+                {
+                    "Update": {
+                        "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
+                        "UpdateExpression": "SET lastSeq = :seq, lastUserSeq = :seq, updatedAt = :now,"
+                        " messageCount = messageCount + :one",
+                        "ConditionExpression": "lastSeq = :prev AND active = :true",
+                        "ExpressionAttributeValues": {
+                            ":seq": seq,
+                            ":prev": previous_seq,
+                            ":true": True,
+                            ":now": message["createdAt"],
+                            ":one": 1,
+                        },
+                    }
+                },
+                {
+                    "Put": {
+                        "Item": {**keys.message_key(user_id, session_id, chat_id, seq), "type": "message", **message},
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                },
+                {
+                    "Update": {
+                        "Key": dict(keys.session_key(user_id, session_id)),
+                        "UpdateExpression": "SET updatedAt = :now, messageCount = messageCount + :one",
+                        "ConditionExpression": "#status = :active AND activeChatId = :chat",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":now": message["createdAt"],
+                            ":one": 1,
+                            ":active": "active",
+                            ":chat": chat_id,
+                        },
+                    }
+                },
+            ]
+        )
 
-    def append_assistant_message(self, user_id: str, session_id: str, chat_id: str, message: Item,
-                                 previous_seq: int, reply_to_seq: int) -> None:
+    def append_assistant_message(
+        self, user_id: str, session_id: str, chat_id: str, message: Item, previous_seq: int, reply_to_seq: int
+    ) -> None:
         """Invariant 3 for replies: same seq condition as a user message. The reply, the user
         message becoming ``complete`` and the usage added to chat and session totals commit
         together, or not at all."""
@@ -440,38 +503,55 @@ class DynamoStore:
         usage_values = {f":{f}": message[f] for f in USAGE_FIELDS}
         usage_expr = ", ".join(f"{f} = {f} + :{f}" for f in USAGE_FIELDS)
         now = message["createdAt"]
-        self._transact([
-            {"Update": {
-                "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
-                "UpdateExpression": f"SET lastSeq = :seq, updatedAt = :now, messageCount = messageCount + :one, {usage_expr}",
-                "ConditionExpression": "lastSeq = :prev",
-                "ExpressionAttributeValues": {":seq": seq, ":prev": previous_seq, ":now": now,
-                                              ":one": 1, **usage_values},
-            }},
-            {"Put": {
-                "Item": {**keys.message_key(user_id, session_id, chat_id, seq), "type": "message", **message},
-                "ConditionExpression": "attribute_not_exists(PK)",
-            }},
-            {"Update": {
-                "Key": dict(keys.message_key(user_id, session_id, chat_id, reply_to_seq)),
-                "UpdateExpression": "SET #status = :complete",
-                "ConditionExpression": "attribute_exists(PK)",
-                "ExpressionAttributeNames": {"#status": "status"},
-                "ExpressionAttributeValues": {":complete": "complete"},
-            }},
-            {"Update": {
-                "Key": dict(keys.session_key(user_id, session_id)),
-                "UpdateExpression": f"SET updatedAt = :now, messageCount = messageCount + :one, {usage_expr}",
-                "ConditionExpression": "attribute_exists(PK)",
-                "ExpressionAttributeValues": {":now": now, ":one": 1, **usage_values},
-            }},
-        ])
+        self._transact(
+            [
+                {
+                    "Update": {
+                        "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
+                        "UpdateExpression": "SET lastSeq = :seq, updatedAt = :now, messageCount = messageCount + :one, "
+                        + usage_expr,
+                        "ConditionExpression": "lastSeq = :prev",
+                        "ExpressionAttributeValues": {
+                            ":seq": seq,
+                            ":prev": previous_seq,
+                            ":now": now,
+                            ":one": 1,
+                            **usage_values,
+                        },
+                    }
+                },
+                {
+                    "Put": {
+                        "Item": {**keys.message_key(user_id, session_id, chat_id, seq), "type": "message", **message},
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                },
+                {
+                    "Update": {
+                        "Key": dict(keys.message_key(user_id, session_id, chat_id, reply_to_seq)),
+                        "UpdateExpression": "SET #status = :complete",
+                        "ConditionExpression": "attribute_exists(PK)",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {":complete": "complete"},
+                    }
+                },
+                {
+                    "Update": {
+                        "Key": dict(keys.session_key(user_id, session_id)),
+                        "UpdateExpression": f"SET updatedAt = :now, messageCount = messageCount + :one, {usage_expr}",
+                        "ConditionExpression": "attribute_exists(PK)",
+                        "ExpressionAttributeValues": {":now": now, ":one": 1, **usage_values},
+                    }
+                },
+            ]
+        )
 
     def get_message(self, user_id: str, session_id: str, chat_id: str, seq: int) -> Item | None:
         return self._get(keys.message_key(user_id, session_id, chat_id, seq))
 
-    def context_window(self, user_id: str, session_id: str, chat_id: str, up_to_seq: int,
-                       max_messages: int) -> list[Item]:
+    def context_window(
+        self, user_id: str, session_id: str, chat_id: str, up_to_seq: int, max_messages: int
+    ) -> list[Item]:
         """The newest ``max_messages`` messages up to ``up_to_seq``, newest first: one bounded
         query, whatever the length of the chat."""
         resp = self.client.query(
@@ -490,10 +570,12 @@ class DynamoStore:
         )
         return [plain(i) for i in resp.get("Items", [])]
 
-    def list_messages(self, user_id: str, session_id: str, chat_id: str, limit: int,
-                      after_sk: str | None, forward: bool) -> tuple[list[Item], str | None]:
-        return self._page(keys.session_partition(user_id, session_id), keys.message_prefix(chat_id),
-                          limit, after_sk, forward)
+    def list_messages(
+        self, user_id: str, session_id: str, chat_id: str, limit: int, after_sk: str | None, forward: bool
+    ) -> tuple[list[Item], str | None]:
+        return self._page(
+            keys.session_partition(user_id, session_id), keys.message_prefix(chat_id), limit, after_sk, forward
+        )
 
     def iter_chat_messages(self, user_id: str, session_id: str, chat_id: str) -> Iterator[Item]:
         after: str | None = None
@@ -516,8 +598,9 @@ def dynamodb_client() -> Any:
     resource = boto3.resource(
         "dynamodb",
         endpoint_url=settings.dynamodb_endpoint,
-        config=Config(retries={"mode": "standard", "max_attempts": 3},
-                      connect_timeout=2, read_timeout=5, tcp_keepalive=True),
+        config=Config(
+            retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5, tcp_keepalive=True
+        ),
     )
     return resource.meta.client
 
@@ -535,6 +618,7 @@ def plain_dynamodb_client() -> Any:
     return boto3.client(
         "dynamodb",
         endpoint_url=settings.dynamodb_endpoint,
-        config=Config(retries={"mode": "standard", "max_attempts": 3},
-                      connect_timeout=2, read_timeout=5, tcp_keepalive=True),
+        config=Config(
+            retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5, tcp_keepalive=True
+        ),
     )

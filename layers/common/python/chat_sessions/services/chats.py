@@ -19,9 +19,16 @@ def create_chat(store: DynamoStore, user_id: str, session_id: str, request: Crea
         session = store.get_session(user_id, session_id)
         now = utc_now()
         item = {
-            "chatId": chat_id, "sessionId": session_id, "name": request.name,
-            "model": request.model or get_settings().default_model, "active": True,
-            "messageCount": 0, "lastSeq": 0, "lastUserSeq": 0, "createdAt": now, "updatedAt": now,
+            "chatId": chat_id,
+            "sessionId": session_id,
+            "name": request.name,
+            "model": request.model or get_settings().default_model,
+            "active": True,
+            "messageCount": 0,
+            "lastSeq": 0,
+            "lastUserSeq": 0,
+            "createdAt": now,
+            "updatedAt": now,
             **new_usage(),
         }
         if request.system_prompt is not None:
@@ -32,8 +39,7 @@ def create_chat(store: DynamoStore, user_id: str, session_id: str, request: Crea
     return optimistic(attempt)
 
 
-def list_chats(store: DynamoStore, user_id: str, session_id: str, limit: int,
-               cursor: str | None) -> ChatPage:
+def list_chats(store: DynamoStore, user_id: str, session_id: str, limit: int, cursor: str | None) -> ChatPage:
     scope = {"partition": keys.session_partition(user_id, session_id), "listing": "chats"}
     after = cursors.decode(cursor, prefix=keys.CHAT_PREFIX, **scope)
     store.get_session(user_id, session_id)
@@ -45,8 +51,7 @@ def get_chat(store: DynamoStore, user_id: str, session_id: str, chat_id: str) ->
     return chat_view(store.get_chat(user_id, session_id, chat_id))
 
 
-def update_chat(store: DynamoStore, user_id: str, session_id: str, chat_id: str,
-                request: UpdateChatRequest) -> Chat:
+def update_chat(store: DynamoStore, user_id: str, session_id: str, chat_id: str, request: UpdateChatRequest) -> Chat:
     changes = request.model_dump(exclude_unset=True, by_alias=True)
     removes = [field for field, value in changes.items() if value is None]
     sets = {field: value for field, value in changes.items() if value is not None}

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from chat_sessions.clock import utc_now
 from chat_sessions.config import get_settings
 from chat_sessions.context_window import build_window, estimate_tokens
@@ -21,8 +23,6 @@ from chat_sessions.observability import metrics
 from chat_sessions.services.retry import optimistic
 from chat_sessions.store import DynamoStore, Item, WriteConflict
 from chat_sessions.views import message_view
-
-from aws_lambda_powertools.metrics import MetricUnit
 
 
 def _check_sendable(session: Item, chat: Item) -> None:
@@ -44,21 +44,28 @@ def _load(store: DynamoStore, user_id: str, session_id: str, chat_id: str | None
     return store.get_session_and_chat(user_id, session_id, chat_id)
 
 
-def _reply(store: DynamoStore, model: ChatModel, user_id: str, chat: Item, user_message: Item,
-           last_seq_hint: int) -> Item:
+def _reply(
+    store: DynamoStore, model: ChatModel, user_id: str, chat: Item, user_message: Item, last_seq_hint: int
+) -> Item:
     settings = get_settings()
     session_id, chat_id = chat["sessionId"], chat["chatId"]
-    history = store.context_window(user_id, session_id, chat_id, user_message["seq"],
-                                   settings.context_max_messages)
+    history = store.context_window(user_id, session_id, chat_id, user_message["seq"], settings.context_max_messages)
     window = build_window(chat.get("systemPrompt"), history, settings.context_token_budget)
     completion: Completion = model.complete(chat["model"], window)
     metrics.add_metric(name="ModelTokens", unit=MetricUnit.Count, value=completion.total_tokens)
 
     reply: Item = {
-        "messageId": new_id(), "chatId": chat_id, "sessionId": session_id, "role": "assistant",
-        "content": completion.content, "status": "complete", "model": completion.model,
-        "promptTokens": completion.prompt_tokens, "completionTokens": completion.completion_tokens,
-        "totalTokens": completion.total_tokens, "tokens": estimate_tokens(completion.content),
+        "messageId": new_id(),
+        "chatId": chat_id,
+        "sessionId": session_id,
+        "role": "assistant",
+        "content": completion.content,
+        "status": "complete",
+        "model": completion.model,
+        "promptTokens": completion.prompt_tokens,
+        "completionTokens": completion.completion_tokens,
+        "totalTokens": completion.total_tokens,
+        "tokens": estimate_tokens(completion.content),
         "replyToSeq": user_message["seq"],
     }
     previous = last_seq_hint
@@ -68,8 +75,7 @@ def _reply(store: DynamoStore, model: ChatModel, user_id: str, chat: Item, user_
         now = utc_now()
         candidate = {**reply, "seq": previous + 1, "createdAt": now}
         try:
-            store.append_assistant_message(user_id, session_id, chat_id, candidate, previous,
-                                           user_message["seq"])
+            store.append_assistant_message(user_id, session_id, chat_id, candidate, previous, user_message["seq"])
         except WriteConflict:
             previous = int(store.get_chat(user_id, session_id, chat_id)["lastSeq"])
             raise
@@ -78,8 +84,9 @@ def _reply(store: DynamoStore, model: ChatModel, user_id: str, chat: Item, user_
     return optimistic(attempt)
 
 
-def send_message(store: DynamoStore, model: ChatModel, user_id: str, session_id: str,
-                 chat_id: str | None, content: str) -> Exchange:
+def send_message(
+    store: DynamoStore, model: ChatModel, user_id: str, session_id: str, chat_id: str | None, content: str
+) -> Exchange:
     """Store the user's message in the active chat, then answer it.
 
     ``chat_id`` None sends to the session's active chat."""
@@ -90,21 +97,27 @@ def send_message(store: DynamoStore, model: ChatModel, user_id: str, session_id:
         _check_sendable(session, chat)
         now = utc_now()
         message = {
-            "messageId": message_id, "chatId": chat["chatId"], "sessionId": session_id,
-            "seq": int(chat["lastSeq"]) + 1, "role": "user", "content": content,
-            "status": "unanswered", "tokens": estimate_tokens(content), "createdAt": now,
+            "messageId": message_id,
+            "chatId": chat["chatId"],
+            "sessionId": session_id,
+            "seq": int(chat["lastSeq"]) + 1,
+            "role": "user",
+            "content": content,
+            "status": "unanswered",
+            "tokens": estimate_tokens(content),
+            "createdAt": now,
         }
         store.append_user_message(user_id, session_id, chat["chatId"], message, int(chat["lastSeq"]))
         return chat, message
 
     chat, user_message = optimistic(store_user_message)
     reply = _reply(store, model, user_id, chat, user_message, user_message["seq"])
-    return Exchange(user_message=message_view({**user_message, "status": "complete"}),
-                    assistant_message=message_view(reply))
+    return Exchange(
+        user_message=message_view({**user_message, "status": "complete"}), assistant_message=message_view(reply)
+    )
 
 
-def regenerate(store: DynamoStore, model: ChatModel, user_id: str, session_id: str,
-               chat_id: str) -> Exchange:
+def regenerate(store: DynamoStore, model: ChatModel, user_id: str, session_id: str, chat_id: str) -> Exchange:
     """A new reply to the chat's last user message; earlier replies stay."""
     session, chat = _load(store, user_id, session_id, chat_id)
     _check_sendable(session, chat)
@@ -115,5 +128,6 @@ def regenerate(store: DynamoStore, model: ChatModel, user_id: str, session_id: s
     if user_message is None:
         raise NothingToRegenerate("The chat has no user message to answer.")
     reply = _reply(store, model, user_id, chat, user_message, int(chat["lastSeq"]))
-    return Exchange(user_message=message_view({**user_message, "status": "complete"}),
-                    assistant_message=message_view(reply))
+    return Exchange(
+        user_message=message_view({**user_message, "status": "complete"}), assistant_message=message_view(reply)
+    )

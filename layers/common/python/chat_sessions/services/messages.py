@@ -10,8 +10,15 @@ from chat_sessions.store import DynamoStore
 from chat_sessions.views import message_view
 
 
-def list_messages(store: DynamoStore, user_id: str, session_id: str, chat_id: str, limit: int,
-                  cursor: str | None, order: Literal["asc", "desc"]) -> MessagePage:
+def list_messages(
+    store: DynamoStore,
+    user_id: str,
+    session_id: str,
+    chat_id: str,
+    limit: int,
+    cursor: str | None,
+    order: Literal["asc", "desc"],
+) -> MessagePage:
     scope = {"partition": keys.session_partition(user_id, session_id), "listing": f"messages:{chat_id}:{order}"}
     after = cursors.decode(cursor, prefix=keys.message_prefix(chat_id), **scope)
     store.get_chat(user_id, session_id, chat_id)

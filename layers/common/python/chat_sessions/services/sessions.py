@@ -15,9 +15,15 @@ from chat_sessions.views import session_view
 def create_session(store: DynamoStore, user_id: str, request: CreateSessionRequest) -> Session:
     now = utc_now()
     item = {
-        "sessionId": new_id(), "name": request.name, "status": "active", "chatCount": 0,
-        "messageCount": 0, "metadata": request.metadata or {}, "createdAt": now,
-        "updatedAt": now, **new_usage(),
+        "sessionId": new_id(),
+        "name": request.name,
+        "status": "active",
+        "chatCount": 0,
+        "messageCount": 0,
+        "metadata": request.metadata or {},
+        "createdAt": now,
+        "updatedAt": now,
+        **new_usage(),
     }
     store.create_session(user_id, item, get_settings().max_active_sessions)
     return session_view(item)
@@ -34,8 +40,7 @@ def get_session(store: DynamoStore, user_id: str, session_id: str) -> Session:
     return session_view(store.get_session(user_id, session_id))
 
 
-def update_session(store: DynamoStore, user_id: str, session_id: str,
-                   request: UpdateSessionRequest) -> Session:
+def update_session(store: DynamoStore, user_id: str, session_id: str, request: UpdateSessionRequest) -> Session:
     changes = request.model_dump(exclude_unset=True)
     return session_view(store.update_session(user_id, session_id, changes, utc_now()))
 
