@@ -29,7 +29,9 @@ os.environ.update(
 for name in ("DYNAMODB_ENDPOINT", "OPENAI_BASE_URL", "OPENAI_API_KEY_PARAMETER"):
     os.environ.pop(name, None)
 
+from tests.servers import dynamodb_server  # noqa: E402
 from tests.support import reset_caches  # noqa: E402
+from tests.upstream import Upstream, upstream  # noqa: E402
 
 
 @pytest.fixture
@@ -45,4 +47,41 @@ def table() -> Iterator[str]:
 
         ensure_table(boto3.client("dynamodb"), os.environ["TABLE_NAME"])
         yield os.environ["TABLE_NAME"]
+    reset_caches()
+
+
+@pytest.fixture
+def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
+    """A scripted OpenAI-compatible upstream, with the service pointed at it."""
+    with upstream() as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("MODEL_TIMEOUT_SECONDS", "2")
+        monkeypatch.setenv("MODEL_MAX_RETRIES", "0")
+        reset_caches()
+        yield server
+    reset_caches()
+
+
+@pytest.fixture(scope="session")
+def dynamodb_endpoint() -> Iterator[str]:
+    """One moto DynamoDB server (a child process on 127.0.0.1) for the whole run."""
+    with dynamodb_server() as url:
+        yield url
+
+
+@pytest.fixture
+def server_table(dynamodb_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh table on the moto server, created from template.yaml, the service pointed at it."""
+    import uuid
+
+    import boto3
+
+    from local_stack.template import ensure_table
+
+    name = f"chat-sessions-{uuid.uuid4().hex[:12]}"
+    monkeypatch.setenv("DYNAMODB_ENDPOINT", dynamodb_endpoint)
+    monkeypatch.setenv("TABLE_NAME", name)
+    ensure_table(boto3.client("dynamodb", endpoint_url=dynamodb_endpoint), name)
+    reset_caches()
+    yield name
     reset_caches()
