@@ -18,7 +18,7 @@ help:
 	@echo "make bench      run the cost benchmark (writes benchmarks/results.md)"
 	@echo "make build      sam build (needs python3.12 on PATH)"
 
-$(BIN)/.installed: requirements-dev.txt constraints.txt layers/common/requirements.txt
+$(BIN)/.installed: requirements-dev.txt constraints.txt layers/common/python/requirements.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip

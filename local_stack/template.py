@@ -74,13 +74,18 @@ def routes(template: dict[str, Any] | None = None) -> list[Route]:
 
 
 def layer_dirs(template: dict[str, Any] | None = None) -> list[Path]:
-    """Where each layer's Python code lives (``<ContentUri>/python``, as Lambda mounts it)."""
+    """Where each layer's Python code lives, as Lambda will see it under ``/opt/python``: a layer
+    that ``sam build`` builds (``BuildMethod: python3.x``) has its ContentUri copied there; a
+    prebuilt one is zipped as is, so its code sits in ``<ContentUri>/python``."""
     template = template or load()
-    return [
-        ROOT / res["Properties"]["ContentUri"] / "python"
-        for res in template["Resources"].values()
-        if res["Type"] == "AWS::Serverless::LayerVersion"
-    ]
+    dirs = []
+    for res in template["Resources"].values():
+        if res["Type"] != "AWS::Serverless::LayerVersion":
+            continue
+        content = ROOT / res["Properties"]["ContentUri"]
+        built = str(res.get("Metadata", {}).get("BuildMethod", "")).startswith("python")
+        dirs.append(content if built else content / "python")
+    return dirs
 
 
 def table_definition(template: dict[str, Any] | None = None) -> dict[str, Any]:

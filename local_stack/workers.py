@@ -1,0 +1,80 @@
+"""Lambda-like execution for the local stack: each invocation runs in a worker process that
+serves one request at a time, as a Lambda execution environment does.
+
+Why processes and not threads: Powertools' resolver keeps the current event in a class
+attribute (``BaseRouter.current_event``), which is safe in Lambda (one request per container)
+but not across threads of one process. Worker processes keep that guarantee while concurrent
+requests still race against DynamoDB the way concurrent Lambda invocations do.
+"""
+
+from __future__ import annotations
+
+import importlib
+import multiprocessing
+import os
+import sys
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_CONCURRENCY = 8
+
+
+@dataclass
+class LambdaContext:
+    """The attributes of the Lambda context object that handlers and Powertools use."""
+
+    function_name: str
+    aws_request_id: str
+    deadline: float
+    memory_limit_in_mb: int = 512
+    function_version: str = "$LATEST"
+
+    @property
+    def invoked_function_arn(self) -> str:
+        return f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
+
+    @property
+    def log_group_name(self) -> str:
+        return f"/aws/lambda/{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self.deadline - time.time()) * 1000))
+
+
+def _init_worker(paths: list[str]) -> None:
+    for path in reversed(paths):
+        if path not in sys.path:
+            sys.path.insert(0, path)
+
+
+def _invoke(module: str, handler: str, function_name: str, timeout_s: float, event: dict[str, Any]) -> Any:
+    """Runs inside a worker process: import the handler module once, call it."""
+    function = getattr(importlib.import_module(module), handler)
+    context = LambdaContext(
+        function_name=function_name, aws_request_id=str(uuid.uuid4()), deadline=time.time() + timeout_s
+    )
+    return function(event, context)
+
+
+class WorkerPool:
+    """A fixed maximum of worker processes; each runs one invocation at a time."""
+
+    def __init__(self, import_paths: list[str], concurrency: int | None = None) -> None:
+        size = concurrency or int(os.environ.get("LOCAL_CONCURRENCY", DEFAULT_CONCURRENCY))
+        self._pool = ProcessPoolExecutor(
+            max_workers=size,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_init_worker,
+            initargs=(import_paths,),
+        )
+
+    def invoke(self, module: str, handler: str, function_name: str, timeout_s: float, event: dict[str, Any]) -> Any:
+        """Run one invocation; raises TimeoutError past the function's timeout."""
+        future = self._pool.submit(_invoke, module, handler, function_name, timeout_s, event)
+        return future.result(timeout=timeout_s + 30)  # + time to start a cold worker
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
