@@ -34,6 +34,7 @@ class Upstream(ThreadingHTTPServer):
         self.script: list[Reply] = []
         self.default = Reply()
         self.received: list[dict[str, Any]] = []
+        self.authorizations: list[str] = []
         self.lock = threading.Lock()
 
     @property
@@ -45,9 +46,10 @@ class Upstream(ThreadingHTTPServer):
         with self.lock:
             return len(self.received)
 
-    def next_reply(self, request: dict[str, Any]) -> Reply:
+    def next_reply(self, request: dict[str, Any], authorization: str) -> Reply:
         with self.lock:
             self.received.append(request)
+            self.authorizations.append(authorization)
             return self.script.pop(0) if self.script else self.default
 
 
@@ -60,7 +62,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
         request = json.loads(self.rfile.read(length) or b"{}")
-        reply = self.server.next_reply(request)
+        reply = self.server.next_reply(request, self.headers.get("Authorization", ""))
         if reply.delay:
             time.sleep(reply.delay)  # the upstream being slow is what is under test
         if reply.status == 200:
