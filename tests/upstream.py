@@ -56,7 +56,7 @@ class Upstream(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server: Upstream
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def do_POST(self) -> None:

@@ -75,9 +75,7 @@ def test_seq_has_no_gap_and_no_repeat_under_concurrent_sends(server_table: str, 
     chat = chats.create_chat(store, "alice", sid, CreateChatRequest(name="busy")).chat_id
     llm = get_chat_model()
 
-    results = race(
-        THREADS, lambda i: conversation.send_message(store, llm, "alice", sid, chat, f"message {i}")
-    )
+    results = race(THREADS, lambda i: conversation.send_message(store, llm, "alice", sid, chat, f"message {i}"))
     failures = [r for r in results if isinstance(r, ServiceError)]
     assert failures == []
 
@@ -137,8 +135,10 @@ def test_concurrent_repeats_of_one_idempotency_key_run_once(server_table: str, m
             "POST /sessions/{sessionId}/chats/{chatId}/messages",
             "same-key",
             request,
-            lambda: {"status": 201, "body": conversation.send_message(store, llm, "alice", sid, chat, "once")
-                     .model_dump(mode="json")},
+            lambda: {
+                "status": 201,
+                "body": conversation.send_message(store, llm, "alice", sid, chat, "once").model_dump(mode="json"),
+            },
         )
 
     results = race(10, work)

@@ -13,7 +13,15 @@ from tests.support import invoke, table_items
 MODULES = sorted({r.module for r in routes()})
 BODY_MODULES = ["create_session", "update_session", "create_chat", "update_chat", "send_message", "send_to_active_chat"]
 SESSION_MODULES = [m for m in MODULES if m not in ("create_session", "list_sessions")]
-CHAT_MODULES = ["get_chat", "update_chat", "activate_chat", "delete_chat", "send_message", "regenerate", "list_messages"]
+CHAT_MODULES = [
+    "get_chat",
+    "update_chat",
+    "activate_chat",
+    "delete_chat",
+    "send_message",
+    "regenerate",
+    "list_messages",
+]
 VALID_BODY: dict[str, dict[str, Any]] = {
     "create_session": {"name": "n"},
     "update_session": {"name": "n"},
@@ -46,7 +54,13 @@ WRONG_BODIES: dict[str, list[Any]] = {
         {"model": "m"},
     ],
     "update_chat": [{"model": None}, {"name": 1}, {"systemPrompt": ""}, {"active": True}],
-    "send_message": [{}, {"content": ""}, {"content": "x" * 32_001}, {"content": 1}, {"content": "x", "role": "system"}],
+    "send_message": [
+        {},
+        {"content": ""},
+        {"content": "x" * 32_001},
+        {"content": 1},
+        {"content": "x", "role": "system"},
+    ],
     "send_to_active_chat": [{"content": None}, {"content": ["x"]}, {"text": "x"}],
 }
 RAW_BODIES = ["{not json", "[]", "null", '"text"', "", "123", '{"name": "a",}']

@@ -14,8 +14,14 @@ def history(n: int, size: int = 400) -> list[dict[str, Any]]:
     out = []
     for seq in range(n, 0, -1):
         content = f"{seq:05d}" + "x" * (size - 5)
-        out.append({"seq": seq, "role": "user" if seq % 2 else "assistant", "content": content,
-                    "tokens": estimate_tokens(content)})
+        out.append(
+            {
+                "seq": seq,
+                "role": "user" if seq % 2 else "assistant",
+                "content": content,
+                "tokens": estimate_tokens(content),
+            }
+        )
     return out
 
 

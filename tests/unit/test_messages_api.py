@@ -33,7 +33,12 @@ def test_send_stores_both_messages_and_usage(table: str, model: Upstream) -> Non
     assert sent.status == 201
     user, reply = sent.body["userMessage"], sent.body["assistantMessage"]
     assert (user["seq"], user["role"], user["status"], user["usage"]) == (1, "user", "complete", None)
-    assert (reply["seq"], reply["role"], reply["content"], reply["model"]) == (2, "assistant", "hello back", "test-model")
+    assert (reply["seq"], reply["role"], reply["content"], reply["model"]) == (
+        2,
+        "assistant",
+        "hello back",
+        "test-model",
+    )
     assert reply["usage"] == {"promptTokens": 30, "completionTokens": 5, "totalTokens": 35}
     assert messages(sid, chat) == [user, reply]
 
