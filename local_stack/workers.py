@@ -12,7 +12,9 @@ from __future__ import annotations
 import importlib
 import multiprocessing
 import os
+import signal
 import sys
+import threading
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor
@@ -44,17 +46,33 @@ class LambdaContext:
         return max(0, int((self.deadline - time.time()) * 1000))
 
 
-def _init_worker(paths: list[str]) -> None:
+def _exit_with(parent: int) -> None:
+    """A worker outlives nothing: when the gateway dies (even by SIGKILL), its workers go too."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
+def _init_worker(paths: list[str], parent: int) -> None:
+    # Ctrl-C reaches the whole process group; the gateway stops its workers itself, so a worker
+    # ignores SIGINT instead of printing a KeyboardInterrupt traceback mid-invocation.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
     for path in reversed(paths):
         if path not in sys.path:
             sys.path.insert(0, path)
 
 
-def _invoke(module: str, handler: str, function_name: str, timeout_s: float, event: dict[str, Any]) -> Any:
+def _invoke(
+    module: str, handler: str, function_name: str, timeout_s: float, event: dict[str, Any], memory_mb: int = 512
+) -> Any:
     """Runs inside a worker process: import the handler module once, call it."""
     function = getattr(importlib.import_module(module), handler)
     context = LambdaContext(
-        function_name=function_name, aws_request_id=str(uuid.uuid4()), deadline=time.time() + timeout_s
+        function_name=function_name,
+        aws_request_id=str(uuid.uuid4()),
+        deadline=time.time() + timeout_s,
+        memory_limit_in_mb=memory_mb,
     )
     return function(event, context)
 
@@ -68,13 +86,30 @@ class WorkerPool:
             max_workers=size,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_init_worker,
-            initargs=(import_paths,),
+            initargs=(import_paths, os.getpid()),
         )
 
-    def invoke(self, module: str, handler: str, function_name: str, timeout_s: float, event: dict[str, Any]) -> Any:
+    def invoke(
+        self,
+        module: str,
+        handler: str,
+        function_name: str,
+        timeout_s: float,
+        event: dict[str, Any],
+        memory_mb: int = 512,
+    ) -> Any:
         """Run one invocation; raises TimeoutError past the function's timeout."""
-        future = self._pool.submit(_invoke, module, handler, function_name, timeout_s, event)
+        future = self._pool.submit(_invoke, module, handler, function_name, timeout_s, event, memory_mb)
         return future.result(timeout=timeout_s + 30)  # + time to start a cold worker
 
-    def shutdown(self) -> None:
+    def shutdown(self, grace_s: float = 5.0) -> None:
+        """Stop taking work, give running invocations ``grace_s`` to finish, then end the workers."""
+        processes: list[Any] = list((getattr(self._pool, "_processes", None) or {}).values())
         self._pool.shutdown(wait=False, cancel_futures=True)
+        deadline = time.monotonic() + grace_s
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+        for process in processes:
+            if process.is_alive():
+                process.terminate()
+                process.join(1)
