@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 SAM_VENV := .venv-sam
 PORT ?= 3000
-USER ?= alice
+# `make token USER=bob` picks the user; the login shell's USER does not.
+ifneq ($(origin USER),command line)
+USER := alice
+endif
 export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)/functions:$(CURDIR)
 
 .PHONY: help venv run token chat test lint typecheck unit integration template openapi bench build clean

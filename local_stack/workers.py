@@ -17,7 +17,8 @@ import sys
 import threading
 import time
 import uuid
-from concurrent.futures import ProcessPoolExecutor
+import warnings
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +34,8 @@ class LambdaContext:
     deadline: float
     memory_limit_in_mb: int = 512
     function_version: str = "$LATEST"
+    identity: Any = None
+    client_context: Any = None
 
     @property
     def invoked_function_arn(self) -> str:
@@ -41,6 +44,10 @@ class LambdaContext:
     @property
     def log_group_name(self) -> str:
         return f"/aws/lambda/{self.function_name}"
+
+    @property
+    def log_stream_name(self) -> str:
+        return f"local/[{self.function_version}]{os.getpid()}"
 
     def get_remaining_time_in_millis(self) -> int:
         return max(0, int((self.deadline - time.time()) * 1000))
@@ -57,6 +64,8 @@ def _init_worker(paths: list[str], parent: int) -> None:
     # Ctrl-C reaches the whole process group; the gateway stops its workers itself, so a worker
     # ignores SIGINT instead of printing a KeyboardInterrupt traceback mid-invocation.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Powertools warns on every invocation that publishes no metrics (metrics are off locally).
+    warnings.filterwarnings("ignore", "No application metrics to publish", UserWarning)
     threading.Thread(target=_exit_with, args=(parent,), name="parent-watch", daemon=True).start()
     for path in reversed(paths):
         if path not in sys.path:
@@ -88,6 +97,8 @@ class WorkerPool:
             initializer=_init_worker,
             initargs=(import_paths, os.getpid()),
         )
+        self._lock = threading.Lock()
+        self._running: set[Future[Any]] = set()
 
     def invoke(
         self,
@@ -100,16 +111,25 @@ class WorkerPool:
     ) -> Any:
         """Run one invocation; raises TimeoutError past the function's timeout."""
         future = self._pool.submit(_invoke, module, handler, function_name, timeout_s, event, memory_mb)
-        return future.result(timeout=timeout_s + 30)  # + time to start a cold worker
+        with self._lock:
+            self._running.add(future)
+        try:
+            return future.result(timeout=timeout_s + 30)  # + time to start a cold worker
+        finally:
+            with self._lock:
+                self._running.discard(future)
 
     def shutdown(self, grace_s: float = 5.0) -> None:
-        """Stop taking work, give running invocations ``grace_s`` to finish, then end the workers."""
+        """Stop taking work, give running invocations ``grace_s`` to finish, then end the workers
+        (an idle worker holds no state, so ending it loses nothing; waiting for each to unload
+        its modules would only slow the stop down)."""
         processes: list[Any] = list((getattr(self._pool, "_processes", None) or {}).values())
         self._pool.shutdown(wait=False, cancel_futures=True)
-        deadline = time.monotonic() + grace_s
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
+        with self._lock:
+            running = list(self._running)
+        wait(running, timeout=grace_s)
         for process in processes:
             if process.is_alive():
                 process.terminate()
-                process.join(1)
+        for process in processes:
+            process.join(2)

@@ -59,6 +59,7 @@ def invoke(
     query: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
     keep_example_key: bool = False,
+    base64_body: bool = False,
 ) -> Result:
     """Call ``functions/<module>.py`` with its events/ payload, overriding what the test names."""
     event = copy.deepcopy(load_event(module))
@@ -85,6 +86,7 @@ def invoke(
     event["headers"].update({k.lower(): v for k, v in (headers or {}).items()})
     if raw_body is not None:
         event["body"] = raw_body
+        event["isBase64Encoded"] = base64_body
     elif body is not None:
         event["body"] = json.dumps(body)
     if query is not None:

@@ -181,3 +181,18 @@ def test_sending_to_an_inactive_chat(world: dict[str, str]) -> None:
     result = call("regenerate", world, chat=world["inactive"])
     assert result.status == 409 and result.body["error"]["code"] == "chat_not_active"
     assert unchanged(world, before)
+
+
+@pytest.mark.parametrize("module", BODY_MODULES)
+def test_body_that_is_not_utf8(module: str, world: dict[str, str]) -> None:
+    import base64
+
+    from tests.support import load_event
+
+    before = table_items(world["table"])
+    event_headers = load_event(module)["headers"]
+    assert event_headers.get("content-type", "application/json") == "application/json"
+    result = call(module, world, raw_body=base64.b64encode(b"\xff\xfe\x00{").decode(), base64_body=True)
+    assert result.status == 400, result
+    assert result.body["error"]["code"] == "validation_error"
+    assert unchanged(world, before)

@@ -128,6 +128,10 @@ def _register_error_handlers(app: APIGatewayHttpResolver) -> None:
         ]
         return error_response(400, "validation_error", "The request is not valid.", details)
 
+    @app.exception_handler(UnicodeDecodeError)
+    def undecodable_body(exc: UnicodeDecodeError) -> Response[Any]:
+        return error_response(400, "validation_error", "The body must be UTF-8 encoded JSON.")
+
     @app.exception_handler(RequestUnsupportedContentType)
     def unsupported_content(exc: RequestUnsupportedContentType) -> Response[Any]:
         return error_response(400, "validation_error", "The body must be JSON (application/json).")

@@ -1,0 +1,738 @@
+"""An API Gateway HTTP API emulator: the local stack's front door.
+
+Why it exists: ``make run`` must serve the deployed API on one machine, with no AWS account and
+no Docker. This module plays API Gateway's part, faithfully enough that the handlers cannot
+tell the difference: it reads the routes from ``template.yaml`` (a route added there is served
+with no other change), verifies the bearer token like the HTTP API's JWT authorizer, turns each
+HTTP request into a real payload-v2 event, invokes the route's Lambda handler with a context
+object in a Lambda-like worker process (``local_stack.workers``) and translates the handler's
+response back to HTTP. It also serves the OpenAPI document and Swagger UI, which need no token.
+
+``python -m local_stack`` runs it with an embedded DynamoDB and a local model (see ``main``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+import signal
+import sys
+import threading
+import time
+import traceback
+import uuid
+import warnings
+from collections.abc import Callable
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from socketserver import TCPServer
+from typing import Any, Protocol, TextIO
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import jwt
+from jwt.warnings import InsecureKeyLengthWarning
+
+from local_stack import template as cfn
+from local_stack.template import Route
+
+DEFAULT_PORT = 3000
+DEFAULT_SECRET = "local-dev-secret"  # noqa: S105 - the contract's documented local-only secret
+DEFAULT_TABLE = "chat-sessions-local"
+HOST = "127.0.0.1"
+MAX_PAYLOAD_BYTES = 10 * 1024 * 1024  # API Gateway HTTP API's request payload limit
+LAMBDA_DEFAULT_TIMEOUT_S = 3  # Lambda's defaults when neither Globals nor the function sets them
+LAMBDA_DEFAULT_MEMORY_MB = 128
+ACCOUNT_ID = "000000000000"
+
+# The contract fixes the default secret (16 bytes); PyJWT warns about HMAC keys under 32 bytes.
+warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
+
+_SERVICE_SETTINGS = (
+    "MAX_ACTIVE_SESSIONS",
+    "CONTEXT_TOKEN_BUDGET",
+    "CONTEXT_MAX_MESSAGES",
+    "OPENAI_MODEL",
+    "MODEL_TIMEOUT_SECONDS",
+    "MODEL_MAX_RETRIES",
+    "MAX_COMPLETION_TOKENS",
+    "IDEMPOTENCY_TTL_SECONDS",
+    "MAX_BODY_BYTES",
+)
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_PARAM = re.compile(r"\{([^}/]+?)(\+?)\}")
+_SWAGGER_ASSETS = {
+    "/docs/swagger-ui-bundle.min.js": "application/javascript; charset=utf-8",
+    "/docs/swagger-ui.min.css": "text/css; charset=utf-8",
+}
+
+
+# --- HTTP values ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    method: str
+    target: str  # the request target as received: path and query, percent-encoded
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    source_ip: str = "127.0.0.1"
+    protocol: str = "HTTP/1.1"
+    server_port: int = DEFAULT_PORT
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+
+def json_response(status: int, body: Any, headers: list[tuple[str, str]] | None = None) -> HttpResponse:
+    data = json.dumps(body).encode()
+    return HttpResponse(status, [("Content-Type", "application/json"), *(headers or [])], data)
+
+
+def error_response(status: int, code: str, message: str, headers: list[tuple[str, str]] | None = None) -> HttpResponse:
+    """The contract's error body, for what the gateway itself refuses."""
+    return json_response(status, {"error": {"code": code, "message": message}}, headers)
+
+
+# --- template -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FunctionConfig:
+    name: str
+    timeout_s: float
+    memory_mb: int
+
+
+def _number(value: Any, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):  # an intrinsic (``!Ref``) the emulator cannot resolve
+        return default
+
+
+def function_configs(template: dict[str, Any]) -> dict[str, FunctionConfig]:
+    """Timeout and memory of every function: its own setting, else ``Globals.Function``'s."""
+    defaults = template.get("Globals", {}).get("Function", {})
+    timeout = _number(defaults.get("Timeout"), LAMBDA_DEFAULT_TIMEOUT_S)
+    memory = _number(defaults.get("MemorySize"), LAMBDA_DEFAULT_MEMORY_MB)
+    return {
+        name: FunctionConfig(
+            name,
+            _number(res.get("Properties", {}).get("Timeout"), timeout),
+            int(_number(res.get("Properties", {}).get("MemorySize"), memory)),
+        )
+        for name, res in cfn.functions(template).items()
+    }
+
+
+@dataclass(frozen=True)
+class RouteMatcher:
+    route: Route
+    pattern: re.Pattern[str]
+    names: tuple[str, ...]
+    rank: tuple[int, int, int]  # lower is more specific: greedy params, params, ANY method
+
+    def match(self, path: str) -> dict[str, str] | None:
+        found = self.pattern.fullmatch(path)
+        if found is None:
+            return None
+        return {name: unquote(value) for name, value in zip(self.names, found.groups(), strict=True)}
+
+
+def compile_route(route: Route) -> RouteMatcher:
+    """``/sessions/{sessionId}`` (and greedy ``{proxy+}``) as a regular expression."""
+    parts: list[str] = []
+    names: list[str] = []
+    greedy = 0
+    last = 0
+    for param in _PARAM.finditer(route.path):
+        parts.append(re.escape(route.path[last : param.start()]))
+        names.append(param.group(1))
+        greedy += bool(param.group(2))
+        parts.append("(.+)" if param.group(2) else "([^/]+)")
+        last = param.end()
+    parts.append(re.escape(route.path[last:]))
+    rank = (greedy, len(names), int(route.method == "ANY"))
+    return RouteMatcher(route, re.compile("".join(parts)), tuple(names), rank)
+
+
+# --- the JWT authorizer -----------------------------------------------------------------------
+
+
+class Unauthorized(Exception):
+    pass
+
+
+def claim_text(value: Any) -> str:
+    """A claim as API Gateway passes it to the function: always a string."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return "[" + " ".join(claim_text(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return json.dumps(value, separators=(",", ":"))
+    return str(value)
+
+
+def authorize(authorization: str | None, secret: str) -> dict[str, str]:
+    """Verify ``Authorization: Bearer <jwt>`` (HS256, ``sub`` required, ``exp`` honoured when
+    present); returns the claims as strings or raises ``Unauthorized``."""
+    if not authorization:
+        raise Unauthorized("Missing Authorization header (expected 'Bearer <token>').")
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise Unauthorized("The Authorization header must be 'Bearer <token>'.")
+    try:
+        claims = jwt.decode(
+            token, secret, algorithms=["HS256"], options={"require": ["sub"], "verify_aud": False}, leeway=0
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise Unauthorized("The token has expired.") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise Unauthorized("The token has no subject (sub claim).") from exc
+    except jwt.InvalidSignatureError as exc:
+        raise Unauthorized("The token's signature is not valid.") from exc
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized(f"The token is not valid: {exc}.") from exc
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub.strip():
+        raise Unauthorized("The token's subject (sub claim) must be a non-empty string.")
+    return {name: claim_text(value) for name, value in claims.items()}
+
+
+# --- payload v2 -------------------------------------------------------------------------------
+
+
+def _request_time(now: float) -> str:
+    t = time.gmtime(now)
+    return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+
+
+def build_event(
+    request: HttpRequest,
+    route: Route,
+    path_parameters: dict[str, str],
+    claims: dict[str, str] | None,
+    now: float | None = None,
+) -> dict[str, Any]:
+    """The API Gateway payload-format-2.0 event for one request."""
+    now = time.time() if now is None else now
+    split = urlsplit(request.target)
+    raw_path = split.path or "/"
+    headers: dict[str, str] = {}
+    cookies: list[str] = []
+    for name, value in request.headers:
+        key = name.lower()
+        if key == "cookie":
+            cookies.extend(part.strip() for part in value.split(";") if part.strip())
+            continue
+        headers[key] = f"{headers[key]},{value}" if key in headers else value
+    forwarded = headers.get("x-forwarded-for")
+    headers["x-forwarded-for"] = f"{forwarded}, {request.source_ip}" if forwarded else request.source_ip
+    headers.setdefault("x-forwarded-port", str(request.server_port))
+    headers.setdefault("x-forwarded-proto", "http")
+    domain = headers.get("host", f"{HOST}:{request.server_port}").rsplit(":", 1)[0] or HOST
+    route_key = f"{route.method} {route.path}"
+    request_id = str(uuid.uuid4())
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": route_key,
+        "rawPath": raw_path,
+        "rawQueryString": split.query,
+    }
+    if cookies:
+        event["cookies"] = cookies
+    event["headers"] = headers
+    if split.query:
+        query: dict[str, str] = {}
+        for key, value in parse_qsl(split.query, keep_blank_values=True):
+            query[key] = f"{query[key]},{value}" if key in query else value
+        event["queryStringParameters"] = query
+    context: dict[str, Any] = {
+        "accountId": ACCOUNT_ID,
+        "apiId": "local",
+        "domainName": domain,
+        "domainPrefix": domain.split(".", 1)[0],
+        "http": {
+            "method": request.method,
+            "path": raw_path,
+            "protocol": request.protocol,
+            "sourceIp": request.source_ip,
+            "userAgent": headers.get("user-agent", ""),
+        },
+        "requestId": request_id,
+        "routeKey": route_key,
+        "stage": "$default",
+        "time": _request_time(now),
+        "timeEpoch": int(now * 1000),
+    }
+    if claims is not None:
+        context["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+    event["requestContext"] = context
+    if request.body:
+        try:
+            event["body"] = request.body.decode("utf-8")
+            event["isBase64Encoded"] = False
+        except UnicodeDecodeError:
+            event["body"] = base64.b64encode(request.body).decode("ascii")
+            event["isBase64Encoded"] = True
+    else:
+        event["isBase64Encoded"] = False
+    if path_parameters:
+        event["pathParameters"] = path_parameters
+    return event
+
+
+class BadLambdaResponse(Exception):
+    pass
+
+
+def translate_response(result: Any) -> HttpResponse:
+    """A handler's return value as API Gateway (payload 2.0) turns it into an HTTP response."""
+    if not isinstance(result, dict) or "statusCode" not in result:
+        # No statusCode: API Gateway answers 200 with the returned value as a JSON body.
+        text = result if isinstance(result, str) else json.dumps(result)
+        return HttpResponse(200, [("Content-Type", "application/json")], text.encode())
+    status = result["statusCode"]
+    if isinstance(status, bool) or not isinstance(status, int | str) or not str(status).isdigit():
+        raise BadLambdaResponse(f"statusCode {status!r} is not an integer")
+    if not 100 <= int(status) <= 599:
+        raise BadLambdaResponse(f"statusCode {status} is out of range")
+    headers: list[tuple[str, str]] = []
+    multi = result.get("multiValueHeaders") or {}
+    if not isinstance(multi, dict):
+        raise BadLambdaResponse("multiValueHeaders must be an object")
+    single = result.get("headers") or {}
+    if not isinstance(single, dict):
+        raise BadLambdaResponse("headers must be an object")
+    multi_names = {str(name).lower() for name in multi}
+    for name, value in single.items():
+        if str(name).lower() not in multi_names:
+            headers.append((str(name), str(value)))
+    for name, values in multi.items():
+        headers.extend((str(name), str(value)) for value in (values if isinstance(values, list) else [values]))
+    cookies = result.get("cookies") or []
+    if not isinstance(cookies, list):
+        raise BadLambdaResponse("cookies must be a list")
+    headers.extend(("Set-Cookie", str(cookie)) for cookie in cookies)
+    raw = result.get("body")
+    if raw is None:
+        body = b""
+    elif result.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(str(raw), validate=True)
+        except ValueError as exc:
+            raise BadLambdaResponse("isBase64Encoded is true but the body is not base64") from exc
+    else:
+        body = (raw if isinstance(raw, str) else json.dumps(raw)).encode()
+    headers = [(n, v) for n, v in headers if n.lower() not in ("content-length", "transfer-encoding")]
+    return HttpResponse(int(status), headers, body)
+
+
+# --- invoking functions -----------------------------------------------------------------------
+
+
+class Invoker(Protocol):
+    def __call__(self, route: Route, function: FunctionConfig, event: dict[str, Any]) -> Any: ...
+
+
+class PoolInvoker:
+    """Invokes handlers in Lambda-like worker processes (one invocation at a time per worker,
+    handler modules imported on the first request, like a cold start). A pool that breaks
+    (a worker died) is replaced, as Lambda replaces a crashed execution environment."""
+
+    def __init__(self, import_paths: list[str], concurrency: int | None = None) -> None:
+        from local_stack.workers import WorkerPool
+
+        self._factory = lambda: WorkerPool(import_paths, concurrency)
+        self._pool = self._factory()
+        self._lock = threading.Lock()
+
+    def __call__(self, route: Route, function: FunctionConfig, event: dict[str, Any]) -> Any:
+        pool = self._pool
+        try:
+            return pool.invoke(
+                route.module, route.handler, function.name, function.timeout_s, event, function.memory_mb
+            )
+        except BrokenProcessPool:
+            with self._lock:
+                if self._pool is pool:
+                    self._pool = self._factory()
+            raise
+
+    def shutdown(self) -> None:
+        self._pool.shutdown()
+
+
+# --- the gateway ------------------------------------------------------------------------------
+
+
+class Gateway:
+    """Routes one HTTP request: public docs, else authorizer, then the route's function."""
+
+    def __init__(
+        self,
+        routes: list[Route],
+        functions: dict[str, FunctionConfig],
+        invoke: Invoker,
+        secret: str = DEFAULT_SECRET,
+        openapi_json: Callable[[], str] | None = None,
+        log: TextIO | None = None,
+    ) -> None:
+        self.matchers = sorted((compile_route(route) for route in routes), key=lambda m: m.rank)
+        self.functions = functions
+        self.invoke = invoke
+        self.secret = secret
+        self._openapi_json = openapi_json
+        self._openapi_text: str | None = None
+        self._openapi_lock = threading.Lock()
+        self.log = log or sys.stderr
+
+    def handle(self, request: HttpRequest) -> HttpResponse:
+        try:
+            return self._handle(request)
+        except Exception:  # the emulator's own bug: answer like API Gateway, never hang up
+            self._trace(f"gateway error on {request.method} {request.target}")
+            return error_response(500, "internal_error", "The local gateway failed; see its log.")
+
+    def _handle(self, request: HttpRequest) -> HttpResponse:
+        path = urlsplit(request.target).path or "/"
+        if request.method in ("GET", "HEAD"):
+            public = self._public(path, urlsplit(request.target).query)
+            if public is not None:
+                return public
+        found = self.route_for(request.method, path)
+        if found is None:
+            return error_response(404, "not_found", f"No route for {request.method} {path}.")
+        matcher, parameters = found
+        try:
+            claims = authorize(self._header(request, "authorization"), self.secret)
+        except Unauthorized as exc:
+            return error_response(401, "unauthorized", str(exc), [("WWW-Authenticate", "Bearer")])
+        event = build_event(request, matcher.route, parameters, claims)
+        function = self.functions.get(matcher.route.function) or FunctionConfig(
+            matcher.route.function, LAMBDA_DEFAULT_TIMEOUT_S, LAMBDA_DEFAULT_MEMORY_MB
+        )
+        try:
+            result = self.invoke(matcher.route, function, event)
+        except TimeoutError:
+            self._note(f"{function.name} did not answer within its {function.timeout_s:g} s timeout")
+            return error_response(500, "internal_error", f"{function.name} timed out.")
+        except Exception:
+            self._trace(f"{function.name} raised")
+            return error_response(500, "internal_error", f"{function.name} failed; see the local stack's log.")
+        try:
+            return translate_response(result)
+        except BadLambdaResponse as exc:
+            self._note(f"{function.name} returned a malformed response: {exc}")
+            return error_response(500, "internal_error", f"{function.name} returned a malformed response.")
+
+    def route_for(self, method: str, path: str) -> tuple[RouteMatcher, dict[str, str]] | None:
+        for matcher in self.matchers:
+            if matcher.route.method not in (method, "ANY"):
+                continue
+            parameters = matcher.match(path)
+            if parameters is not None:
+                return matcher, parameters
+        return None
+
+    # public documents ---------------------------------------------------------------------
+
+    def openapi_text(self) -> str:
+        with self._openapi_lock:
+            if self._openapi_text is None:
+                if self._openapi_json is None:
+                    from local_stack.openapi import document_json
+
+                    self._openapi_json = document_json
+                self._openapi_text = self._openapi_json()
+            return self._openapi_text
+
+    def _public(self, path: str, query: str) -> HttpResponse | None:
+        if path == "/openapi.json" or (path in ("/docs", "/docs/") and "format=json" in query):
+            return HttpResponse(200, [("Content-Type", "application/json")], self.openapi_text().encode())
+        if path in ("/docs", "/docs/"):
+            from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
+
+            html = generate_swagger_html(
+                spec=self.openapi_text(),
+                swagger_js="/docs/swagger-ui-bundle.min.js",
+                swagger_css="/docs/swagger-ui.min.css",
+                swagger_base_url="/docs",
+                oauth2_config=None,
+                persist_authorization=True,
+            )
+            return HttpResponse(200, [("Content-Type", "text/html; charset=utf-8")], html.encode())
+        if path in _SWAGGER_ASSETS:
+            return HttpResponse(200, [("Content-Type", _SWAGGER_ASSETS[path])], swagger_asset(path).read_bytes())
+        return None
+
+    # logging ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _header(request: HttpRequest, name: str) -> str | None:
+        values = [value for key, value in request.headers if key.lower() == name]
+        return ",".join(values) if values else None
+
+    def _note(self, line: str) -> None:
+        print(line, file=self.log, flush=True)
+
+    def _trace(self, line: str) -> None:
+        self._note(line + ":\n" + traceback.format_exc().rstrip())
+
+
+def swagger_asset(path: str) -> Path:
+    """Swagger UI's files as Powertools ships them (no CDN needed)."""
+    import aws_lambda_powertools.event_handler.openapi.swagger_ui as swagger_ui
+
+    return Path(swagger_ui.__file__).parent / path.rsplit("/", 1)[1]
+
+
+# --- the HTTP server --------------------------------------------------------------------------
+
+
+class _PayloadTooLarge(Exception):
+    pass
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class GatewayServer(ThreadingHTTPServer):
+    """One thread per connection, so concurrent requests race as they do when deployed."""
+
+    daemon_threads = True
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], gateway: Gateway, log: TextIO | None = None) -> None:
+        self.gateway = gateway
+        self.log = log or sys.stderr
+        super().__init__(address, _RequestHandler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks up the host's FQDN, which can stall with no DNS.
+        TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name = str(host)
+        self.server_port = int(port)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: GatewayServer
+
+    def _serve(self) -> None:
+        started = time.perf_counter()
+        try:
+            body = self._read_body()
+        except _PayloadTooLarge:
+            self.close_connection = True
+            response = error_response(413, "payload_too_large", "The request body is larger than 10 MB.")
+        except _BadRequest as exc:
+            self.close_connection = True
+            response = error_response(400, "validation_error", str(exc))
+        else:
+            request = HttpRequest(
+                method=self.command,
+                target=self.path,
+                headers=list(self.headers.items()),
+                body=body,
+                source_ip=str(self.client_address[0]),
+                protocol=self.request_version,
+                server_port=self.server.server_port,
+            )
+            response = self.server.gateway.handle(request)
+        self._write(response)
+        elapsed = (time.perf_counter() - started) * 1000
+        path = urlsplit(self.path).path
+        print(f"{self.command} {path} {response.status} {elapsed:.0f}ms", file=self.server.log, flush=True)
+
+    # BaseHTTPRequestHandler dispatches on these names; every method goes through the routes.
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+
+    def _read_body(self) -> bytes:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks: list[bytes] = []
+            total = 0
+            while True:
+                line = self.rfile.readline(1024).split(b";", 1)[0].strip()
+                try:
+                    size = int(line, 16)
+                except ValueError as exc:
+                    raise _BadRequest("Malformed chunked body.") from exc
+                if size == 0:
+                    while self.rfile.readline(1024).strip():  # trailers
+                        pass
+                    return b"".join(chunks)
+                total += size
+                if total > MAX_PAYLOAD_BYTES:
+                    raise _PayloadTooLarge
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline(8)
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError as exc:
+            raise _BadRequest("Content-Length is not a number.") from exc
+        if length < 0:
+            raise _BadRequest("Content-Length is negative.")
+        if length > MAX_PAYLOAD_BYTES:
+            raise _PayloadTooLarge
+        return self.rfile.read(length) if length else b""
+
+    def _write(self, response: HttpResponse) -> None:
+        self.send_response(response.status)
+        for name, value in response.headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command != "HEAD" and response.body:
+            self.wfile.write(response.body)
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return  # one line per request is written by _serve, with the time taken
+
+
+# --- python -m local_stack ---------------------------------------------------------------------
+
+
+@dataclass
+class Resources:
+    """What ``prepare_environment`` started, to be stopped on exit."""
+
+    stops: list[Callable[[], None]] = field(default_factory=list)
+
+    def close(self) -> None:
+        for stop in reversed(self.stops):
+            try:
+                stop()
+            except Exception:  # best effort while exiting
+                traceback.print_exc()
+        self.stops.clear()
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _default(env: os._Environ[str] | dict[str, str], name: str, value: str) -> None:
+    """``setdefault`` that also fills a variable set to blank (``NAME= make run``)."""
+    if not env.get(name, "").strip():
+        env[name] = value
+
+
+def prepare_environment(env: os._Environ[str] | dict[str, str] = os.environ) -> Resources:
+    """Environment defaults, then DynamoDB (the given endpoint, else an embedded one) with the
+    table from template.yaml, then the model (the given one, else the local model). Runs before
+    any handler module is imported, since handlers read the environment on a cold start."""
+    resources = Resources()
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "local",
+        "AWS_SECRET_ACCESS_KEY": "local",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        "TABLE_NAME": DEFAULT_TABLE,
+        "POWERTOOLS_SERVICE_NAME": "chat-sessions",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_DISABLED": "true",
+        "POWERTOOLS_LOG_LEVEL": "WARNING",
+    }.items():
+        _default(env, name, value)
+    for name in _SERVICE_SETTINGS:  # blank means unset: the service's own default applies
+        if name in env and not env[name].strip():
+            del env[name]
+
+    import boto3
+
+    endpoint = env.get("DYNAMODB_ENDPOINT", "").strip()
+    if endpoint:
+        where = f"DynamoDB at {endpoint} (DYNAMODB_ENDPOINT)"
+    else:
+        from local_stack import dynamodb
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+        server, endpoint = dynamodb.start_in_thread()
+        resources.stops.append(server.shutdown)
+        env["DYNAMODB_ENDPOINT"] = endpoint
+        where = f"embedded DynamoDB (moto) at {endpoint}"
+    client = boto3.client("dynamodb", endpoint_url=endpoint, region_name=env["AWS_DEFAULT_REGION"])
+    created = cfn.ensure_table(client, env["TABLE_NAME"])
+    _say(f"table {env['TABLE_NAME']} {'created' if created else 'found'} in {where}")
+
+    if not env.get("OPENAI_API_KEY", "").strip() and not env.get("OPENAI_BASE_URL", "").strip():
+        from local_stack import model_server
+
+        model, base_url = model_server.start_in_thread()
+        resources.stops.append(model.shutdown)
+        env["OPENAI_BASE_URL"] = base_url
+        _default(env, "OPENAI_MODEL", model_server.MODEL_ID)
+        _say(
+            f"model: the LOCAL deterministic model ({model_server.LABEL}, {env['OPENAI_MODEL']}) at {base_url}; "
+            "set OPENAI_BASE_URL and/or OPENAI_API_KEY to use a real one"
+        )
+    else:
+        target = env.get("OPENAI_BASE_URL", "").strip() or "https://api.openai.com/v1"
+        _say(f"model: {env.get('OPENAI_MODEL') or 'gpt-4o-mini'} at {target} (openai client)")
+    return resources
+
+
+def main() -> None:
+    """Serve the API on http://127.0.0.1:$PORT until SIGINT or SIGTERM."""
+    try:
+        port = int(os.environ.get("PORT", "").strip() or DEFAULT_PORT)
+    except ValueError:
+        sys.exit(f"PORT must be a port number, not {os.environ['PORT']!r}")
+    stopping = threading.Event()
+    server: GatewayServer | None = None
+
+    def on_signal(signum: int, frame: Any) -> None:
+        # Runs in the main thread while it serves: shutdown() waits for serve_forever to
+        # return, so it has to be called from another thread.
+        if not stopping.is_set():
+            stopping.set()
+            if server is not None:
+                threading.Thread(target=server.shutdown, name="stop").start()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+
+    resources = prepare_environment()
+    template = cfn.load()
+    routes = cfn.routes(template)
+    from local_stack.openapi import add_import_paths
+
+    invoker = PoolInvoker(add_import_paths(routes))
+    resources.stops.append(invoker.shutdown)
+    gateway = Gateway(
+        routes,
+        function_configs(template),
+        invoker,
+        secret=os.environ.get("LOCAL_JWT_SECRET") or DEFAULT_SECRET,
+    )
+    try:
+        server = GatewayServer((HOST, port), gateway)
+    except OSError as exc:
+        resources.close()
+        print(f"cannot listen on {HOST}:{port}: {exc.strerror}; set PORT to a free port", file=sys.stderr)
+        sys.exit(1)
+    _say(f"{len(routes)} routes from template.yaml; Swagger UI at http://{HOST}:{server.server_port}/docs")
+    _say(f"ready http://{HOST}:{server.server_port}")
+    if not stopping.is_set():
+        server.serve_forever(poll_interval=0.2)
+    print("stopping", file=sys.stderr, flush=True)
+    server.server_close()
+    resources.close()

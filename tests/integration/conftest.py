@@ -1,0 +1,119 @@
+"""The running local stack and HTTP helpers shared by the integration tests.
+
+One stack (``python -m local_stack`` on an ephemeral port, embedded DynamoDB, local model)
+serves every test that asks for ``stack``; each test works as users of its own, so tests never
+see each other's data. Tests that need a differently configured stack start their own.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+
+from local_stack.token import make_token
+from tests.servers import child
+
+T = TypeVar("T")
+
+# What the test process's environment must not leak into the stack: tests/conftest.py sets
+# OPENAI_API_KEY, which would point the stack at api.openai.com instead of its local model.
+CLEAN_ENV = {
+    "PORT": "0",
+    "OPENAI_API_KEY": "",
+    "OPENAI_BASE_URL": "",
+    "OPENAI_API_KEY_PARAMETER": "",
+    "OPENAI_MODEL": "",
+    "DYNAMODB_ENDPOINT": "",
+    "TABLE_NAME": "chat-sessions-local",
+    "LOCAL_JWT_SECRET": "",
+}
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (right now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def local_stack(**env: str) -> Iterator[str]:
+    """``python -m local_stack`` on a free port; yields its base URL."""
+    with child(["-m", "local_stack"], "ready ", env={**CLEAN_ENV, **env}, timeout=120) as (_, url):
+        yield url
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[str]:
+    """The shared stack (MAX_ACTIVE_SESSIONS raised for the pagination tests)."""
+    with local_stack(MAX_ACTIVE_SESSIONS="100") as url:
+        yield url
+
+
+def new_user(name: str = "user") -> str:
+    return f"{name}-{uuid.uuid4().hex[:10]}"
+
+
+def client(url: str, user: str | None = None, token: str | None = None) -> httpx.Client:
+    """An HTTP client for the stack, authenticated as ``user`` (or with ``token``)."""
+    headers = {}
+    if user is not None or token is not None:
+        headers["Authorization"] = f"Bearer {token or make_token(str(user))}"
+    return httpx.Client(base_url=url, headers=headers, timeout=60)
+
+
+def ok(response: httpx.Response, status: int = 200) -> Any:
+    """The JSON body of a response that must have ``status``."""
+    assert response.status_code == status, f"{response.request.method} {response.request.url}: {response.text}"
+    return response.json() if response.content else None
+
+
+def error_code(response: httpx.Response, status: int) -> str:
+    """The contract's error body: ``{"error": {"code", "message"}}``; returns the code."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error"}, body
+    assert isinstance(body["error"]["message"], str) and body["error"]["message"], body
+    code = body["error"]["code"]
+    assert isinstance(code, str)
+    return code
+
+
+def all_pages(http: httpx.Client, path: str, limit: int = 100, **params: Any) -> list[dict[str, Any]]:
+    """Every item of a listing, following ``nextCursor``."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page = ok(http.get(path, params={"limit": limit, **params, **({"cursor": cursor} if cursor else {})}))
+        items.extend(page["items"])
+        cursor = page["nextCursor"]
+        if cursor is None:
+            return items
+
+
+def race(n: int, work: Callable[[int], T]) -> list[T]:
+    """Run ``work(i)`` for i in 0..n-1 on n threads released together by a barrier."""
+    barrier = threading.Barrier(n)
+
+    def run(i: int) -> T:
+        barrier.wait()
+        return work(i)
+
+    with ThreadPoolExecutor(max_workers=n) as pool:
+        return list(pool.map(run, range(n)))
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # The contract's default secret is 16 bytes; PyJWT warns on every HMAC key under 32.
+    here = str(__file__).rsplit("/", 1)[0]
+    for item in items:
+        if str(item.path).startswith(here):
+            item.add_marker(pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"))
