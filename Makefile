@@ -62,7 +62,12 @@ openapi: venv
 test: lint typecheck template
 	$(BIN)/python -m pytest
 
-bench: venv
+# The benchmark's extra packages (LangChain, matplotlib) stay out of the test environment.
+$(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt constraints.txt
+	$(BIN)/python -m pip install --quiet -r requirements-bench.txt -c constraints.txt
+	touch $@
+
+bench: venv $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks.run
 
 build: $(SAM_VENV)/bin/.installed

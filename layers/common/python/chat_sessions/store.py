@@ -10,7 +10,7 @@ gets :class:`WriteConflict` from here.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from decimal import Decimal
 from functools import lru_cache
 from typing import Any
@@ -546,15 +546,19 @@ class DynamoStore:
             ]
         )
 
-    def get_message(self, user_id: str, session_id: str, chat_id: str, seq: int) -> Item | None:
-        return self._get(keys.message_key(user_id, session_id, chat_id, seq))
-
     def context_window(
-        self, user_id: str, session_id: str, chat_id: str, up_to_seq: int, max_messages: int
+        self, user_id: str, session_id: str, chat_id: str, up_to_seq: int, max_messages: int, whole_items: bool = False
     ) -> list[Item]:
         """The newest ``max_messages`` messages up to ``up_to_seq``, newest first: one bounded
-        query, whatever the length of the chat."""
+        query, whatever the length of the chat. ``whole_items`` returns every attribute (a
+        regenerate answers with the first one); read capacity is the same either way."""
+        projection = (
+            {}
+            if whole_items
+            else {"ProjectionExpression": "seq, #role, content, tokens", "ExpressionAttributeNames": {"#role": "role"}}
+        )
         resp = self.client.query(
+            **projection,
             TableName=self.table_name,
             KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
             ExpressionAttributeValues={
@@ -562,8 +566,6 @@ class DynamoStore:
                 ":first": keys.message_sk(chat_id, 0),
                 ":last": keys.message_sk(chat_id, up_to_seq),
             },
-            ProjectionExpression="seq, #role, content, tokens",
-            ExpressionAttributeNames={"#role": "role"},
             ScanIndexForward=False,
             Limit=max_messages,
             ConsistentRead=True,
@@ -576,14 +578,6 @@ class DynamoStore:
         return self._page(
             keys.session_partition(user_id, session_id), keys.message_prefix(chat_id), limit, after_sk, forward
         )
-
-    def iter_chat_messages(self, user_id: str, session_id: str, chat_id: str) -> Iterator[Item]:
-        after: str | None = None
-        while True:
-            items, after = self.list_messages(user_id, session_id, chat_id, 100, after, True)
-            yield from items
-            if after is None:
-                return
 
 
 def new_usage() -> Item:

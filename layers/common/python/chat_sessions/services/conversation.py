@@ -8,8 +8,6 @@ exactly the stored user message behind and changes nothing else.
 
 from __future__ import annotations
 
-from typing import Any
-
 from aws_lambda_powertools.metrics import MetricUnit
 
 from chat_sessions.clock import utc_now
@@ -45,11 +43,19 @@ def _load(store: DynamoStore, user_id: str, session_id: str, chat_id: str | None
 
 
 def _reply(
-    store: DynamoStore, model: ChatModel, user_id: str, chat: Item, user_message: Item, last_seq_hint: int
+    store: DynamoStore,
+    model: ChatModel,
+    user_id: str,
+    chat: Item,
+    user_message: Item,
+    last_seq_hint: int,
+    history: list[Item] | None = None,
 ) -> Item:
+    """Answer ``user_message`` with ``history`` (read here when the caller has none)."""
     settings = get_settings()
     session_id, chat_id = chat["sessionId"], chat["chatId"]
-    history = store.context_window(user_id, session_id, chat_id, user_message["seq"], settings.context_max_messages)
+    if history is None:
+        history = store.context_window(user_id, session_id, chat_id, user_message["seq"], settings.context_max_messages)
     window = build_window(chat.get("systemPrompt"), history, settings.context_token_budget)
     completion: Completion = model.complete(chat["model"], window)
     metrics.add_metric(name="ModelTokens", unit=MetricUnit.Count, value=completion.total_tokens)
@@ -124,10 +130,16 @@ def regenerate(store: DynamoStore, model: ChatModel, user_id: str, session_id: s
     last_user_seq = int(chat.get("lastUserSeq", 0))
     if last_user_seq == 0:
         raise NothingToRegenerate("The chat has no user message to answer.")
-    user_message: Any = store.get_message(user_id, session_id, chat_id, last_user_seq)
-    if user_message is None:
+    # The window ends at the last user message, so its first item is that message: one query
+    # gives both the message to answer and the history to answer it with.
+    history = store.context_window(
+        user_id, session_id, chat_id, last_user_seq, get_settings().context_max_messages, whole_items=True
+    )
+    if not history or history[0]["seq"] != last_user_seq:
         raise NothingToRegenerate("The chat has no user message to answer.")
-    reply = _reply(store, model, user_id, chat, user_message, int(chat["lastSeq"]))
+    user_message = history[0]
+    reply = _reply(store, model, user_id, chat, user_message, int(chat["lastSeq"]), history)
     return Exchange(
-        user_message=message_view({**user_message, "status": "complete"}), assistant_message=message_view(reply)
+        user_message=message_view({**user_message, "status": "complete"}),
+        assistant_message=message_view(reply),
     )

@@ -1,0 +1,240 @@
+"""The cost model, asserted: what each request costs in DynamoDB round trips, and that a send
+costs the same at message 1,000 as at message 10.
+
+Round trips are counted on the boto3 clients the store and idempotency use (botocore events,
+:class:`benchmarks.meter.DynamoMeter`), through the Lambda handlers, so a change that adds a
+read, reads a whole history or drops a transaction in favour of several writes fails here.
+The counts are deterministic, so they are asserted exactly, request by request; the table in
+The README's round-trip table is checked against the same expectations, so the README's numbers cannot
+drift from the code. ``benchmarks/results.md`` has the timings; no test here depends on time.
+
+Cold start: a handler that never calls the model must not import ``openai`` (about half a
+second of import time), checked in a fresh interpreter per handler module.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from benchmarks.meter import DynamoMeter, Reading
+from benchmarks.seed import seed_history, text
+from local_stack.template import routes
+from tests.support import ROOT, invoke, reset_caches
+
+MODEL_CALLERS = {"send_message", "send_to_active_chat", "regenerate"}
+COST_DOC = ROOT / "README.md"
+
+# Every request each operation sends, in order, on the happy path (no contention).
+EXPECTED: dict[str, list[str]] = {
+    "create_session": ["TransactWriteItems"],
+    "get_session": ["GetItem"],
+    "list_sessions": ["Query"],
+    "update_session": ["UpdateItem"],
+    "pause_session": ["GetItem", "TransactWriteItems"],
+    "pause_session, already paused": ["GetItem"],
+    "resume_session": ["GetItem", "TransactWriteItems"],
+    "create_chat, first chat": ["GetItem", "TransactWriteItems"],
+    "create_chat, replacing the active chat": ["GetItem", "TransactWriteItems"],
+    "get_chat": ["GetItem"],
+    "list_chats": ["GetItem", "Query"],
+    "update_chat": ["UpdateItem"],
+    "activate_chat": ["TransactGetItems", "TransactWriteItems"],
+    "activate_chat, already active": ["TransactGetItems"],
+    "send_message": ["TransactGetItems", "TransactWriteItems", "Query", "TransactWriteItems"],
+    "send_to_active_chat": ["GetItem", "GetItem", "TransactWriteItems", "Query", "TransactWriteItems"],
+    "regenerate": ["TransactGetItems", "Query", "TransactWriteItems"],
+    "list_messages": ["GetItem", "Query"],
+    "send_message with Idempotency-Key": [
+        "PutItem",
+        "TransactGetItems",
+        "TransactWriteItems",
+        "Query",
+        "TransactWriteItems",
+        "UpdateItem",
+    ],
+    "send_message, repeated Idempotency-Key": ["PutItem"],
+    "delete_chat, no messages": ["TransactGetItems", "TransactWriteItems", "Query"],
+    "delete_chat, 60 messages": [
+        "TransactGetItems",
+        "TransactWriteItems",
+        "Query",
+        "BatchWriteItem",
+        "BatchWriteItem",
+        "BatchWriteItem",
+    ],
+    "delete_session, one chat with 7 messages": ["GetItem", "TransactWriteItems", "Query", "BatchWriteItem"],
+}
+
+
+@pytest.fixture
+def local_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The local OpenAI-compatible model server; the real ``openai`` client is pointed at it."""
+    from local_stack import model_server
+
+    server, url = model_server.start_in_thread()
+    monkeypatch.setenv("OPENAI_BASE_URL", url)
+    reset_caches()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def service_meter() -> DynamoMeter:
+    """A meter on both clients the service uses (the store's and the idempotency layer's)."""
+    from chat_sessions import store
+
+    return DynamoMeter().attach(store.dynamodb_client()).attach(store.plain_dynamodb_client())
+
+
+class Recorder:
+    """Invokes handlers and keeps what each one sent to DynamoDB, by label."""
+
+    def __init__(self) -> None:
+        self.meter = service_meter()
+        self.seen: dict[str, list[str]] = {}
+
+    def __call__(self, label: str, module: str, status: int, **kwargs: Any) -> Any:
+        self.meter.reset()
+        result = invoke(module, **kwargs)
+        reading = self.meter.take()
+        assert result.status == status, (label, result.body)
+        assert reading.requests == len(reading.calls), f"{label}: a request was retried"
+        self.seen[label] = reading.operations
+        return result.body
+
+
+def new_conversation(user: str) -> tuple[str, str]:
+    session = invoke("create_session", user=user, body={"name": "cost"})
+    assert session.status == 201
+    chat = invoke("create_chat", user=user, session=session.body["sessionId"], body={"name": "c"})
+    assert chat.status == 201
+    return str(session.body["sessionId"]), str(chat.body["chatId"])
+
+
+def seed_client() -> Any:
+    """A client of its own for seeding, so the service's meters never see it."""
+    import boto3
+
+    return boto3.resource("dynamodb").meta.client
+
+
+def test_round_trips_per_operation(table: str, local_model: Any) -> None:
+    call = Recorder()
+    sid = call("create_session", "create_session", 201, body={"name": "s"})["sessionId"]
+    call("get_session", "get_session", 200, session=sid)
+    call("list_sessions", "list_sessions", 200)
+    call("update_session", "update_session", 200, session=sid, body={"name": "renamed"})
+    first = call("create_chat, first chat", "create_chat", 201, session=sid, body={"name": "a"})["chatId"]
+    second = call("create_chat, replacing the active chat", "create_chat", 201, session=sid, body={"name": "b"})[
+        "chatId"
+    ]
+    call("get_chat", "get_chat", 200, session=sid, chat=second)
+    call("list_chats", "list_chats", 200, session=sid)
+    call("update_chat", "update_chat", 200, session=sid, chat=second, body={"name": "b2"})
+    call("activate_chat", "activate_chat", 200, session=sid, chat=first)
+    call("activate_chat, already active", "activate_chat", 200, session=sid, chat=first)
+    call("send_message", "send_message", 201, session=sid, chat=first, body={"content": "one"})
+    call("send_to_active_chat", "send_to_active_chat", 201, session=sid, body={"content": "two"})
+    call("regenerate", "regenerate", 201, session=sid, chat=first)
+    call("list_messages", "list_messages", 200, session=sid, chat=first, query={"limit": "20"})
+    key = {"Idempotency-Key": "cost-test-1"}
+    sent = call(
+        "send_message with Idempotency-Key",
+        "send_message",
+        201,
+        session=sid,
+        chat=first,
+        body={"content": "three"},
+        headers=key,
+    )
+    calls_before = local_model.calls
+    again = call(
+        "send_message, repeated Idempotency-Key",
+        "send_message",
+        201,
+        session=sid,
+        chat=first,
+        body={"content": "three"},
+        headers=key,
+    )
+    assert again == sent and local_model.calls == calls_before
+    call("pause_session", "pause_session", 200, session=sid)
+    call("pause_session, already paused", "pause_session", 200, session=sid)
+    call("resume_session", "resume_session", 200, session=sid)
+    call("delete_chat, no messages", "delete_chat", 204, session=sid, chat=second)
+
+    other_sid, other_chat = new_conversation("bob")
+    seed_history(seed_client(), table, "bob", other_sid, other_chat, 60, "test-model")
+    call("delete_chat, 60 messages", "delete_chat", 204, user="bob", session=other_sid, chat=other_chat)
+
+    messages = invoke("list_messages", session=sid, chat=first, query={"limit": "100"}).body["items"]
+    assert len(messages) == 7  # three exchanges and a regenerated reply: the session's purge has work to do
+    call("delete_session, one chat with 7 messages", "delete_session", 204, session=sid)
+    assert invoke("get_session", session=sid).status == 404
+
+    assert call.seen == EXPECTED
+
+
+def test_cost_doc_matches_the_measured_round_trips() -> None:
+    """The README states, for every row of EXPECTED (which the test above measures), the same
+    count and the same requests."""
+    section = COST_DOC.read_text().split("### Round trips per operation", 1)[1].split("\n#", 1)[0]
+    rows: dict[str, tuple[int, list[str]]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[2].isdigit():
+            label = cells[0].replace("`", "")
+            operations = [op.strip() for op in cells[3].split(",")]
+            rows[label] = (int(cells[2]), operations)
+    assert {label: (len(ops), ops) for label, ops in EXPECTED.items()} == rows
+
+
+def test_send_costs_the_same_at_1000_messages_as_at_10(table: str, local_model: Any) -> None:
+    readings: dict[int, Reading] = {}
+    for length in (10, 1_000):
+        user = f"user-{length}"
+        sid, chat = new_conversation(user)
+        seed_history(seed_client(), table, user, sid, chat, length, "test-model")
+        meter = service_meter()
+        sent = invoke("send_message", user=user, session=sid, chat=chat, body={"content": text(length + 1)})
+        readings[length] = meter.take()
+        meter.detach()
+        assert sent.status == 201
+        assert (sent.body["userMessage"]["seq"], sent.body["assistantMessage"]["seq"]) == (length + 1, length + 2)
+        # The model is shown a bounded window, not the history.
+        assert len(local_model.requests[-1]["messages"]) <= min(length + 1, 100)
+
+    short, long = readings[10], readings[1_000]
+    assert long.operations == short.operations == EXPECTED["send_message"]
+    assert long.requests == short.requests == 4
+    assert long.request_bytes <= 1.2 * short.request_bytes, (short.request_bytes, long.request_bytes)
+
+
+def _imports_openai(module: str) -> tuple[str, str]:
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common" / "python"), str(ROOT / "functions")]),
+    }
+    probe = f"import sys, {module}; print('openai' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=120, cwd=tempfile.gettempdir()
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return module, done.stdout.strip()
+
+
+def test_only_model_calling_handlers_import_openai() -> None:
+    modules = sorted({route.module for route in routes()})
+    assert len(modules) == 17 and set(modules) >= MODEL_CALLERS
+    with ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        found = dict(pool.map(_imports_openai, modules))
+    assert set(found.values()) == {"True", "False"}, found
+    assert {module for module, flag in found.items() if flag == "True"} == MODEL_CALLERS
