@@ -223,17 +223,21 @@ class DynamoStore:
         return self._page(keys.user_pk(user_id), keys.SESSION_PREFIX, limit, after_sk, forward=False)
 
     def update_session(self, user_id: str, session_id: str, changes: Item, now: str) -> Item:
-        sets = ["updatedAt = :now"]
-        values: Item = {":now": now}
-        names: dict[str, str] = {}
-        for i, (field, value) in enumerate(changes.items()):
-            names[f"#f{i}"] = field
-            values[f":v{i}"] = value
-            sets.append(f"#f{i} = :v{i}")
+        return self._patch(keys.session_key(user_id, session_id), changes, [], now, "Session not found.")
+
+    def _patch(self, key: keys.Key, sets: Item, removes: list[str], now: str, missing: str) -> Item:
+        """Set and remove top-level attributes of an existing item (never creating one) and
+        return the new item, so a PATCH costs one request."""
+        names = {f"#f{i}": field for i, field in enumerate([*sets, *removes])}
+        by_name = {field: name for name, field in names.items()}
+        values: Item = {":now": now, **{f":v{i}": value for i, value in enumerate(sets.values())}}
+        expr = "SET updatedAt = :now" + "".join(f", {by_name[field]} = :v{i}" for i, field in enumerate(sets))
+        if removes:
+            expr += " REMOVE " + ", ".join(by_name[field] for field in removes)
         kwargs: Item = {
             "TableName": self.table_name,
-            "Key": dict(keys.session_key(user_id, session_id)),
-            "UpdateExpression": "SET " + ", ".join(sets),
+            "Key": dict(key),
+            "UpdateExpression": expr,
             "ConditionExpression": "attribute_exists(PK)",
             "ExpressionAttributeValues": values,
             "ReturnValues": "ALL_NEW",
@@ -245,7 +249,7 @@ class DynamoStore:
             return updated
         except ClientError as exc:
             if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise NotFound("Session not found.") from exc
+                raise NotFound(missing) from exc
             raise
 
     def set_session_status(self, user_id: str, session_id: str, status: str, now: str, max_active: int) -> None:
@@ -391,29 +395,7 @@ class DynamoStore:
     def update_chat(
         self, user_id: str, session_id: str, chat_id: str, sets: Item, removes: list[str], now: str
     ) -> Item:
-        names = {f"#f{i}": f for i, f in enumerate([*sets, *removes])}
-        by_name = {v: k for k, v in names.items()}
-        values: Item = {":now": now, **{f":v{i}": v for i, v in enumerate(sets.values())}}
-        expr = "SET updatedAt = :now" + "".join(f", {by_name[f]} = :v{i}" for i, f in enumerate(sets))
-        if removes:
-            expr += " REMOVE " + ", ".join(by_name[f] for f in removes)
-        kwargs: Item = {
-            "TableName": self.table_name,
-            "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
-            "UpdateExpression": expr,
-            "ConditionExpression": "attribute_exists(PK)",
-            "ExpressionAttributeValues": values,
-            "ReturnValues": "ALL_NEW",
-        }
-        if names:
-            kwargs["ExpressionAttributeNames"] = names
-        try:
-            updated: Item = plain(self.client.update_item(**kwargs)["Attributes"])
-            return updated
-        except ClientError as exc:
-            if exc.response["Error"]["Code"] == "ConditionalCheckFailedException":
-                raise NotFound("Chat not found.") from exc
-            raise
+        return self._patch(keys.chat_key(user_id, session_id, chat_id), sets, removes, now, "Chat not found.")
 
     def delete_chat(self, user_id: str, session_id: str, chat: Item, active_chat_id: str | None, now: str) -> int:
         """Invariant 1 and 6: the chat leaves, and if it was the active one the session's
