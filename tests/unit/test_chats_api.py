@@ -98,3 +98,12 @@ def test_another_users_chat_is_not_found(table: str) -> None:
         assert result.status == 404, module
         assert result.body["error"]["code"] == "not_found"
     assert invoke("get_chat", session=sid, chat=chat).status == 200
+
+
+def test_empty_patch_changes_nothing(table: str) -> None:
+    sid = new_session()
+    chat = new_chat(sid, "a")
+    session = invoke("get_session", session=sid).body
+    assert invoke("update_session", session=sid, body={}).body == session
+    assert invoke("update_chat", session=sid, chat=chat["chatId"], body={}).body == chat
+    assert invoke("update_chat", session=sid, chat="01" + "A" * 24, body={}).status == 404

@@ -53,6 +53,8 @@ def get_chat(store: DynamoStore, user_id: str, session_id: str, chat_id: str) ->
 
 def update_chat(store: DynamoStore, user_id: str, session_id: str, chat_id: str, request: UpdateChatRequest) -> Chat:
     changes = request.model_dump(exclude_unset=True, by_alias=True)
+    if not changes:
+        return get_chat(store, user_id, session_id, chat_id)
     removes = [field for field, value in changes.items() if value is None]
     sets = {field: value for field, value in changes.items() if value is not None}
     return chat_view(store.update_chat(user_id, session_id, chat_id, sets, removes, utc_now()))

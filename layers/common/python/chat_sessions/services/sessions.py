@@ -42,6 +42,8 @@ def get_session(store: DynamoStore, user_id: str, session_id: str) -> Session:
 
 def update_session(store: DynamoStore, user_id: str, session_id: str, request: UpdateSessionRequest) -> Session:
     changes = request.model_dump(exclude_unset=True)
+    if not changes:
+        return get_session(store, user_id, session_id)
     return session_view(store.update_session(user_id, session_id, changes, utc_now()))
 
 
