@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from chat_sessions import idempotency
 from chat_sessions.config import get_settings
 from chat_sessions.errors import ServiceError
 from chat_sessions.idempotency import run_once
@@ -22,7 +23,7 @@ from chat_sessions.llm import get_chat_model
 from chat_sessions.models import CreateChatRequest, CreateSessionRequest
 from chat_sessions.services import chats, conversation, messages, sessions
 from chat_sessions.store import get_store
-from tests.support import reset_caches, table_items
+from tests.support import LambdaContext, reset_caches, table_items
 from tests.upstream import Upstream
 
 T = TypeVar("T")
@@ -128,6 +129,7 @@ def test_concurrent_repeats_of_one_idempotency_key_run_once(server_table: str, m
     chat = chats.create_chat(store, "alice", sid, CreateChatRequest(name="c")).chat_id
     llm = get_chat_model()
     request = {"method": "POST", "path": f"/sessions/{sid}/chats/{chat}/messages", "body": {"content": "once"}}
+    idempotency.config.register_lambda_context(LambdaContext())  # as the handler does
 
     def work(i: int) -> dict[str, Any]:
         return run_once(
