@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import pytest
 
@@ -129,7 +129,7 @@ def test_concurrent_repeats_of_one_idempotency_key_run_once(server_table: str, m
     chat = chats.create_chat(store, "alice", sid, CreateChatRequest(name="c")).chat_id
     llm = get_chat_model()
     request = {"method": "POST", "path": f"/sessions/{sid}/chats/{chat}/messages", "body": {"content": "once"}}
-    idempotency.config.register_lambda_context(LambdaContext())  # as the handler does
+    idempotency.config.register_lambda_context(cast(Any, LambdaContext()))  # as the handler does
 
     def work(i: int) -> dict[str, Any]:
         return run_once(
