@@ -21,6 +21,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestValidationError,
 )
 from aws_lambda_powertools.logging import correlation_paths
+from botocore.exceptions import ClientError
 from pydantic import BaseModel
 
 from chat_sessions import idempotency
@@ -28,6 +29,13 @@ from chat_sessions.config import get_settings
 from chat_sessions.errors import PayloadTooLarge, ServiceError, Unauthorized
 from chat_sessions.models import ErrorBody
 from chat_sessions.observability import logger, metrics, tracer
+
+_THROTTLING = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "LimitExceededException",
+}
 
 _ERROR_DESCRIPTIONS = {
     400: "validation_error",
@@ -140,10 +148,25 @@ def _register_error_handlers(app: APIGatewayHttpResolver) -> None:
     def no_route(exc: NotFoundError) -> Response[Any]:
         return error_response(404, "not_found", "No such resource.")
 
+    @app.exception_handler(ClientError)
+    def dynamodb_error(exc: ClientError) -> Response[Any]:
+        # Throttling survives the client's own retries only under sustained overload: tell the
+        # caller to back off rather than report a bug.
+        if exc.response.get("Error", {}).get("Code") in _THROTTLING:
+            logger.warning("throttled by DynamoDB", extra={"code": exc.response["Error"]["Code"]})
+            return error_response(
+                429, "rate_limited", "Too many requests right now; retry shortly.", headers={"Retry-After": "1"}
+            )
+        return _internal_error()
+
     @app.exception_handler(Exception)
     def unexpected(exc: Exception) -> Response[Any]:
-        logger.exception("unexpected error")
-        return error_response(500, "internal_error", "Something went wrong on our side.")
+        return _internal_error()
+
+
+def _internal_error() -> Response[Any]:
+    logger.exception("unexpected error")
+    return error_response(500, "internal_error", "Something went wrong on our side.")
 
 
 def build_app(*routers: Router) -> APIGatewayHttpResolver:
