@@ -38,9 +38,10 @@ TEMPLATE = load()
 
 
 def statements(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    """Inline policy statements (SAM policy templates such as SQSSendMessagePolicy skipped)."""
     out: list[dict[str, Any]] = []
     for policy in resource["Properties"].get("Policies", []):
-        out += policy["Statement"]
+        out += policy.get("Statement", [])
     return out
 
 
@@ -68,9 +69,30 @@ def test_events_hold_no_secret() -> None:
         assert "sk-" not in text and "eyJ" not in text, path
 
 
+def test_every_function_has_an_event_file_and_a_test() -> None:
+    tests = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
+    for resource in functions(TEMPLATE).values():
+        module = resource["Properties"]["Handler"].split(".")[0]
+        assert (ROOT / "events" / f"{module}.json").is_file(), module
+        assert f'"{module}"' in tests or f"import {module}" in tests, module
+
+
+def test_stream_consumer_only_purges() -> None:
+    purge = functions(TEMPLATE)["PurgeDeletedFunction"]
+    actions = {a for s in statements(purge) if "Action" in s for a in s["Action"]}
+    assert actions == {"dynamodb:Query", "dynamodb:BatchWriteItem"}
+    (event,) = purge["Properties"]["Events"].values()
+    assert event["Type"] == "DynamoDB"
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert '"eventName": ["REMOVE"]' in event["Properties"]["FilterCriteria"]["Filters"][0]["Pattern"]
+
+
 def test_read_only_functions_get_read_only_access() -> None:
     for name, resource in functions(TEMPLATE).items():
-        method = next(iter(resource["Properties"]["Events"].values()))["Properties"]["Method"]
+        (event,) = resource["Properties"]["Events"].values()
+        if event["Type"] != "HttpApi":
+            continue
+        method = event["Properties"]["Method"]
         actions = {a for s in statements(resource) for a in s["Action"] if a.startswith("dynamodb:")}
         assert actions, name
         if method == "GET":

@@ -99,3 +99,13 @@ def sk_prefix_of_listing(listing: str, chat_id: str | None = None) -> str:
     if listing == "messages" and chat_id is not None:
         return message_prefix(chat_id)
     raise ValueError(listing)
+
+
+def children_of_removed(pk: str, sk: str) -> tuple[str, str] | None:
+    """For a removed item, the partition and sort-key prefix of what it owned: a session owns its
+    whole partition, a chat its messages. None for items that own nothing."""
+    if pk.startswith("USER#") and sk.startswith(SESSION_PREFIX) and is_valid_id(sk[len(SESSION_PREFIX) :]):
+        return f"{pk}#{sk}", ""
+    if "#" + SESSION_PREFIX in pk and sk.startswith(CHAT_PREFIX) and is_valid_id(sk[len(CHAT_PREFIX) :]):
+        return pk, message_prefix(sk[len(CHAT_PREFIX) :])
+    return None

@@ -132,7 +132,7 @@ class DynamoStore:
             return items[:limit], items[limit - 1][keys.SK]
         return items, None
 
-    def _purge(self, pk: str, prefix: str) -> int:
+    def purge(self, pk: str, prefix: str) -> int:
         """Delete every item of ``pk`` under ``prefix``: paginated queries, batched deletes,
         unprocessed items retried until none is left."""
         deleted = 0
@@ -298,7 +298,7 @@ class DynamoStore:
         if status == "active":
             ops.append(self._quota_decrement(user_id))
         self._transact(ops)
-        return self._purge(keys.session_partition(user_id, session_id), "")
+        return self.purge(keys.session_partition(user_id, session_id), "")
 
     # ----------------------------------------------------------------- chats
     def get_session_and_chat(self, user_id: str, session_id: str, chat_id: str) -> tuple[Item, Item]:
@@ -425,7 +425,7 @@ class DynamoStore:
                 session_op,
             ]
         )
-        return self._purge(keys.session_partition(user_id, session_id), keys.message_prefix(chat_id))
+        return self.purge(keys.session_partition(user_id, session_id), keys.message_prefix(chat_id))
 
     # ----------------------------------------------------------------- messages
     def append_user_message(
