@@ -19,7 +19,7 @@ router = Router()
     tags=["chats"],
     responses=api.responses(200, Chat, 409, 422),
 )
-def activate_chat(sessionId: str, chatId: str) -> Response[Any]:  # noqa: N803
+def activate_chat(sessionId: str, chatId: str, key: api.IdempotencyKey = None) -> Response[Any]:
     return api.respond(router, 200, lambda: chats.activate_chat(get_store(), api.user_id(router), sessionId, chatId))
 
 

@@ -20,7 +20,9 @@ router = Router()
     tags=["chats"],
     responses=api.responses(201, Chat, 409, 413, 422),
 )
-def create_chat(sessionId: str, body: Annotated[CreateChatRequest, Body()]) -> Response[Any]:  # noqa: N803
+def create_chat(
+    sessionId: str, body: Annotated[CreateChatRequest, Body()], key: api.IdempotencyKey = None
+) -> Response[Any]:
     return api.respond(router, 201, lambda: chats.create_chat(get_store(), api.user_id(router), sessionId, body))
 
 

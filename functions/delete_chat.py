@@ -18,7 +18,7 @@ router = Router()
     tags=["chats"],
     responses=api.responses(204, None),
 )
-def delete_chat(sessionId: str, chatId: str) -> Response[Any]:  # noqa: N803
+def delete_chat(sessionId: str, chatId: str) -> Response[Any]:
     return api.respond(router, 204, lambda: chats.delete_chat(get_store(), api.user_id(router), sessionId, chatId))
 
 

@@ -18,7 +18,7 @@ router = Router()
     tags=["sessions"],
     responses=api.responses(204, None),
 )
-def delete_session(sessionId: str) -> Response[Any]:  # noqa: N803
+def delete_session(sessionId: str) -> Response[Any]:
     return api.respond(router, 204, lambda: sessions.delete_session(get_store(), api.user_id(router), sessionId))
 
 

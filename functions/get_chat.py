@@ -16,7 +16,7 @@ router = Router()
 @router.get(
     "/sessions/<sessionId>/chats/<chatId>", summary="Get a chat", tags=["chats"], responses=api.responses(200, Chat)
 )
-def get_chat(sessionId: str, chatId: str) -> Response[Any]:  # noqa: N803
+def get_chat(sessionId: str, chatId: str) -> Response[Any]:
     return api.respond(router, 200, lambda: chats.get_chat(get_store(), api.user_id(router), sessionId, chatId))
 
 

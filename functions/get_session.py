@@ -14,7 +14,7 @@ router = Router()
 
 
 @router.get("/sessions/<sessionId>", summary="Get a session", tags=["sessions"], responses=api.responses(200, Session))
-def get_session(sessionId: str) -> Response[Any]:  # noqa: N803 - the contract's path name
+def get_session(sessionId: str) -> Response[Any]:
     return api.respond(router, 200, lambda: sessions.get_session(get_store(), api.user_id(router), sessionId))
 
 

@@ -21,7 +21,7 @@ router = Router()
     responses=api.responses(200, ChatPage),
 )
 def list_chats(
-    sessionId: str,  # noqa: N803
+    sessionId: str,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
 ) -> Response[Any]:

@@ -21,8 +21,8 @@ router = Router()
     responses=api.responses(200, MessagePage),
 )
 def list_messages(
-    sessionId: str,  # noqa: N803
-    chatId: str,  # noqa: N803
+    sessionId: str,
+    chatId: str,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
     order: Annotated[Literal["asc", "desc"], Query()] = "asc",

@@ -20,7 +20,7 @@ router = Router()
     tags=["messages"],
     responses=api.responses(201, Exchange, 409, 422, 429, 502, 504),
 )
-def regenerate(sessionId: str, chatId: str) -> Response[Any]:  # noqa: N803
+def regenerate(sessionId: str, chatId: str, key: api.IdempotencyKey = None) -> Response[Any]:
     return api.respond(
         router,
         201,

@@ -19,7 +19,7 @@ router = Router()
     tags=["sessions"],
     responses=api.responses(200, Session, 409, 422),
 )
-def resume_session(sessionId: str) -> Response[Any]:  # noqa: N803
+def resume_session(sessionId: str, key: api.IdempotencyKey = None) -> Response[Any]:
     return api.respond(router, 200, lambda: sessions.resume_session(get_store(), api.user_id(router), sessionId))
 
 

@@ -21,7 +21,9 @@ router = Router()
     tags=["messages"],
     responses=api.responses(201, Exchange, 409, 413, 422, 429, 502, 504),
 )
-def send_to_active_chat(sessionId: str, body: Annotated[SendMessageRequest, Body()]) -> Response[Any]:  # noqa: N803
+def send_to_active_chat(
+    sessionId: str, body: Annotated[SendMessageRequest, Body()], key: api.IdempotencyKey = None
+) -> Response[Any]:
     return api.respond(
         router,
         201,

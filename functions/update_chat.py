@@ -20,7 +20,7 @@ router = Router()
     tags=["chats"],
     responses=api.responses(200, Chat, 413),
 )
-def update_chat(sessionId: str, chatId: str, body: Annotated[UpdateChatRequest, Body()]) -> Response[Any]:  # noqa: N803
+def update_chat(sessionId: str, chatId: str, body: Annotated[UpdateChatRequest, Body()]) -> Response[Any]:
     return api.respond(
         router, 200, lambda: chats.update_chat(get_store(), api.user_id(router), sessionId, chatId, body)
     )

@@ -20,7 +20,7 @@ router = Router()
     tags=["sessions"],
     responses=api.responses(200, Session, 413),
 )
-def update_session(sessionId: str, body: Annotated[UpdateSessionRequest, Body()]) -> Response[Any]:  # noqa: N803
+def update_session(sessionId: str, body: Annotated[UpdateSessionRequest, Body()]) -> Response[Any]:
     return api.respond(router, 200, lambda: sessions.update_session(get_store(), api.user_id(router), sessionId, body))
 
 

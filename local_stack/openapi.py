@@ -80,8 +80,24 @@ def document_json() -> str:
     doc = json.loads(text)
     if any(_POWERTOOLS_PARAM.search(path) for path in doc.get("paths", {})):
         doc["paths"] = {_POWERTOOLS_PARAM.sub(r"{\1}", path): item for path, item in doc["paths"].items()}
-        text = json.dumps(doc, indent=2, ensure_ascii=False)
-    return text
+    _drop_default_validation_responses(doc)
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def _drop_default_validation_responses(doc: dict[str, Any]) -> None:
+    """Powertools documents a 422 ``HTTPValidationError`` on every validated route, but this API
+    answers validation errors with 400 and its own error body (``api.responses`` documents it);
+    only an ``Idempotency-Key`` reuse is a 422 here. Remove the default so the document says
+    what the API does."""
+    default = "#/components/schemas/HTTPValidationError"
+    for item in doc.get("paths", {}).values():
+        for operation in item.values():
+            response = operation.get("responses", {}).get("422", {})
+            if response.get("content", {}).get("application/json", {}).get("schema", {}).get("$ref") == default:
+                del operation["responses"]["422"]
+    if default not in json.dumps(doc.get("paths", {})):
+        for name in ("HTTPValidationError", "ValidationError"):
+            doc.get("components", {}).get("schemas", {}).pop(name, None)
 
 
 def main() -> None:

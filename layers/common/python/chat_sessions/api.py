@@ -11,7 +11,7 @@ import json
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
+from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response, content_types
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -20,6 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
     RequestUnsupportedContentType,
     RequestValidationError,
 )
+from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.logging import correlation_paths
 from botocore.exceptions import ClientError
 from pydantic import BaseModel
@@ -44,10 +45,23 @@ _ERROR_DESCRIPTIONS = {
     409: "conflict (chat_not_active, session_paused, no_active_chat, session_limit_reached, nothing_to_regenerate)",
     413: "payload_too_large",
     422: "idempotency_key_reused",
-    429: "rate_limited",
+    429: "rate_limited (the model, or DynamoDB throttling; see Retry-After)",
     502: "upstream_error",
     504: "upstream_timeout",
 }
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        pattern=idempotency.KEY_PATTERN,
+        description="Makes a retry of this POST safe: a repeat with the same key and body within 24 hours "
+        "returns the first response and does nothing again; the same key with another body answers 422.",
+    ),
+]
+"""The ``Idempotency-Key`` header, declared on every POST route so the OpenAPI document shows it;
+``respond`` reads and enforces it."""
 
 
 def error_response(
@@ -72,7 +86,7 @@ def responses(success: int, model: type[BaseModel] | None, *errors: int) -> dict
         out[success] = {"description": "No content"}
     else:
         out[success] = {"description": HTTPStatus(success).phrase, "content": {"application/json": {"model": model}}}
-    for status in (400, 401, 404, *errors):
+    for status in (400, 401, 404, 429, *errors):
         out[status] = {
             "description": _ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
             "content": {"application/json": {"model": ErrorBody}},

@@ -30,7 +30,8 @@ from chat_sessions.errors import Conflict, IdempotencyKeyReused, ValidationFaile
 from chat_sessions.store import plain_dynamodb_client
 
 HEADER = "idempotency-key"
-_KEY_RE = re.compile(r"^[\x20-\x7e]{1,128}$")
+KEY_PATTERN = r"^[\x20-\x7e]{1,128}$"
+_KEY_RE = re.compile(KEY_PATTERN)
 EXPIRY_ATTR = "expiresAt"
 
 config = IdempotencyConfig(
