@@ -13,7 +13,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from chat_sessions.clock import utc_now
 from chat_sessions.config import get_settings
 from chat_sessions.context_window import build_window, estimate_tokens
-from chat_sessions.errors import ChatNotActive, NoActiveChat, NothingToRegenerate, SessionPaused
+from chat_sessions.errors import ChatNotActive, NoActiveChat, NothingToRegenerate, ServiceError, SessionPaused
 from chat_sessions.ids import new_id
 from chat_sessions.llm import ChatModel, Completion
 from chat_sessions.models import Exchange
@@ -57,7 +57,12 @@ def _reply(
     if history is None:
         history = store.context_window(user_id, session_id, chat_id, user_message["seq"], settings.context_max_messages)
     window = build_window(chat.get("systemPrompt"), history, settings.context_token_budget)
-    completion: Completion = model.complete(chat["model"], window)
+    try:
+        completion: Completion = model.complete(chat["model"], window)
+    except ServiceError as exc:
+        metrics.add_metric(name="ModelFailures", unit=MetricUnit.Count, value=1)
+        metrics.add_metadata(key="modelError", value=exc.code)
+        raise
     metrics.add_metric(name="ModelTokens", unit=MetricUnit.Count, value=completion.total_tokens)
 
     reply: Item = {
