@@ -71,12 +71,20 @@ def error_response(
     details: list[dict[str, Any]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> Response[Any]:
+    return Response(
+        status_code=status,
+        content_type=content_types.APPLICATION_JSON,
+        body=_error_body(code, message, details),
+        headers=headers,
+    )
+
+
+def _error_body(code: str, message: str, details: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The contract's error body: ``{"error": {"code", "message", "details"?}}``."""
     error: dict[str, Any] = {"code": code, "message": message}
     if details:
         error["details"] = details
-    return Response(
-        status_code=status, content_type=content_types.APPLICATION_JSON, body={"error": error}, headers=headers
-    )
+    return {"error": error}
 
 
 def responses(success: int, model: type[BaseModel] | None, *errors: int) -> dict[int, Any]:
@@ -215,7 +223,7 @@ def lambda_handler_for(router: Router) -> Callable[[dict[str, Any], Any], dict[s
             result = {
                 "statusCode": exc.status,
                 "headers": {"Content-Type": "application/json"},
-                "body": json.dumps({"error": {"code": exc.code, "message": exc.message}}),
+                "body": json.dumps(_error_body(exc.code, exc.message)),
             }
         else:
             result = app.resolve(event, context)

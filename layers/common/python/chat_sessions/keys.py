@@ -61,7 +61,12 @@ def quota_key(user_id: str) -> Key:
 
 def session_partition(user_id: str, session_id: str) -> str:
     """The partition holding one session's chats and messages (deleted with the session)."""
-    return f"{_user(user_id)}#{SESSION_PREFIX}{_checked('Session', session_id)}"
+    return _session_partition(session_key(user_id, session_id))
+
+
+def _session_partition(session: Key) -> str:
+    # A session's partition is its own key, joined: PK=USER#u, SK=SESSION#s -> USER#u#SESSION#s.
+    return f"{session['PK']}#{session['SK']}"
 
 
 def chat_key(user_id: str, session_id: str, chat_id: str) -> Key:
@@ -105,7 +110,7 @@ def children_of_removed(pk: str, sk: str) -> tuple[str, str] | None:
     """For a removed item, the partition and sort-key prefix of what it owned: a session owns its
     whole partition, a chat its messages. None for items that own nothing."""
     if pk.startswith("USER#") and sk.startswith(SESSION_PREFIX) and is_valid_id(sk[len(SESSION_PREFIX) :]):
-        return f"{pk}#{sk}", ""
+        return _session_partition({"PK": pk, "SK": sk}), ""
     if "#" + SESSION_PREFIX in pk and sk.startswith(CHAT_PREFIX) and is_valid_id(sk[len(CHAT_PREFIX) :]):
         return pk, message_prefix(sk[len(CHAT_PREFIX) :])
     return None
