@@ -60,7 +60,7 @@ EXPECTED: dict[str, list[str]] = {
         "TransactWriteItems",
         "UpdateItem",
     ],
-    "send_message, repeated Idempotency-Key": ["PutItem"],
+    "send_message, repeated Idempotency-Key": ["PutItem", "BatchGetItem"],
     "delete_chat, no messages": ["TransactGetItems", "TransactWriteItems", "Query"],
     "delete_chat, 60 messages": [
         "TransactGetItems",

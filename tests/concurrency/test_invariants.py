@@ -62,12 +62,12 @@ def test_one_active_chat_under_concurrent_creates_and_switches(server_table: str
     results = race(THREADS, work)
     assert all(isinstance(r, str) for r in results), results
 
-    session = store.get_session("alice", sid)
+    session = store.sessions.get("alice", sid)
     all_chats = [i for i in table_items(server_table) if i.get("type") == "chat"]
     active = [c["chatId"] for c in all_chats if c["active"]]
     assert len(all_chats) == 5 + THREADS // 4
-    assert active == [session["activeChatId"]]
-    assert session["chatCount"] == len(all_chats)
+    assert active == [session.active_chat_id]
+    assert session.chat_count == len(all_chats)
 
 
 def test_seq_has_no_gap_and_no_repeat_under_concurrent_sends(server_table: str, model: Upstream) -> None:
@@ -86,9 +86,9 @@ def test_seq_has_no_gap_and_no_repeat_under_concurrent_sends(server_table: str, 
     assert [m.seq for m in page.items] == stored
     assert sorted(m.content for m in page.items if m.role == "user") == sorted(f"message {i}" for i in range(THREADS))
     assert all(m.status == "complete" for m in page.items)
-    chat_item = store.get_chat("alice", sid, chat)
-    assert chat_item["lastSeq"] == chat_item["messageCount"] == 2 * THREADS
-    assert store.get_session("alice", sid)["messageCount"] == 2 * THREADS
+    chat_item = store.chats.get("alice", sid, chat)
+    assert chat_item.last_seq == chat_item.message_count == 2 * THREADS
+    assert store.sessions.get("alice", sid).message_count == 2 * THREADS
     assert model.calls == THREADS
 
 
@@ -105,12 +105,12 @@ def test_active_session_quota_under_concurrent_creates_and_resumes(
     refused = [r for r in created if isinstance(r, ServiceError)]
     assert len(ok) == 5
     assert {r.code for r in refused} == {"session_limit_reached"} and len(refused) == THREADS - 5
-    assert store.count_active_sessions("alice") == 5
+    assert store.sessions.active_count("alice") == 5
 
     # Pause all five, then race resumes of the five against five new creates: still five active.
     for sid in ok:
         sessions.pause_session(store, "alice", sid)
-    assert store.count_active_sessions("alice") == 0
+    assert store.sessions.active_count("alice") == 0
 
     def work(i: int) -> str:
         if i < 5:
@@ -120,7 +120,7 @@ def test_active_session_quota_under_concurrent_creates_and_resumes(
     race(10, work)
     stored = [i for i in table_items(server_table) if i.get("type") == "session"]
     assert len([s for s in stored if s["status"] == "active"]) == 5
-    assert store.count_active_sessions("alice") == 5
+    assert store.sessions.active_count("alice") == 5
 
 
 def test_concurrent_repeats_of_one_idempotency_key_run_once(server_table: str, model: Upstream) -> None:

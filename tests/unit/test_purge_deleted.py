@@ -28,7 +28,7 @@ def seeded_session(chats: int = 2, messages_each: int = 30) -> tuple[str, list[s
     for chat in chat_ids:
         for seq in range(1, messages_each + 1):
             key = keys.message_key("alice", sid, chat, seq)
-            store.client.put_item(TableName=store.table_name, Item={**key, "type": "message", "seq": seq})
+            store.table.client.put_item(TableName=store.table.table_name, Item={**key, "type": "message", "seq": seq})
     return sid, chat_ids
 
 

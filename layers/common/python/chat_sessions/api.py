@@ -7,6 +7,7 @@ everything else about being an HTTP endpoint of this service happens here, once.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import time
 from collections.abc import Callable
@@ -22,31 +23,30 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.logging import correlation_paths
-from botocore.exceptions import ClientError
+from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
 from chat_sessions import idempotency
 from chat_sessions.config import get_settings
-from chat_sessions.errors import PayloadTooLarge, ServiceError, Unauthorized
-from chat_sessions.models import ErrorBody
+from chat_sessions.errors import Conflict, PayloadTooLarge, ServiceError, Unauthorized
+from chat_sessions.models import ErrorBody, Exchange
 from chat_sessions.observability import logger, metrics, tracer
-
-_THROTTLING = {
-    "ProvisionedThroughputExceededException",
-    "ThrottlingException",
-    "RequestLimitExceeded",
-    "LimitExceededException",
-}
+from chat_sessions.services.exchanges import SendKey, exchange_ref, read_exchange
+from chat_sessions.store import Collision, ConditionFailed, get_store
+from chat_sessions.store.outcomes import classify
 
 _ERROR_DESCRIPTIONS = {
     400: "validation_error",
     401: "unauthorized",
     404: "not_found",
-    409: "conflict (chat_not_active, session_paused, no_active_chat, session_limit_reached, nothing_to_regenerate)",
+    409: "conflict (contention outlasting retries), chat_not_active, session_paused, no_active_chat, "
+    "session_limit_reached, nothing_to_regenerate",
     413: "payload_too_large",
     422: "idempotency_key_reused",
     429: "rate_limited (the model, or DynamoDB throttling; see Retry-After)",
     502: "upstream_error",
+    503: "unavailable (DynamoDB could not answer; see Retry-After)",
     504: "upstream_timeout",
 }
 
@@ -94,7 +94,7 @@ def responses(success: int, model: type[BaseModel] | None, *errors: int) -> dict
         out[success] = {"description": "No content"}
     else:
         out[success] = {"description": HTTPStatus(success).phrase, "content": {"application/json": {"model": model}}}
-    for status in (400, 401, 404, 429, *errors):
+    for status in (400, 401, 404, 429, 503, *errors):
         out[status] = {
             "description": _ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
             "content": {"application/json": {"model": ErrorBody}},
@@ -123,33 +123,69 @@ def _response(status: int, body: Any) -> Response[Any]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-def respond(router: Router, status: int, produce: Callable[[], BaseModel | None]) -> Response[Any]:
-    """Run the operation and shape its response; a POST with ``Idempotency-Key`` runs at most
-    once per user and key, and its repeats get the first response back."""
+def _request(router: Router) -> dict[str, Any]:
+    """What an ``Idempotency-Key`` is bound to: the same key with another request is refused."""
     event = router.current_event
-    key = idempotency.checked_key(event.headers.get(idempotency.HEADER))
-    if event.http_method != "POST" or key is None:
-        return _response(status, _dump(produce()))
     try:
         body: Any = event.json_body
     except ValueError:
         body = event.decoded_body
-    stored = idempotency.run_once(
-        user_id(router),
-        operation=event.raw_event.get("routeKey") or event.http_method,
-        key=key,
-        request={"method": event.http_method, "path": event.path, "body": body},
-        produce=lambda: {"status": status, "body": _dump(produce())},
+    return {"method": event.http_method, "path": event.path, "body": body}
+
+
+def _operation(router: Router) -> str:
+    event = router.current_event
+    return str(event.raw_event.get("routeKey") or event.http_method)
+
+
+def send_key(router: Router) -> SendKey | None:
+    """The send's ``Idempotency-Key`` (hashed with its route) and its request's hash, for the
+    marker that makes a repeat after a failure answer the message already stored."""
+    key = idempotency.checked_key(router.current_event.headers.get(idempotency.HEADER))
+    if key is None:
+        return None
+    return SendKey(
+        key_hash=hashlib.sha256(f"{_operation(router)}\n{key}".encode()).hexdigest(),
+        request_hash=hashlib.sha256(json.dumps(_request(router), sort_keys=True).encode()).hexdigest(),
     )
+
+
+def respond(router: Router, status: int, produce: Callable[[], BaseModel | None]) -> Response[Any]:
+    """Run the operation and shape its response; a POST with ``Idempotency-Key`` runs at most
+    once per user and key, and its repeats get the first response back.
+
+    The record of an exchange (a send or a regenerate) holds where its two messages are, not
+    their text: a 32,000-character message and a long reply would not fit DynamoDB's 400 KB
+    item limit together. A repeat reads them back (one BatchGetItem)."""
+    event = router.current_event
+    if event.http_method != "POST":
+        return _response(status, _dump(produce()))
+    key = idempotency.checked_key(event.headers.get(idempotency.HEADER))
+    if key is None:
+        return _response(status, _dump(produce()))
+    first: list[BaseModel | None] = []
+
+    def record() -> dict[str, Any]:
+        result = produce()
+        first.append(result)
+        if isinstance(result, Exchange):
+            return {"status": status, "exchange": exchange_ref(result)}
+        return {"status": status, "body": _dump(result)}
+
+    stored = idempotency.run_once(
+        user_id(router), operation=_operation(router), key=key, request=_request(router), produce=record
+    )
+    if first:
+        return _response(status, _dump(first[0]))
+    if "exchange" in stored:
+        return _response(int(stored["status"]), _dump(read_exchange(get_store(), user_id(router), stored["exchange"])))
     return _response(int(stored["status"]), stored["body"])
 
 
 def _register_error_handlers(app: APIGatewayHttpResolver) -> None:
     @app.exception_handler(ServiceError)
     def service_error(exc: ServiceError) -> Response[Any]:
-        if exc.status >= 500:
-            logger.warning("request failed", extra={"code": exc.code, "reason": exc.message})
-        return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
+        return _service_error(exc)
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(exc: RequestValidationError) -> Response[Any]:
@@ -171,19 +207,29 @@ def _register_error_handlers(app: APIGatewayHttpResolver) -> None:
         return error_response(404, "not_found", "No such resource.")
 
     @app.exception_handler(ClientError)
-    def dynamodb_error(exc: ClientError) -> Response[Any]:
-        # Throttling survives the client's own retries only under sustained overload: tell the
-        # caller to back off rather than report a bug.
-        if exc.response.get("Error", {}).get("Code") in _THROTTLING:
-            logger.warning("throttled by DynamoDB", extra={"code": exc.response["Error"]["Code"]})
-            return error_response(
-                429, "rate_limited", "Too many requests right now; retry shortly.", headers={"Retry-After": "1"}
-            )
+    @app.exception_handler(BotoCoreError)
+    @app.exception_handler(IdempotencyPersistenceLayerError)
+    def dynamodb_error(exc: Exception) -> Response[Any]:
+        # The store classifies its own calls; these come from elsewhere (Powertools Idempotency
+        # wraps its DynamoDB errors). Throttling and unavailability are not bugs: tell the caller
+        # to back off. A collision outlasting retries is a conflict.
+        cause = exc.__cause__ if isinstance(exc, IdempotencyPersistenceLayerError) else exc
+        outcome = classify(cause) if isinstance(cause, Exception) else cause
+        if isinstance(outcome, ServiceError):
+            return _service_error(outcome)
+        if isinstance(outcome, Collision | ConditionFailed):
+            return _service_error(Conflict("A concurrent request changed this resource; retry the request."))
         return _internal_error()
 
     @app.exception_handler(Exception)
     def unexpected(exc: Exception) -> Response[Any]:
         return _internal_error()
+
+
+def _service_error(exc: ServiceError) -> Response[Any]:
+    if exc.status >= 500:
+        logger.warning("request failed", extra={"code": exc.code, "reason": exc.message})
+    return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
 def _internal_error() -> Response[Any]:

@@ -72,6 +72,10 @@ class RateLimited(ServiceError):
     status, code = 429, "rate_limited"
 
 
+RETRY_AFTER_SECONDS = "1"
+"""What ``Retry-After`` says when DynamoDB throttles or is unavailable: its own backoff is short."""
+
+
 class UpstreamError(ServiceError):
     status, code = 502, "upstream_error"
 
@@ -81,6 +85,15 @@ class UpstreamTimeout(ServiceError):
 
 
 class StoreContention(ServiceError):
-    """Optimistic writes kept losing to concurrent ones; the caller may retry."""
+    """Optimistic writes kept losing to concurrent ones (or DynamoDB kept cancelling them as
+    collisions); the caller may retry."""
 
     status, code = 409, "conflict"
+
+
+class Unavailable(ServiceError):
+    """DynamoDB could not be reached or answered 5xx after the SDK's retries. The write may or
+    may not have been committed; every write carries a token and a check that makes a retry
+    safe, so the caller may retry."""
+
+    status, code = 503, "unavailable"

@@ -10,6 +10,7 @@ Layout (see the README's access-pattern table):
     USER#<user>#SESSION#<sessionId>     CHAT#<chatId>                chat
     USER#<user>#SESSION#<sessionId>     MSG#<chatId>#<seq:010d>      message
     USER#<user>#IDEMPOTENCY             <function>#<hash>            idempotency record
+    USER#<user>#IDEMPOTENCY             SEND#<hash>                  message stored under a key
 """
 
 from __future__ import annotations
@@ -93,6 +94,13 @@ def message_key(user_id: str, session_id: str, chat_id: str, seq: int) -> Key:
 def idempotency_pk(user_id: str) -> str:
     """Idempotency records live in the caller's own partition: keys are scoped per user."""
     return f"{_user(user_id)}#IDEMPOTENCY"
+
+
+def send_marker_key(user_id: str, key_hash: str) -> Key:
+    """Which message an ``Idempotency-Key`` stored (per user, per route, per key)."""
+    if not (0 < len(key_hash) <= 64 and all(c in "0123456789abcdef" for c in key_hash)):
+        raise ValueError("key_hash must be lower-case hex")
+    return {"PK": idempotency_pk(user_id), "SK": "SEND#" + key_hash}
 
 
 def sk_prefix_of_listing(listing: str, chat_id: str | None = None) -> str:

@@ -2,56 +2,58 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from chat_sessions.items import ChatItem, MessageItem, SessionItem
+from chat_sessions.items import Usage as StoredUsage
 from chat_sessions.models import Chat, Message, Session, Usage
-from chat_sessions.store import USAGE_FIELDS
 
 
-def _usage(item: dict[str, Any]) -> Usage:
-    return Usage(**{field: int(item.get(field, 0)) for field in USAGE_FIELDS})
+def _usage(usage: StoredUsage) -> Usage:
+    return Usage(
+        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, total_tokens=usage.total_tokens
+    )
 
 
-def session_view(item: dict[str, Any]) -> Session:
+def session_view(item: SessionItem) -> Session:
     return Session(
-        session_id=item["sessionId"],
-        name=item["name"],
-        status=item["status"],
-        active_chat_id=item.get("activeChatId"),
-        chat_count=item["chatCount"],
-        message_count=item["messageCount"],
-        usage=_usage(item),
-        metadata=item.get("metadata", {}),
-        created_at=item["createdAt"],
-        updated_at=item["updatedAt"],
+        session_id=item.session_id,
+        name=item.name,
+        status=item.status,
+        active_chat_id=item.active_chat_id,
+        chat_count=item.chat_count,
+        message_count=item.message_count,
+        usage=_usage(item.usage),
+        metadata=item.metadata,
+        created_at=item.created_at,
+        updated_at=item.updated_at,
     )
 
 
-def chat_view(item: dict[str, Any]) -> Chat:
+def chat_view(item: ChatItem) -> Chat:
     return Chat(
-        chat_id=item["chatId"],
-        session_id=item["sessionId"],
-        name=item["name"],
-        model=item["model"],
-        system_prompt=item.get("systemPrompt"),
-        active=item["active"],
-        message_count=item["messageCount"],
-        usage=_usage(item),
-        created_at=item["createdAt"],
-        updated_at=item["updatedAt"],
+        chat_id=item.chat_id,
+        session_id=item.session_id,
+        name=item.name,
+        model=item.model,
+        system_prompt=item.system_prompt,
+        active=item.active,
+        message_count=item.message_count,
+        usage=_usage(item.usage),
+        created_at=item.created_at,
+        updated_at=item.updated_at,
     )
 
 
-def message_view(item: dict[str, Any]) -> Message:
+def message_view(item: MessageItem) -> Message:
+    usage = item.usage
     return Message(
-        message_id=item["messageId"],
-        chat_id=item["chatId"],
-        session_id=item["sessionId"],
-        seq=item["seq"],
-        role=item["role"],
-        content=item["content"],
-        status=item["status"],
-        model=item.get("model"),
-        usage=_usage(item) if item["role"] == "assistant" else None,
-        created_at=item["createdAt"],
+        message_id=item.message_id,
+        chat_id=item.chat_id,
+        session_id=item.session_id,
+        seq=item.seq,
+        role=item.role,
+        content=item.content,
+        status=item.status,
+        model=item.model,
+        usage=None if usage is None else _usage(usage),
+        created_at=item.created_at,
     )

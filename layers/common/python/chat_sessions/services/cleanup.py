@@ -8,12 +8,12 @@ it until it succeeds. Purging is idempotent: a second pass over an empty range d
 from __future__ import annotations
 
 from chat_sessions import keys
-from chat_sessions.store import DynamoStore
+from chat_sessions.store import Store
 
 
-def purge_children(store: DynamoStore, pk: str, sk: str) -> int:
+def purge_children(store: Store, pk: str, sk: str) -> int:
     """Delete every item the removed item ``(pk, sk)`` owned; returns how many were left."""
     owned = keys.children_of_removed(pk, sk)
     if owned is None:
         return 0
-    return store.purge(*owned)
+    return store.table.purge(*owned)

@@ -6,12 +6,12 @@ from typing import Literal
 
 from chat_sessions import cursors, keys
 from chat_sessions.models import MessagePage
-from chat_sessions.store import DynamoStore
+from chat_sessions.store import Store
 from chat_sessions.views import message_view
 
 
 def list_messages(
-    store: DynamoStore,
+    store: Store,
     user_id: str,
     session_id: str,
     chat_id: str,
@@ -21,6 +21,6 @@ def list_messages(
 ) -> MessagePage:
     scope = {"partition": keys.session_partition(user_id, session_id), "listing": f"messages:{chat_id}:{order}"}
     after = cursors.decode(cursor, prefix=keys.message_prefix(chat_id), **scope)
-    store.get_chat(user_id, session_id, chat_id)
-    items, last = store.list_messages(user_id, session_id, chat_id, limit, after, forward=order == "asc")
+    store.chats.get(user_id, session_id, chat_id)
+    items, last = store.messages.page(user_id, session_id, chat_id, limit, after, forward=order == "asc")
     return MessagePage(items=[message_view(i) for i in items], next_cursor=cursors.encode(last, **scope))

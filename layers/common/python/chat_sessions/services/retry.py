@@ -1,4 +1,5 @@
-"""Optimistic retries: re-read and try again when a conditional write lost a race."""
+"""Optimistic retries: re-read and try again when a conditional write lost a race or DynamoDB
+cancelled it as a collision."""
 
 from __future__ import annotations
 
@@ -8,18 +9,25 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from chat_sessions.errors import StoreContention
-from chat_sessions.store import WriteConflict
+from chat_sessions.store import Collision, ConditionFailed
 
 T = TypeVar("T")
 ATTEMPTS = 30
+MAX_BACKOFF_SECONDS = 0.2
+
+
+class Stale(Exception):
+    """Raised by an attempt whose reads disagree with each other (a pointer moved between two
+    reads): retried like a lost race, never answered as a state the resource is not in."""
 
 
 def optimistic(attempt: Callable[[], T], attempts: int = ATTEMPTS) -> T:
-    """Run ``attempt`` (read, decide, conditional write) until its write is not cancelled
-    by a concurrent one. Jittered backoff spreads out writers racing on one item."""
+    """Run ``attempt`` (read, decide, conditional write) until its write is neither refused
+    by a concurrent change nor cancelled as a collision. Jittered exponential backoff spreads
+    out writers racing on one item; contention that outlasts the attempts is ``409 conflict``."""
     for n in range(attempts):
         try:
             return attempt()
-        except WriteConflict:
-            time.sleep(random.uniform(0, min(0.2, 0.005 * 2**n)))
+        except (ConditionFailed, Collision, Stale):
+            time.sleep(random.uniform(0, min(MAX_BACKOFF_SECONDS, 0.005 * 2**n)))
     raise StoreContention("Too many concurrent changes to this resource; retry the request.")

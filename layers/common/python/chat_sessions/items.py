@@ -1,0 +1,159 @@
+"""One typed model per stored item: what the table holds, written and read through these.
+
+Every write builds its item from one of these models and every read validates against it, so a
+malformed value (a ``null`` where a map belongs, a number where text belongs, a negative token
+count) is refused before it is stored, and a stored item that does not fit is noticed when read
+instead of poisoning every page that contains it. Keys (``PK``/``SK``) are not part of the
+models: :mod:`chat_sessions.keys` builds them, and reads ignore them.
+
+Attribute names are the stored (camelCase) names; Python code uses the snake_case fields.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+Count = Annotated[int, Field(ge=0)]
+TokenCount = Annotated[int, Field(ge=0, le=10**12)]
+Text = Annotated[str, Field(min_length=1)]
+
+SessionStatus = Literal["active", "paused"]
+Role = Literal["user", "assistant"]
+MessageStatus = Literal["complete", "unanswered"]
+
+
+class StoredItem(BaseModel):
+    """Strict (no coercion), unknown attributes ignored on read (keys, ``type``)."""
+
+    model_config = ConfigDict(strict=True, extra="ignore", alias_generator=to_camel, populate_by_name=True, frozen=True)
+    item_type: str = Field(alias="type", default="")
+
+    def to_item(self) -> dict[str, Any]:
+        """The attributes to store (absent rather than null: DynamoDB items have no nulls here)."""
+        return self.model_dump(by_alias=True, exclude_none=True)
+
+    @classmethod
+    def from_item(cls, item: dict[str, Any]) -> Self:
+        return cls.model_validate(item)
+
+
+class Usage(BaseModel):
+    model_config = ConfigDict(strict=True, frozen=True)
+    prompt_tokens: TokenCount = 0
+    completion_tokens: TokenCount = 0
+    total_tokens: TokenCount = 0
+
+
+class _Totals(StoredItem):
+    """Token totals are stored flat so one update expression can add to them atomically."""
+
+    prompt_tokens: TokenCount = 0
+    completion_tokens: TokenCount = 0
+    total_tokens: TokenCount = 0
+
+    @property
+    def usage(self) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens, total_tokens=self.total_tokens
+        )
+
+
+class SessionItem(_Totals):
+    item_type: Literal["session"] = Field(alias="type", default="session")
+    session_id: Text
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    status: SessionStatus
+    active_chat_id: Text | None = None
+    chat_count: Count
+    message_count: Count
+    metadata: dict[str, str]
+    created_at: Text
+    updated_at: Text
+
+
+class ChatItem(_Totals):
+    item_type: Literal["chat"] = Field(alias="type", default="chat")
+    chat_id: Text
+    session_id: Text
+    name: Annotated[str, Field(min_length=1, max_length=200)]
+    model: Text
+    system_prompt: Text | None = None
+    active: bool
+    message_count: Count
+    last_seq: Count
+    last_user_seq: Count
+    created_at: Text
+    updated_at: Text
+
+
+class MessageItem(StoredItem):
+    """A message; assistant messages carry their usage and the seq they answer, user messages
+    the seq of their first reply once answered."""
+
+    item_type: Literal["message"] = Field(alias="type", default="message")
+    message_id: Text
+    chat_id: Text
+    session_id: Text
+    seq: Annotated[int, Field(ge=1)]
+    role: Role
+    content: str
+    status: MessageStatus
+    model: Text | None = None
+    prompt_tokens: TokenCount | None = None
+    completion_tokens: TokenCount | None = None
+    total_tokens: TokenCount | None = None
+    tokens: Count
+    reply_to_seq: Annotated[int, Field(ge=1)] | None = None
+    reply_seq: Annotated[int, Field(ge=1)] | None = None
+    created_at: Text
+
+    @property
+    def usage(self) -> Usage | None:
+        if self.role != "assistant":
+            return None
+        return Usage(
+            prompt_tokens=self.prompt_tokens or 0,
+            completion_tokens=self.completion_tokens or 0,
+            total_tokens=self.total_tokens or 0,
+        )
+
+
+class QuotaItem(StoredItem):
+    """The user's active-session counter (invariant: equals their sessions with status active)."""
+
+    active_sessions: Count = 0
+
+
+class SendMarkerItem(StoredItem):
+    """Written with a user message sent under an ``Idempotency-Key``: which message that key
+    stored, so a repeat after a failure answers that message instead of storing another."""
+
+    item_type: Literal["send"] = Field(alias="type", default="send")
+    session_id: Text
+    chat_id: Text
+    seq: Annotated[int, Field(ge=1)]
+    message_id: Text
+    request_hash: Text
+    expires_at: Annotated[int, Field(ge=0)]
+
+
+def checked_changes(model: type[StoredItem], sets: dict[str, Any], removes: list[str]) -> None:
+    """Refuse a partial update (stored names) that would leave an item of ``model`` invalid:
+    every value set must fit its field, and only optional fields may be removed."""
+    from pydantic import TypeAdapter
+
+    by_alias = {info.alias or name: info for name, info in model.model_fields.items()}
+    for name, value in sets.items():
+        info = by_alias.get(name)
+        if info is None:
+            raise ValueError(f"{model.__name__} has no attribute {name}")
+        field_type: Any = Annotated[info.annotation, *info.metadata] if info.metadata else info.annotation
+        adapter: TypeAdapter[Any] = TypeAdapter(field_type)
+        adapter.validate_python(value, strict=True)
+    for name in removes:
+        info = by_alias.get(name)
+        if info is None or info.default is not None or info.is_required():
+            raise ValueError(f"{model.__name__}.{name} cannot be removed")

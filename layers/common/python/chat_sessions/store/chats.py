@@ -1,0 +1,156 @@
+"""Chats, and the session's pointer to its active chat.
+
+Invariant kept here: exactly one chat of a session is active, or none, and the session's
+``activeChatId`` names it. Every change of the active chat writes the chats' flags and the
+session's pointer in one transaction, conditioned on the pointer and flags as they were read.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chat_sessions import keys
+from chat_sessions.errors import NotFound
+from chat_sessions.items import ChatItem, SessionItem, checked_changes
+from chat_sessions.store.table import Item, Table
+
+
+def session_switch(
+    user_id: str,
+    session_id: str,
+    previous: str | None,
+    new: str | None,
+    now: str,
+    chat_delta: int = 0,
+    message_delta: int = 0,
+) -> Item:
+    """The session half of every active-chat change, conditioned on the active chat read
+    (``previous``; None: the session exists and has no active chat)."""
+    values: Item = {":now": now, ":dc": chat_delta, ":dm": message_delta}
+    update = "SET updatedAt = :now, chatCount = chatCount + :dc, messageCount = messageCount + :dm"
+    if new is None:
+        update += " REMOVE activeChatId"
+    else:
+        update = update.replace("SET ", "SET activeChatId = :new, ", 1)
+        values[":new"] = new
+    if previous is None:
+        condition = "attribute_exists(PK) AND attribute_not_exists(activeChatId)"
+    else:
+        condition = "activeChatId = :prev"
+        values[":prev"] = previous
+    return {
+        "Update": {
+            "Key": dict(keys.session_key(user_id, session_id)),
+            "UpdateExpression": update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeValues": values,
+        }
+    }
+
+
+def chat_flag(user_id: str, session_id: str, chat_id: str, active: bool, now: str) -> Item:
+    """A chat's ``active`` flag flipped, conditioned on it holding the opposite value."""
+    return {
+        "Update": {
+            "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
+            "UpdateExpression": "SET active = :new, updatedAt = :now",
+            "ConditionExpression": "active = :old",
+            "ExpressionAttributeValues": {":new": active, ":old": not active, ":now": now},
+        }
+    }
+
+
+class ChatStore:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def get(self, user_id: str, session_id: str, chat_id: str) -> ChatItem:
+        item = self.table.get(keys.chat_key(user_id, session_id, chat_id))
+        if item is None:
+            raise NotFound("Chat not found.")
+        return ChatItem.from_item(item)
+
+    def get_with_session(self, user_id: str, session_id: str, chat_id: str) -> tuple[SessionItem, ChatItem]:
+        """Session and chat as of one instant (one TransactGetItems)."""
+        session, chat = self.table.get_many(
+            keys.session_key(user_id, session_id), keys.chat_key(user_id, session_id, chat_id)
+        )
+        if session is None:
+            raise NotFound("Session not found.")
+        if chat is None:
+            raise NotFound("Chat not found.")
+        return SessionItem.from_item(session), ChatItem.from_item(chat)
+
+    def page(
+        self, user_id: str, session_id: str, limit: int, after_sk: str | None
+    ) -> tuple[list[ChatItem], str | None]:
+        items, last = self.table.page(
+            keys.session_partition(user_id, session_id), keys.CHAT_PREFIX, limit, after_sk, forward=True
+        )
+        return [ChatItem.from_item(i) for i in items], last
+
+    def create(self, user_id: str, session_id: str, chat: ChatItem, previous: str | None) -> None:
+        """The new chat (active), the previous active chat (now inactive) and the session's
+        ``activeChatId`` in one transaction, conditioned on the active chat the caller read; a
+        concurrent switch cancels it and the caller retries from a fresh read."""
+        ops = [
+            {
+                "Put": {
+                    "Item": {**keys.chat_key(user_id, session_id, chat.chat_id), **chat.to_item()},
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+            session_switch(user_id, session_id, previous, chat.chat_id, chat.created_at, chat_delta=1),
+        ]
+        if previous is not None:
+            ops.append(chat_flag(user_id, session_id, previous, False, chat.created_at))
+        self.table.transact(ops)
+
+    def activate(self, user_id: str, session_id: str, chat_id: str, previous: str | None, now: str) -> None:
+        """The target on, the previous active chat off and the session's pointer moved, all
+        conditioned on what was read, in one transaction."""
+        ops = [
+            chat_flag(user_id, session_id, chat_id, True, now),
+            session_switch(user_id, session_id, previous, chat_id, now),
+        ]
+        if previous is not None:
+            ops.append(chat_flag(user_id, session_id, previous, False, now))
+        self.table.transact(ops)
+
+    def update(
+        self, user_id: str, session_id: str, chat_id: str, sets: dict[str, Any], removes: list[str], now: str
+    ) -> ChatItem:
+        checked_changes(ChatItem, sets, removes)
+        updated = self.table.patch(keys.chat_key(user_id, session_id, chat_id), sets, removes, now)
+        if updated is None:
+            raise NotFound("Chat not found.")
+        return ChatItem.from_item(updated)
+
+    def delete(self, user_id: str, session_id: str, chat: ChatItem, active_chat_id: str | None, now: str) -> int:
+        """The chat leaves, and if it was the active one the session's pointer is cleared, in
+        one transaction conditioned on what was read (the chat's message count too, so the
+        session's count stays exact); then its messages are purged. Sends are conditioned on
+        the chat being active, and appends on its ``lastSeq``, so none lands after that."""
+        was_active = active_chat_id == chat.chat_id
+        session_op = session_switch(
+            user_id,
+            session_id,
+            active_chat_id,
+            None if was_active else active_chat_id,
+            now,
+            chat_delta=-1,
+            message_delta=-chat.message_count,
+        )
+        self.table.transact(
+            [
+                {
+                    "Delete": {
+                        "Key": dict(keys.chat_key(user_id, session_id, chat.chat_id)),
+                        "ConditionExpression": "messageCount = :n",
+                        "ExpressionAttributeValues": {":n": chat.message_count},
+                    }
+                },
+                session_op,
+            ]
+        )
+        return self.table.purge(keys.session_partition(user_id, session_id), keys.message_prefix(chat.chat_id))

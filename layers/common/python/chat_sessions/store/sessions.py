@@ -1,0 +1,137 @@
+"""Sessions and the user's active-session counter.
+
+Invariant kept here: the counter equals the user's sessions whose status holds a place
+(:data:`~chat_sessions.session_status.HOLDS_QUOTA`) and never exceeds ``MAX_ACTIVE_SESSIONS``.
+Every status change and every create or delete moves it in the same transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chat_sessions import keys
+from chat_sessions.errors import NotFound, SessionLimitReached
+from chat_sessions.items import QuotaItem, SessionItem, checked_changes
+from chat_sessions.session_status import HOLDS_QUOTA, Transition
+from chat_sessions.store.outcomes import ConditionFailed
+from chat_sessions.store.table import Item, Table
+
+
+def limit_reached(max_active: int) -> SessionLimitReached:
+    return SessionLimitReached(f"At most {max_active} sessions can be active at once; pause or delete one.")
+
+
+def quota_increment(user_id: str, max_active: int) -> Item:
+    """Take a place: refused (condition) once the counter is at ``max_active``."""
+    return {
+        "Update": {
+            "Key": dict(keys.quota_key(user_id)),
+            "UpdateExpression": "SET activeSessions = if_not_exists(activeSessions, :zero) + :one",
+            "ConditionExpression": "attribute_not_exists(activeSessions) OR activeSessions < :max",
+            "ExpressionAttributeValues": {":zero": 0, ":one": 1, ":max": max_active},
+        }
+    }
+
+
+def quota_decrement(user_id: str) -> Item:
+    """Free a place: never below zero."""
+    return {
+        "Update": {
+            "Key": dict(keys.quota_key(user_id)),
+            "UpdateExpression": "SET activeSessions = activeSessions - :one",
+            "ConditionExpression": "activeSessions >= :one",
+            "ExpressionAttributeValues": {":one": 1},
+        }
+    }
+
+
+class SessionStore:
+    def __init__(self, table: Table) -> None:
+        self.table = table
+
+    def create(self, user_id: str, session: SessionItem, max_active: int) -> None:
+        """The session and the counter's increment in one transaction, the increment
+        conditioned on the counter staying within ``max_active``."""
+        try:
+            self.table.transact(
+                [
+                    {
+                        "Put": {
+                            "Item": {**keys.session_key(user_id, session.session_id), **session.to_item()},
+                            "ConditionExpression": "attribute_not_exists(PK)",
+                        }
+                    },
+                    quota_increment(user_id, max_active),
+                ]
+            )
+        except ConditionFailed as exc:
+            if exc.failed(1):
+                raise limit_reached(max_active) from exc
+            raise
+
+    def get(self, user_id: str, session_id: str) -> SessionItem:
+        item = self.table.get(keys.session_key(user_id, session_id))
+        if item is None:
+            raise NotFound("Session not found.")
+        return SessionItem.from_item(item)
+
+    def active_count(self, user_id: str) -> int:
+        item = self.table.get(keys.quota_key(user_id))
+        return QuotaItem.from_item(item).active_sessions if item else 0
+
+    def page(self, user_id: str, limit: int, after_sk: str | None) -> tuple[list[SessionItem], str | None]:
+        items, last = self.table.page(keys.user_pk(user_id), keys.SESSION_PREFIX, limit, after_sk, forward=False)
+        return [SessionItem.from_item(i) for i in items], last
+
+    def update(self, user_id: str, session_id: str, sets: dict[str, Any], now: str) -> SessionItem:
+        checked_changes(SessionItem, sets, [])
+        updated = self.table.patch(keys.session_key(user_id, session_id), sets, [], now)
+        if updated is None:
+            raise NotFound("Session not found.")
+        return SessionItem.from_item(updated)
+
+    def set_status(self, user_id: str, session_id: str, change: Transition, now: str, max_active: int) -> None:
+        """The status flip conditioned on the status it replaces (so two pauses cannot both
+        free a place), with the counter's move in the same transaction (a resume refused at
+        the limit)."""
+        ops: list[Item] = [
+            {
+                "Update": {
+                    "Key": dict(keys.session_key(user_id, session_id)),
+                    "UpdateExpression": "SET #status = :new, updatedAt = :now",
+                    "ConditionExpression": "#status = :old",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {":new": change.new, ":old": change.old, ":now": now},
+                }
+            }
+        ]
+        if change.quota > 0:
+            ops.append(quota_increment(user_id, max_active))
+        elif change.quota < 0:
+            ops.append(quota_decrement(user_id))
+        try:
+            self.table.transact(ops)
+        except ConditionFailed as exc:
+            if change.quota > 0 and exc.failed(1) and not exc.failed(0):
+                raise limit_reached(max_active) from exc
+            raise
+
+    def delete(self, user_id: str, session_id: str, status: str) -> int:
+        """The session item goes first, with its place under the limit if it held one, in one
+        transaction conditioned on the status read (so the place is freed exactly once); then
+        every chat and message of its partition is purged. Chat writes and sends are
+        conditioned on the session item, so nothing new lands after the first step."""
+        ops: list[Item] = [
+            {
+                "Delete": {
+                    "Key": dict(keys.session_key(user_id, session_id)),
+                    "ConditionExpression": "#status = :status",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {":status": status},
+                }
+            }
+        ]
+        if status in HOLDS_QUOTA:
+            ops.append(quota_decrement(user_id))
+        self.table.transact(ops)
+        return self.table.purge(keys.session_partition(user_id, session_id), "")
