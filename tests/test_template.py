@@ -154,11 +154,11 @@ def test_no_module_but_keys_writes_key_strings() -> None:
 def test_no_module_but_store_imports_boto3() -> None:
     package = ROOT / "layers" / "common" / "python" / "chat_sessions"
     importers = sorted(
-        p.name
+        str(p.relative_to(ROOT))
         for p in [*package.rglob("*.py"), *(ROOT / "functions").glob("*.py")]
         if re.search(r"^\s*(import boto3|from boto3)", p.read_text(), re.M)
     )
-    assert importers == ["store.py"]
+    assert importers == ["layers/common/python/chat_sessions/store/__init__.py"]
 
 
 def test_cfn_lint_is_clean() -> None:
