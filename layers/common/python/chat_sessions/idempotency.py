@@ -21,6 +21,7 @@ from aws_lambda_powertools.utilities.idempotency import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyInconsistentStateError,
     IdempotencyValidationError,
 )
 
@@ -79,4 +80,6 @@ def run_once(
         raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request.") from exc
     except IdempotencyAlreadyInProgressError as exc:
         raise Conflict("A request with this Idempotency-Key is still in progress; retry shortly.") from exc
+    except IdempotencyInconsistentStateError as exc:  # the record changed under Powertools' feet
+        raise Conflict("A concurrent request with this Idempotency-Key changed its record; retry.") from exc
     return result

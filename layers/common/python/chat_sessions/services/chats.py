@@ -5,6 +5,7 @@ from __future__ import annotations
 from chat_sessions import cursors, keys
 from chat_sessions.clock import utc_now
 from chat_sessions.config import get_settings
+from chat_sessions.errors import NotFound
 from chat_sessions.ids import new_id
 from chat_sessions.items import ChatItem
 from chat_sessions.models import Chat, ChatPage, CreateChatRequest, UpdateChatRequest
@@ -75,8 +76,21 @@ def activate_chat(store: Store, user_id: str, session_id: str, chat_id: str) -> 
 
 
 def delete_chat(store: Store, user_id: str, session_id: str, chat_id: str) -> None:
+    """A chat that is gone by a retry was deleted: by an earlier attempt of this request whose
+    answer was lost, or by a concurrent delete. Either way the answer is 204, after making sure
+    its messages are purged."""
+    attempts = 0
+
     def attempt() -> None:
-        session, chat = store.chats.get_with_session(user_id, session_id, chat_id)
+        nonlocal attempts
+        attempts += 1
+        try:
+            session, chat = store.chats.get_with_session(user_id, session_id, chat_id)
+        except NotFound:
+            if attempts > 1:
+                store.chats.purge(user_id, session_id, chat_id)  # what the lost attempt may not have done
+                return
+            raise
         store.chats.delete(user_id, session_id, chat, session.active_chat_id, utc_now())
 
     optimistic(attempt)

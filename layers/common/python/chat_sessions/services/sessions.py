@@ -5,6 +5,7 @@ from __future__ import annotations
 from chat_sessions import cursors, keys
 from chat_sessions.clock import utc_now
 from chat_sessions.config import get_settings
+from chat_sessions.errors import NotFound
 from chat_sessions.ids import new_id
 from chat_sessions.items import SessionItem
 from chat_sessions.items import SessionStatus as Status
@@ -73,8 +74,19 @@ def resume_session(store: Store, user_id: str, session_id: str) -> Session:
 
 
 def delete_session(store: Store, user_id: str, session_id: str) -> None:
+    """A session that is gone by a retry was deleted (see ``chats.delete_chat``): 204."""
+    attempts = 0
+
     def attempt() -> None:
-        item = store.sessions.get(user_id, session_id)
+        nonlocal attempts
+        attempts += 1
+        try:
+            item = store.sessions.get(user_id, session_id)
+        except NotFound:
+            if attempts > 1:
+                store.sessions.purge(user_id, session_id)  # what the lost attempt may not have done
+                return
+            raise
         store.sessions.delete(user_id, session_id, item.status)
 
     optimistic(attempt)

@@ -12,6 +12,7 @@ from typing import Any
 from chat_sessions import keys
 from chat_sessions.errors import NotFound
 from chat_sessions.items import ChatItem, SessionItem, checked_changes
+from chat_sessions.store.outcomes import ConditionFailed
 from chat_sessions.store.table import Item, Table
 
 
@@ -104,7 +105,12 @@ class ChatStore:
         ]
         if previous is not None:
             ops.append(chat_flag(user_id, session_id, previous, False, chat.created_at))
-        self.table.transact(ops)
+        try:
+            self.table.transact(ops)
+        except ConditionFailed as exc:
+            if exc.failed(0):
+                return  # the chat exists: an earlier attempt of this request landed, its answer lost
+            raise
 
     def activate(self, user_id: str, session_id: str, chat_id: str, previous: str | None, now: str) -> None:
         """The target on, the previous active chat off and the session's pointer moved, all
@@ -153,4 +159,8 @@ class ChatStore:
                 session_op,
             ]
         )
-        return self.table.purge(keys.session_partition(user_id, session_id), keys.message_prefix(chat.chat_id))
+        return self.purge(user_id, session_id, chat.chat_id)
+
+    def purge(self, user_id: str, session_id: str, chat_id: str) -> int:
+        """The messages of a deleted chat (idempotent)."""
+        return self.table.purge(keys.session_partition(user_id, session_id), keys.message_prefix(chat_id))

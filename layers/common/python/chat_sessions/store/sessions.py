@@ -65,6 +65,8 @@ class SessionStore:
                 ]
             )
         except ConditionFailed as exc:
+            if exc.failed(0):
+                return  # the session exists: an earlier attempt of this request landed, its answer lost
             if exc.failed(1):
                 raise limit_reached(max_active) from exc
             raise
@@ -134,4 +136,8 @@ class SessionStore:
         if status in HOLDS_QUOTA:
             ops.append(quota_decrement(user_id))
         self.table.transact(ops)
+        return self.purge(user_id, session_id)
+
+    def purge(self, user_id: str, session_id: str) -> int:
+        """Everything a deleted session owned (idempotent)."""
         return self.table.purge(keys.session_partition(user_id, session_id), "")
