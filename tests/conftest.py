@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -34,9 +35,9 @@ from tests.support import reset_caches  # noqa: E402
 from tests.upstream import Upstream, upstream  # noqa: E402
 
 
-@pytest.fixture
-def table() -> Iterator[str]:
-    """A fresh moto table, created from the definition in template.yaml."""
+@contextmanager
+def moto_table() -> Iterator[str]:
+    """A fresh moto account with the table created from the definition in template.yaml."""
     from moto import mock_aws
 
     from local_stack.template import ensure_table
@@ -50,8 +51,8 @@ def table() -> Iterator[str]:
     reset_caches()
 
 
-@pytest.fixture
-def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
+@contextmanager
+def scripted_model(monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
     """A scripted OpenAI-compatible upstream, with the service pointed at it."""
     with upstream() as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
@@ -60,6 +61,35 @@ def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
         reset_caches()
         yield server
     reset_caches()
+
+
+@pytest.fixture
+def table() -> Iterator[str]:
+    """A fresh moto table, created from the definition in template.yaml."""
+    with moto_table() as name:
+        yield name
+
+
+@pytest.fixture
+def model(monkeypatch: pytest.MonkeyPatch) -> Iterator[Upstream]:
+    """A scripted OpenAI-compatible upstream, with the service pointed at it."""
+    with scripted_model(monkeypatch) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def module_table() -> Iterator[str]:
+    """``table``, shared by the tests of one module (for modules whose tests change nothing;
+    such a module checks that itself)."""
+    with moto_table() as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def module_model() -> Iterator[Upstream]:
+    """``model``, shared by the tests of one module."""
+    with pytest.MonkeyPatch.context() as monkeypatch, scripted_model(monkeypatch) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -67,14 +68,43 @@ RAW_BODIES = ["{not json", "[]", "null", '"text"', "", "123", '{"name": "a",}']
 FORGED_IDS = ["abc", "01ARZ3NDEKTSV4RRFFQ69G5FA#", "01arz3ndektsv4rrffq69g5fav", "..%2F..%2Fx", "USER#bob", "1" * 27]
 
 
-@pytest.fixture
-def world(table: str, model: object) -> Iterator[dict[str, str]]:
-    """A session with two chats (the second active) and one exchange, owned by alice."""
+@pytest.fixture(scope="module")
+def shared_world(module_table: str, module_model: object) -> tuple[dict[str, str], bytes]:
+    """A session with two chats (the second active) and one exchange, owned by alice, built once
+    for the module (every request here is refused, so nothing here changes it), and the table's
+    exact contents once built."""
     sid = str(invoke("create_session", body={"name": "s"}).body["sessionId"])
     first = str(invoke("create_chat", session=sid, body={"name": "a"}).body["chatId"])
     second = str(invoke("create_chat", session=sid, body={"name": "b"}).body["chatId"])
     assert invoke("send_message", session=sid, chat=second, body={"content": "hi"}).status == 201
-    yield {"session": sid, "chat": second, "inactive": first, "table": table}
+    return {"session": sid, "chat": second, "inactive": first, "table": module_table}, raw_items(module_table)
+
+
+@pytest.fixture
+def world(shared_world: tuple[dict[str, str], bytes]) -> Iterator[dict[str, str]]:
+    """The shared world; after each test the table must still be byte for byte as it was built,
+    so no test runs against what another one left behind."""
+    built, pristine = shared_world
+    yield built
+    assert raw_items(built["table"]) == pristine, "a refused request changed the table"
+
+
+def raw_items(table_name: str) -> bytes:
+    """Every item as DynamoDB returns it (typed attribute values), in a fixed order, as bytes."""
+    import boto3
+
+    client = boto3.client("dynamodb")
+    items: list[dict[str, Any]] = []
+    for page in client.get_paginator("scan").paginate(TableName=table_name):
+        items.extend(page["Items"])
+    rows = sorted(json.dumps(item, sort_keys=True, default=_binary) for item in items)
+    return "\n".join(rows).encode()
+
+
+def _binary(value: Any) -> str:
+    if isinstance(value, bytes | bytearray):  # a B or BS attribute value
+        return value.hex()
+    raise TypeError(f"unexpected {type(value).__name__} in a scan")
 
 
 def call(module: str, world: dict[str, str], **overrides: Any) -> Any:
