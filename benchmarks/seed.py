@@ -2,10 +2,10 @@
 
 Sending 10,000 messages through the API would take long; what a send costs depends only on
 the items already stored, so the benchmark and ``tests/test_cost.py`` write those items
-directly, in the shape ``store.append_user_message`` / ``store.append_assistant_message``
-write them (keys from :mod:`chat_sessions.keys`), and move the chat's ``lastSeq``,
-``lastUserSeq``, ``messageCount`` and usage totals (and the session's) as those transactions
-would. Messages alternate user/assistant from seq 1, every user message answered.
+directly, in the shape ``MessageStore.append_user`` / ``MessageStore.append_reply``
+write them (keys from :mod:`chat_sessions.keys`), and move the chat's ``messageCount`` and
+usage totals (and the session's) as those transactions would. Messages alternate
+user/assistant from seq 1, every user message answered.
 
 :func:`snapshot` and :func:`rewind` undo a measured send (its two new messages and the counter
 changes), so every measured send runs at exactly the seeded length.
@@ -87,21 +87,20 @@ def _batch_put(client: Any, table_name: str, items: list[Item]) -> None:
 def seed_history(
     client: Any, table_name: str, user_id: str, session_id: str, chat_id: str, count: int, model: str
 ) -> None:
-    """Give a fresh chat (``lastSeq`` 0) a history of ``count`` messages."""
+    """Give a fresh chat (no message yet) a history of ``count`` messages."""
     items = message_items(user_id, session_id, chat_id, 1, count, model)
     _batch_put(client, table_name, items)
     usage = {
         field: sum(int(i.get(field, 0)) for i in items) for field in ("promptTokens", "completionTokens", "totalTokens")
     }
-    last_user = count if count % 2 else count - 1
     values: Item = {":n": count, ":zero": 0, **{f":{k}": v for k, v in usage.items()}}
     usage_expr = ", ".join(f"{k} = {k} + :{k}" for k in usage)
     client.update_item(
         TableName=table_name,
         Key=dict(keys.chat_key(user_id, session_id, chat_id)),
-        UpdateExpression=f"SET lastSeq = :n, lastUserSeq = :u, messageCount = messageCount + :n, {usage_expr}",
-        ConditionExpression="lastSeq = :zero",
-        ExpressionAttributeValues={**values, ":u": max(last_user, 0)},
+        UpdateExpression=f"SET messageCount = messageCount + :n, {usage_expr}",
+        ConditionExpression="messageCount = :zero",
+        ExpressionAttributeValues=values,
     )
     client.update_item(
         TableName=table_name,

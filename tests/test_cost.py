@@ -48,20 +48,13 @@ EXPECTED: dict[str, list[str]] = {
     "update_chat": ["UpdateItem"],
     "activate_chat": ["TransactGetItems", "TransactWriteItems"],
     "activate_chat, already active": ["TransactGetItems"],
-    "send_message": ["TransactGetItems", "TransactWriteItems", "Query", "TransactWriteItems"],
-    "send_to_active_chat": ["GetItem", "GetItem", "TransactWriteItems", "Query", "TransactWriteItems"],
-    "regenerate": ["TransactGetItems", "Query", "TransactWriteItems"],
-    "list_messages": ["GetItem", "Query"],
-    "send_message with Idempotency-Key": [
-        "PutItem",
-        "TransactGetItems",
-        "TransactWriteItems",
-        "Query",
-        "TransactWriteItems",
-        "UpdateItem",
-    ],
+    "send_message": ["Query", "TransactWriteItems", "TransactWriteItems"],
+    "send_to_active_chat": ["GetItem", "Query", "TransactWriteItems", "TransactWriteItems"],
+    "regenerate": ["Query", "GetItem", "TransactWriteItems"],
+    "list_messages": ["Query"],
+    "send_message with Idempotency-Key": ["PutItem", "Query", "TransactWriteItems", "TransactWriteItems", "UpdateItem"],
     "send_message, repeated Idempotency-Key": ["PutItem", "BatchGetItem"],
-    "delete_chat, no messages": ["TransactGetItems", "TransactWriteItems", "Query"],
+    "delete_chat, no messages": ["TransactGetItems", "TransactWriteItems", "Query", "BatchWriteItem"],
     "delete_chat, 60 messages": [
         "TransactGetItems",
         "TransactWriteItems",
@@ -197,25 +190,68 @@ def test_cost_doc_matches_the_measured_round_trips() -> None:
     assert {label: (len(ops), ops) for label, ops in EXPECTED.items()} == rows
 
 
-def test_send_costs_the_same_at_1000_messages_as_at_10(table: str, local_model: Any) -> None:
-    readings: dict[int, Reading] = {}
-    for length in (10, 1_000):
+LENGTHS = (10, 200, 10_000)
+
+
+def test_a_send_costs_three_requests_and_the_same_units_at_any_length(table: str, local_model: Any) -> None:
+    """Three requests (the thread, the user message, the reply) at 10, 200 and 10,000 stored
+    messages; request bytes flat; write units flat and below the four-request layout's 14; read
+    units grow with the window (``CONTEXT_MAX_MESSAGES``), not with the chat, so 200 and 10,000
+    read the same."""
+    import boto3
+
+    from benchmarks.capacity import CapacityEstimator, Estimate
+    from chat_sessions import store
+
+    readings: dict[int, tuple[Reading, Estimate]] = {}
+    for length in LENGTHS:
         user = f"user-{length}"
         sid, chat = new_conversation(user)
         seed_history(seed_client(), table, user, sid, chat, length, "test-model")
         meter = service_meter()
+        units = CapacityEstimator(boto3.client("dynamodb")).attach(store.dynamodb_client())
         sent = invoke("send_message", user=user, session=sid, chat=chat, body={"content": text(length + 1)})
-        readings[length] = meter.take()
+        readings[length] = (meter.take(), units.take())
         meter.detach()
+        units.detach()
         assert sent.status == 201
         assert (sent.body["userMessage"]["seq"], sent.body["assistantMessage"]["seq"]) == (length + 1, length + 2)
         # The model is shown a bounded window, not the history.
-        assert len(local_model.requests[-1]["messages"]) <= min(length + 1, 100)
+        assert len(local_model.requests[-1]["messages"]) <= min(length + 1, 101)
 
-    short, long = readings[10], readings[1_000]
-    assert long.operations == short.operations == EXPECTED["send_message"]
-    assert long.requests == short.requests == 4
+    (short, short_units), (mid, mid_units), (long, long_units) = (readings[n] for n in LENGTHS)
+    assert short.operations == mid.operations == long.operations == EXPECTED["send_message"]
+    assert short.requests == long.requests == 3
     assert long.request_bytes <= 1.2 * short.request_bytes, (short.request_bytes, long.request_bytes)
+    assert short_units.write_units == mid_units.write_units == long_units.write_units == SEND_WRITE_UNITS
+    assert (short_units.read_units, mid_units.read_units, long_units.read_units) == SEND_READ_UNITS
+
+
+SEND_WRITE_UNITS = 12.0
+"""User message 2 + the session's condition check 2; reply 2 + the answered message 2 + chat 2 +
+session 2 (transactions charge twice; a ``ConditionCheck`` is charged as a write)."""
+SEND_READ_UNITS = (2.0, 18.0, 18.0)
+"""The thread query: the head and up to ``CONTEXT_MAX_MESSAGES`` (100) messages of 400
+characters, one unit per 4 KB, at 10, 200 and 10,000 stored messages."""
+
+
+def test_a_page_of_messages_is_one_request_at_any_length(table: str) -> None:
+    for length in (10, 10_000):
+        user = f"pager-{length}"
+        sid, chat = new_conversation(user)
+        seed_history(seed_client(), table, user, sid, chat, length, "test-model")
+        for order in ("asc", "desc"):
+            meter = service_meter()
+            pages = [invoke("list_messages", user=user, session=sid, chat=chat, query={"limit": "50", "order": order})]
+            if pages[0].body["nextCursor"]:
+                query = {"limit": "50", "order": order, "cursor": pages[0].body["nextCursor"]}
+                pages.append(invoke("list_messages", user=user, session=sid, chat=chat, query=query))
+            reading = meter.take()
+            meter.detach()
+            seqs = [m["seq"] for page in pages for m in page.body["items"]]
+            expected = list(range(1, 101)) if order == "asc" else list(range(length, length - 100, -1))
+            assert seqs == expected[: min(100, length)]
+            assert reading.operations == ["Query"] * len(pages)
 
 
 # Imports each handler module named on the command line, in order, and prints which of them

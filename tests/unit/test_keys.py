@@ -26,12 +26,22 @@ def test_every_key_starts_with_the_user() -> None:
 def test_layout_is_the_documented_one() -> None:
     assert keys.session_key("alice", SID) == {"PK": "USER#alice", "SK": f"SESSION#{SID}"}
     assert keys.chat_key("alice", SID, CID) == {"PK": f"USER#alice#SESSION#{SID}", "SK": f"CHAT#{CID}"}
-    assert keys.message_key("alice", SID, CID, 42)["SK"] == f"MSG#{CID}#0000000042"
+    assert keys.head_key("alice", SID, CID) == {"PK": f"USER#alice#SESSION#{SID}", "SK": f"MSG#{CID}"}
+    assert keys.message_key("alice", SID, CID, 42)["SK"] == f"MSG#{CID}#9999999957"
 
 
-def test_message_sort_keys_sort_by_seq() -> None:
-    sks = [keys.message_sk(CID, n) for n in (1, 2, 10, 100, 9_999_999)]
+def test_the_head_then_the_newest_messages_come_first_in_sort_order() -> None:
+    seqs = (1, 2, 10, 100, 9_999_999)
+    sks = [keys.head_sk(CID)] + [keys.message_sk(CID, n) for n in reversed(seqs)]
     assert sks == sorted(sks)
+    assert all(sk.startswith(keys.head_sk(CID)) for sk in sks)
+    assert [keys.seq_of(CID, keys.message_sk(CID, n)) for n in seqs] == list(seqs)
+
+
+def test_one_chat_range_never_holds_another_chats_items() -> None:
+    other = new_id()
+    assert not keys.message_sk(other, 1).startswith(keys.head_sk(CID))
+    assert not keys.head_sk(other).startswith(keys.head_sk(CID))
 
 
 @pytest.mark.parametrize(

@@ -110,8 +110,10 @@ def test_model_failure_keeps_the_user_message_unanswered(
     assert [(m["seq"], m["role"], m["status"], m["content"]) for m in stored] == [
         (1, "user", "unanswered", "are you there?")
     ]
+    # Nothing but the message changed: counters count a user message once it is answered.
     chat_after = invoke("get_chat", session=sid, chat=chat).body
-    assert chat_after["usage"]["totalTokens"] == 0 and chat_after["messageCount"] == 1
+    assert chat_after["usage"]["totalTokens"] == 0 and chat_after["messageCount"] == 0
+    assert invoke("get_session", session=sid).body["messageCount"] == 0
 
     # Regenerate answers the unanswered message; it becomes complete.
     model.default = Reply(content="yes")
@@ -120,6 +122,8 @@ def test_model_failure_keeps_the_user_message_unanswered(
     assert regenerated.body["userMessage"]["status"] == "complete"
     assert regenerated.body["assistantMessage"]["seq"] == 2
     assert [(m["seq"], m["status"]) for m in messages(sid, chat)] == [(1, "complete"), (2, "complete")]
+    assert invoke("get_chat", session=sid, chat=chat).body["messageCount"] == 2
+    assert invoke("get_session", session=sid).body["messageCount"] == 2
 
 
 def test_upstream_unreachable_is_502(table: str, monkeypatch: pytest.MonkeyPatch) -> None:

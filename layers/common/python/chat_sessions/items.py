@@ -83,15 +83,29 @@ class ChatItem(_Totals):
     system_prompt: Text | None = None
     active: bool
     message_count: Count
-    last_seq: Count
-    last_user_seq: Count
     created_at: Text
     updated_at: Text
 
 
+class ChatHeadItem(StoredItem):
+    """What a send needs of its chat, stored at the head of the chat's messages (one query
+    returns it with the newest messages). Written with the chat, changed with its model or
+    system prompt, purged with its messages."""
+
+    item_type: Literal["head"] = Field(alias="type", default="head")
+    chat_id: Text
+    session_id: Text
+    model: Text
+    system_prompt: Text | None = None
+
+
 class MessageItem(StoredItem):
     """A message; assistant messages carry their usage and the seq they answer, user messages
-    the seq of their first reply once answered."""
+    the seq of their first reply once answered.
+
+    ``messageCount`` on chat and session counts a user message once it is answered (with its
+    reply, in the reply's transaction): the user message's own transaction touches no counter,
+    which keeps a send at the floor of write units its invariants need."""
 
     item_type: Literal["message"] = Field(alias="type", default="message")
     message_id: Text

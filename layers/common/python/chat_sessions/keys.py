@@ -8,7 +8,8 @@ Layout (see the README's access-pattern table):
     USER#<user>                         SESSION#<sessionId>          session
     USER#<user>                         QUOTA                        active-session counter
     USER#<user>#SESSION#<sessionId>     CHAT#<chatId>                chat
-    USER#<user>#SESSION#<sessionId>     MSG#<chatId>#<seq:010d>      message
+    USER#<user>#SESSION#<sessionId>     MSG#<chatId>                 chat head (model, system prompt)
+    USER#<user>#SESSION#<sessionId>     MSG#<chatId>#<MAX_SEQ - seq> message, newest first
     USER#<user>#IDEMPOTENCY             <function>#<hash>            idempotency record
     USER#<user>#IDEMPOTENCY             SEND#<hash>                  message stored under a key
 """
@@ -77,18 +78,41 @@ def chat_key(user_id: str, session_id: str, chat_id: str) -> Key:
     }
 
 
+def head_sk(chat_id: str) -> str:
+    """The chat's head: what a send needs of the chat (model, system prompt), stored right
+    before its messages so that one query returns it and the newest messages together."""
+    return f"MSG#{_checked('Chat', chat_id)}"
+
+
+def head_key(user_id: str, session_id: str, chat_id: str) -> Key:
+    return {"PK": session_partition(user_id, session_id), "SK": head_sk(chat_id)}
+
+
 def message_prefix(chat_id: str) -> str:
-    return f"MSG#{_checked('Chat', chat_id)}#"
+    """Every message of a chat, and nothing else, begins with this."""
+    return head_sk(chat_id) + "#"
 
 
 def message_sk(chat_id: str, seq: int) -> str:
+    """Sort keys count down from ``MAX_SEQ``: ascending order is newest first, right after
+    the head, so the newest messages are the first items of the chat's range."""
     if not 0 <= seq <= MAX_SEQ:
         raise ValueError(f"seq out of range: {seq}")
-    return f"{message_prefix(chat_id)}{seq:0{SEQ_WIDTH}d}"
+    return f"{message_prefix(chat_id)}{MAX_SEQ - seq:0{SEQ_WIDTH}d}"
 
 
 def message_key(user_id: str, session_id: str, chat_id: str, seq: int) -> Key:
     return {"PK": session_partition(user_id, session_id), "SK": message_sk(chat_id, seq)}
+
+
+def seq_of(chat_id: str, sort_key: str) -> int:
+    """The seq a message sort key of ``chat_id`` stands for (the inverse of ``message_sk``)."""
+    prefix = message_prefix(chat_id)
+    digits = sort_key[len(prefix) :]
+    if not sort_key.startswith(prefix) or len(digits) != SEQ_WIDTH or not digits.isdigit():
+        raise ValueError(f"not a message sort key of chat {chat_id}: {sort_key!r}")
+    seq: int = MAX_SEQ - int(digits)
+    return seq
 
 
 def idempotency_pk(user_id: str) -> str:
@@ -120,5 +144,5 @@ def children_of_removed(pk: str, sk: str) -> tuple[str, str] | None:
     if pk.startswith("USER#") and sk.startswith(SESSION_PREFIX) and is_valid_id(sk[len(SESSION_PREFIX) :]):
         return _session_partition({"PK": pk, "SK": sk}), ""
     if "#" + SESSION_PREFIX in pk and sk.startswith(CHAT_PREFIX) and is_valid_id(sk[len(CHAT_PREFIX) :]):
-        return pk, message_prefix(sk[len(CHAT_PREFIX) :])
+        return pk, head_sk(sk[len(CHAT_PREFIX) :])  # the head and every message
     return None

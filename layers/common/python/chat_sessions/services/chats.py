@@ -28,8 +28,6 @@ def create_chat(store: Store, user_id: str, session_id: str, request: CreateChat
             system_prompt=request.system_prompt,
             active=True,
             message_count=0,
-            last_seq=0,
-            last_user_seq=0,
             created_at=now,
             updated_at=now,
         )

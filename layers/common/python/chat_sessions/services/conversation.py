@@ -5,6 +5,11 @@ Order of events, for the contract's failure semantics: the user's message is com
 the user message turning ``complete`` and the usage totals. A model failure therefore leaves
 exactly the stored user message behind and changes nothing else.
 
+Requests: a send reads the chat's thread (its head and newest messages) with one query, commits
+the user message, calls the model and commits the reply: three DynamoDB requests, four when
+the session's pointer names the chat. Whether the session is active and the chat its active
+chat is a condition of the user message's transaction, read back only when it fails.
+
 Retries never store a message twice. An append refused by its seq condition first asks whether
 its own earlier attempt landed (its answer lost), and a send under an ``Idempotency-Key`` writes
 a marker with its user message, so a repeat after a failure answers the message already stored
@@ -30,13 +35,23 @@ from chat_sessions.errors import (
     SessionPaused,
 )
 from chat_sessions.ids import new_id
-from chat_sessions.items import ChatItem, MessageItem, SendMarkerItem, SessionItem
+from chat_sessions.items import MessageItem, SendMarkerItem, SessionItem
 from chat_sessions.llm import ChatModel, Completion
 from chat_sessions.models import Exchange
 from chat_sessions.observability import metrics
 from chat_sessions.services.exchanges import SendKey
 from chat_sessions.services.retry import Stale, optimistic
-from chat_sessions.store import ConditionFailed, Item, Store
+from chat_sessions.store import ConditionFailed, Store
+from chat_sessions.store.messages import (
+    ANSWERED,
+    CHAT,
+    MARKER,
+    REPLY,
+    SESSION,
+    SESSION_CHECK,
+    USER_MESSAGE,
+    Thread,
+)
 from chat_sessions.views import message_view
 
 
@@ -48,36 +63,52 @@ class _Repeat(Exception):
         self.marker = marker
 
 
-def _check_sendable(session: SessionItem, chat: ChatItem) -> None:
+def _refusal(session: SessionItem, chat_id: str) -> ServiceError | None:
+    """Why the session refuses messages to ``chat_id`` (None: it accepts them)."""
     if session.status != "active":
-        raise SessionPaused("The session is paused; resume it to send messages.")
-    if session.active_chat_id != chat.chat_id or not chat.active:
-        raise ChatNotActive("Only the session's active chat accepts messages; activate this chat first.")
+        return SessionPaused("The session is paused; resume it to send messages.")
+    if session.active_chat_id != chat_id:
+        return ChatNotActive("Only the session's active chat accepts messages; activate this chat first.")
+    return None
 
 
-def _load(store: Store, user_id: str, session_id: str, chat_id: str | None) -> tuple[SessionItem, ChatItem]:
-    """Session and chat; ``chat_id`` None follows the session's pointer. A pointer that moved
-    between the two reads is :class:`Stale` (retried), never an answer of ``chat_not_active``."""
+def _target(store: Store, user_id: str, session_id: str, chat_id: str | None) -> str:
+    """The chat to send to: ``chat_id``, or the one the session's pointer names."""
     if chat_id is not None:
-        return store.chats.get_with_session(user_id, session_id, chat_id)
+        return chat_id
     session = store.sessions.get(user_id, session_id)
-    active = session.active_chat_id
-    if active is None:
+    if session.active_chat_id is None:
         if session.status != "active":
             raise SessionPaused("The session is paused; resume it to send messages.")
         raise NoActiveChat("The session has no active chat; create or activate one first.")
+    refusal = _refusal(session, session.active_chat_id)
+    if refusal is not None:
+        raise refusal
+    return session.active_chat_id
+
+
+def _thread(store: Store, user_id: str, session_id: str, chat_id: str, following_pointer: bool) -> Thread:
     try:
-        chat = store.chats.get(user_id, session_id, active)
+        return store.messages.thread(user_id, session_id, chat_id, get_settings().context_max_messages)
     except NotFound as exc:
-        raise Stale("the active chat was deleted between two reads") from exc
-    if not chat.active:
-        raise Stale("the active chat changed between two reads")
-    return session, chat
+        if following_pointer:  # the pointer named a chat deleted since: read the pointer again
+            raise Stale("the active chat was deleted between two reads") from exc
+        raise
 
 
-def _complete(model: ChatModel, chat: ChatItem, window: list[dict[str, str]]) -> Completion:
+def _why_refused(store: Store, user_id: str, session_id: str, chat_id: str, following_pointer: bool) -> None:
+    """After the session's condition refused a user message: the session's answer, or
+    :class:`Stale` when it has none (it changed back, or the pointer moved on)."""
+    session = store.sessions.get(user_id, session_id)
+    refusal = _refusal(session, chat_id)
+    if refusal is not None and not (following_pointer and isinstance(refusal, ChatNotActive)):
+        raise refusal
+    raise Stale("the session changed while the message was written")
+
+
+def _complete(model: ChatModel, model_name: str, window: list[dict[str, str]]) -> Completion:
     try:
-        completion = model.complete(chat.model, window)
+        completion = model.complete(model_name, window)
     except ServiceError as exc:
         metrics.add_metric(name="ModelFailures", unit=MetricUnit.Count, value=1)
         metrics.add_metadata(key="modelError", value=exc.code)
@@ -86,31 +117,33 @@ def _complete(model: ChatModel, chat: ChatItem, window: list[dict[str, str]]) ->
     return completion
 
 
+def _window(thread: Thread, answering: MessageItem) -> list[dict[str, str]]:
+    """The model's messages for ``answering``: it and the history before it, within budget."""
+    history = [m for m in thread.newest if m.seq < answering.seq]
+    newest_first = [answering, *history]
+    return build_window(
+        thread.head.system_prompt,
+        [m.model_dump(by_alias=True) for m in newest_first],
+        get_settings().context_token_budget,
+    )
+
+
 def _reply(
-    store: Store,
-    model: ChatModel,
-    user_id: str,
-    chat: ChatItem,
-    user_message: MessageItem,
-    last_seq_hint: int,
-    history: list[Item] | None = None,
+    store: Store, model: ChatModel, user_id: str, thread: Thread, answering: MessageItem, last_seq: int
 ) -> MessageItem:
-    """Answer ``user_message`` with ``history`` (read here when the caller has none) and
-    append the reply after the chat's last message."""
-    settings = get_settings()
-    session_id, chat_id = chat.session_id, chat.chat_id
-    if history is None:
-        history = store.messages.window(user_id, session_id, chat_id, user_message.seq, settings.context_max_messages)
-    completion = _complete(model, chat, build_window(chat.system_prompt, history, settings.context_token_budget))
+    """Answer ``answering`` and append the reply after the chat's newest message."""
+    head = thread.head
+    completion = _complete(model, head.model, _window(thread, answering))
     message_id = new_id()
-    previous = last_seq_hint
+    previous = last_seq
+    answered = answering
 
     def attempt() -> MessageItem:
-        nonlocal previous
+        nonlocal previous, answered
         reply = MessageItem(
             message_id=message_id,
-            chat_id=chat_id,
-            session_id=session_id,
+            chat_id=head.chat_id,
+            session_id=head.session_id,
             seq=previous + 1,
             role="assistant",
             content=completion.content,
@@ -120,15 +153,22 @@ def _reply(
             completion_tokens=completion.completion_tokens,
             total_tokens=completion.total_tokens,
             tokens=estimate_tokens(completion.content),
-            reply_to_seq=user_message.seq,
+            reply_to_seq=answered.seq,
             created_at=utc_now(),
         )
         try:
-            store.messages.append_reply(user_id, reply, previous)
-        except ConditionFailed:
-            if store.messages.landed(reply, user_id):
+            store.messages.append_reply(user_id, reply, answered)
+        except ConditionFailed as exc:
+            if exc.failed(REPLY) and store.messages.landed(reply, user_id):
                 return reply
-            previous = store.chats.get(user_id, session_id, chat_id).last_seq
+            if exc.failed(CHAT) or exc.failed(SESSION):
+                raise NotFound("Chat not found.") from exc
+            if exc.failed(ANSWERED):  # answered meanwhile (a concurrent regenerate): count it once
+                current = store.messages.get(user_id, head.session_id, head.chat_id, answered.seq)
+                if current is None:
+                    raise NotFound("Chat not found.") from exc
+                answered = current
+            previous = store.messages.last_seq(user_id, head.session_id, head.chat_id)
             raise
         return reply
 
@@ -156,42 +196,43 @@ def send_message(
     ``chat_id`` None sends to the session's active chat, whichever it is when the message is
     committed."""
     message_id = new_id()
-    marker: tuple[str, SendMarkerItem] | None = None
+    following_pointer = chat_id is None
 
-    def store_user_message() -> tuple[ChatItem, MessageItem]:
-        nonlocal marker
-        session, chat = _load(store, user_id, session_id, chat_id)
-        _check_sendable(session, chat)
+    def store_user_message() -> tuple[Thread, MessageItem]:
+        target = _target(store, user_id, session_id, chat_id)
+        thread = _thread(store, user_id, session_id, target, following_pointer)
         message = MessageItem(
             message_id=message_id,
-            chat_id=chat.chat_id,
+            chat_id=target,
             session_id=session_id,
-            seq=chat.last_seq + 1,
+            seq=thread.last_seq + 1,
             role="user",
             content=content,
             status="unanswered",
             tokens=estimate_tokens(content),
             created_at=utc_now(),
         )
-        if key is not None:
-            marker = (key.key_hash, _marker(key, message))
+        marker = None if key is None else (key.key_hash, _marker(key, message))
         try:
-            store.messages.append_user(user_id, message, chat.last_seq, marker)
-        except ConditionFailed:
-            if store.messages.landed(message, user_id):
-                return chat, message
-            if key is not None:
+            store.messages.append_user(user_id, message, marker)
+        except ConditionFailed as exc:
+            if exc.failed(USER_MESSAGE) and store.messages.landed(message, user_id):
+                return thread, message
+            if key is not None and exc.failed(MARKER):
                 stored = store.messages.get_marker(user_id, key.key_hash)
-                if stored is not None:
+                if stored is not None and stored.message_id != message_id:
                     raise _Repeat(stored) from None
+            if exc.failed(SESSION_CHECK):
+                _why_refused(store, user_id, session_id, target, following_pointer)
             raise
-        return chat, message
+        return thread, message
 
     try:
-        chat, user_message = optimistic(store_user_message)
+        thread, user_message = optimistic(store_user_message)
     except _Repeat as repeat:
         return _answer_stored(store, model, user_id, key, repeat.marker)
-    reply = _reply(store, model, user_id, chat, user_message, user_message.seq)
+    thread = Thread(thread.head, [user_message, *thread.newest])
+    reply = _reply(store, model, user_id, thread, user_message, user_message.seq)
     return _exchange(user_message, reply)
 
 
@@ -214,43 +255,32 @@ def _answer_stored(
     if key is None or marker.request_hash != key.request_hash:
         raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request.")
     session_id, chat_id = marker.session_id, marker.chat_id
-
-    def attempt() -> Exchange:
-        session, chat = store.chats.get_with_session(user_id, session_id, chat_id)
-        user_message = store.messages.get(user_id, session_id, chat_id, marker.seq)
-        if user_message is None or user_message.message_id != marker.message_id:
-            raise NotFound("The message this Idempotency-Key stored no longer exists.")
-        if user_message.reply_seq is not None:
-            reply = store.messages.get(user_id, session_id, chat_id, user_message.reply_seq)
-            if reply is not None:
-                return _exchange(user_message, reply)
-        _check_sendable(session, chat)
-        history = store.messages.window(
-            user_id, session_id, chat_id, user_message.seq, get_settings().context_max_messages
-        )
-        reply = _reply(store, model, user_id, chat, user_message, chat.last_seq, history)
-        return _exchange(user_message, reply)
-
-    return optimistic(attempt)
+    user_message = store.messages.get(user_id, session_id, chat_id, marker.seq)
+    if user_message is None or user_message.message_id != marker.message_id:
+        raise NotFound("The message this Idempotency-Key stored no longer exists.")
+    if user_message.reply_seq is not None:
+        reply = store.messages.get(user_id, session_id, chat_id, user_message.reply_seq)
+        if reply is not None:
+            return _exchange(user_message, reply)
+    refusal = _refusal(store.sessions.get(user_id, session_id), chat_id)
+    if refusal is not None:
+        raise refusal
+    thread = _thread(store, user_id, session_id, chat_id, following_pointer=False)
+    reply = _reply(store, model, user_id, thread, user_message, thread.last_seq)
+    return _exchange(user_message, reply)
 
 
 def regenerate(store: Store, model: ChatModel, user_id: str, session_id: str, chat_id: str) -> Exchange:
-    """A new reply to the chat's last user message; earlier replies stay."""
-
-    def load() -> tuple[ChatItem, MessageItem, list[Item]]:
-        session, chat = _load(store, user_id, session_id, chat_id)
-        _check_sendable(session, chat)
-        if chat.last_user_seq == 0:
-            raise NothingToRegenerate("The chat has no user message to answer.")
-        # The window ends at the last user message, so its first item is that message: one
-        # query gives both the message to answer and the history to answer it with.
-        history = store.messages.window(
-            user_id, session_id, chat_id, chat.last_user_seq, get_settings().context_max_messages, whole_items=True
-        )
-        if not history or history[0]["seq"] != chat.last_user_seq:
-            raise NothingToRegenerate("The chat has no user message to answer.")
-        return chat, MessageItem.from_item(history[0]), history
-
-    chat, user_message, history = optimistic(load)
-    reply = _reply(store, model, user_id, chat, user_message, chat.last_seq, history)
-    return _exchange(user_message, reply)
+    """A new reply to the chat's last user message; earlier replies stay. Two requests before
+    the model (the thread, the session's answer on sending) and the reply's transaction."""
+    thread = _thread(store, user_id, session_id, chat_id, following_pointer=False)
+    refusal = _refusal(store.sessions.get(user_id, session_id), chat_id)
+    if refusal is not None:
+        raise refusal
+    answering = next((m for m in thread.newest if m.role == "user"), None)
+    if answering is None and thread.newest:
+        answering = store.messages.last_user_message(user_id, session_id, chat_id, thread.newest[-1].seq)
+    if answering is None:
+        raise NothingToRegenerate("The chat has no user message to answer.")
+    reply = _reply(store, model, user_id, thread, answering, thread.last_seq)
+    return _exchange(answering, reply)

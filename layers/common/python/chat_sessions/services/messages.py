@@ -1,4 +1,7 @@
-"""Reading a chat's messages (no model involved, so no ``openai`` import)."""
+"""Reading a chat's messages (no model involved, so no ``openai`` import).
+
+One query per page: a page with messages shows that the chat exists (its messages go with
+it); only an empty first page asks for the chat, to tell an empty chat from none."""
 
 from __future__ import annotations
 
@@ -21,6 +24,7 @@ def list_messages(
 ) -> MessagePage:
     scope = {"partition": keys.session_partition(user_id, session_id), "listing": f"messages:{chat_id}:{order}"}
     after = cursors.decode(cursor, prefix=keys.message_prefix(chat_id), **scope)
-    store.chats.get(user_id, session_id, chat_id)
-    items, last = store.messages.page(user_id, session_id, chat_id, limit, after, forward=order == "asc")
+    items, last = store.messages.page(user_id, session_id, chat_id, limit, after, oldest_first=order == "asc")
+    if not items and after is None:
+        store.chats.get(user_id, session_id, chat_id)  # an empty first page: empty chat, or none (404)
     return MessagePage(items=[message_view(i) for i in items], next_cursor=cursors.encode(last, **scope))

@@ -11,9 +11,18 @@ from typing import Any
 
 from chat_sessions import keys
 from chat_sessions.errors import NotFound
-from chat_sessions.items import ChatItem, SessionItem, checked_changes
+from chat_sessions.items import ChatHeadItem, ChatItem, SessionItem, checked_changes
 from chat_sessions.store.outcomes import ConditionFailed
 from chat_sessions.store.table import Item, Table
+
+HEAD_FIELDS = ("model", "systemPrompt")
+"""The chat's attributes its head repeats (what a send needs)."""
+
+
+def head_of(chat: ChatItem) -> ChatHeadItem:
+    return ChatHeadItem(
+        chat_id=chat.chat_id, session_id=chat.session_id, model=chat.model, system_prompt=chat.system_prompt
+    )
 
 
 def session_switch(
@@ -102,6 +111,7 @@ class ChatStore:
                 }
             },
             session_switch(user_id, session_id, previous, chat.chat_id, chat.created_at, chat_delta=1),
+            {"Put": {"Item": {**keys.head_key(user_id, session_id, chat.chat_id), **head_of(chat).to_item()}}},
         ]
         if previous is not None:
             ops.append(chat_flag(user_id, session_id, previous, False, chat.created_at))
@@ -126,11 +136,28 @@ class ChatStore:
     def update(
         self, user_id: str, session_id: str, chat_id: str, sets: dict[str, Any], removes: list[str], now: str
     ) -> ChatItem:
+        """A PATCH of the name alone is one request. One that changes what the head holds
+        (model, system prompt) changes chat and head in one transaction, conditioned on the
+        chat existing, then reads the chat back."""
         checked_changes(ChatItem, sets, removes)
-        updated = self.table.patch(keys.chat_key(user_id, session_id, chat_id), sets, removes, now)
-        if updated is None:
-            raise NotFound("Chat not found.")
-        return ChatItem.from_item(updated)
+        key = keys.chat_key(user_id, session_id, chat_id)
+        head_sets = {k: v for k, v in sets.items() if k in HEAD_FIELDS}
+        head_removes = [k for k in removes if k in HEAD_FIELDS]
+        if not head_sets and not head_removes:
+            updated = self.table.patch(key, sets, removes, now)
+            if updated is None:
+                raise NotFound("Chat not found.")
+            return ChatItem.from_item(updated)
+        try:
+            self.table.transact(
+                [
+                    self.table.patch_op(key, sets, removes, now),
+                    self.table.patch_op(keys.head_key(user_id, session_id, chat_id), head_sets, head_removes, None),
+                ]
+            )
+        except ConditionFailed as exc:
+            raise NotFound("Chat not found.") from exc
+        return self.get(user_id, session_id, chat_id)
 
     def delete(self, user_id: str, session_id: str, chat: ChatItem, active_chat_id: str | None, now: str) -> int:
         """The chat leaves, and if it was the active one the session's pointer is cleared, in
@@ -162,5 +189,5 @@ class ChatStore:
         return self.purge(user_id, session_id, chat.chat_id)
 
     def purge(self, user_id: str, session_id: str, chat_id: str) -> int:
-        """The messages of a deleted chat (idempotent)."""
-        return self.table.purge(keys.session_partition(user_id, session_id), keys.message_prefix(chat_id))
+        """The head and the messages of a deleted chat (idempotent)."""
+        return self.table.purge(keys.session_partition(user_id, session_id), keys.head_sk(chat_id))

@@ -1,67 +1,103 @@
-"""Messages: appends that keep ``seq`` gap-free, the context window, listings.
+"""Messages: appends that keep ``seq`` gap-free, the chat's thread, listings.
 
-Invariants kept here: a chat's messages are numbered 1..N with no gap and no repeat (every
-append is conditioned on the chat's ``lastSeq`` being the seq before it); a user message lands
-only in the session's active chat while the session is active; a reply, the user message it
-answers turning ``complete`` and the usage totals commit together or not at all.
+Layout: a chat's head (model, system prompt) and its messages share one sort-key range of the
+session's partition, the head first, then the messages newest first (``keys.message_sk`` counts
+down). One bounded ``Query`` therefore returns the head and the newest messages: all a send
+reads before it calls the model.
+
+Invariants kept here:
+
+- ``seq`` is 1..N with no gap and no repeat: every append puts the message at the seq after
+  the newest one read (strongly consistent) with ``attribute_not_exists(PK)``; messages are
+  never removed one by one, so the seq after the newest is free unless someone took it first.
+- a user message lands only in the session's active chat while the session is active: a
+  ``ConditionCheck`` on the session in the same transaction.
+- a reply, the user message it answers turning ``complete``, and the counters (message count
+  and usage of chat and session) commit together or not at all; the user message's status
+  is conditioned on the one read, so a message is counted exactly once.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from chat_sessions import keys
-from chat_sessions.items import MessageItem, SendMarkerItem
-from chat_sessions.store.table import Item, Table
+from chat_sessions.errors import NotFound
+from chat_sessions.items import ChatHeadItem, MessageItem, SendMarkerItem
+from chat_sessions.store.table import Item, Table, plain
 
 USAGE_FIELDS = ("promptTokens", "completionTokens", "totalTokens")
+
+USER_MESSAGE, SESSION_CHECK, MARKER = 0, 1, 2
+"""Item indexes in a user message's transaction (for cancellation reasons)."""
+REPLY, ANSWERED, CHAT, SESSION = 0, 1, 2, 3
+"""Item indexes in a reply's transaction."""
+
+
+@dataclass(frozen=True)
+class Thread:
+    """A chat's head and its newest messages (newest first), as one query read them."""
+
+    head: ChatHeadItem
+    newest: list[MessageItem]
+
+    @property
+    def last_seq(self) -> int:
+        return self.newest[0].seq if self.newest else 0
 
 
 class MessageStore:
     def __init__(self, table: Table) -> None:
         self.table = table
 
-    def append_user(
-        self,
-        user_id: str,
-        message: MessageItem,
-        previous_seq: int,
-        marker: tuple[str, SendMarkerItem] | None = None,
-    ) -> None:
-        """The message takes seq ``previous_seq + 1`` only if the chat's ``lastSeq`` is still
-        ``previous_seq`` and the chat is active, and the session is active with this chat as
-        its active chat, all in one transaction. With ``marker`` (an ``Idempotency-Key``'s
-        hash and record), the marker is written too, refused if that key already stored a
-        message (item 3)."""
-        session_id, chat_id, seq = message.session_id, message.chat_id, message.seq
-        now = message.created_at
+    def thread(self, user_id: str, session_id: str, chat_id: str, max_messages: int) -> Thread:
+        """The head and the newest ``max_messages`` messages: one bounded query, whatever the
+        length of the chat. ``NotFound`` when the chat has no head (no such chat)."""
+        items = self.table.query(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :head)",
+            ExpressionAttributeValues={
+                ":pk": keys.session_partition(user_id, session_id),
+                ":head": keys.head_sk(chat_id),
+            },
+            ScanIndexForward=True,
+            Limit=max_messages + 1,
+        )
+        if not items or items[0][keys.SK] != keys.head_sk(chat_id):
+            raise NotFound("Chat not found.")
+        return Thread(ChatHeadItem.from_item(items[0]), [MessageItem.from_item(i) for i in items[1:]])
+
+    def last_seq(self, user_id: str, session_id: str, chat_id: str) -> int:
+        """The newest message's seq (0 for none), after an append lost its seq to another."""
+        items = self.table.query(
+            KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
+            ExpressionAttributeValues={
+                ":pk": keys.session_partition(user_id, session_id),
+                ":prefix": keys.message_prefix(chat_id),
+            },
+            ProjectionExpression="seq",
+            Limit=1,
+        )
+        return int(items[0]["seq"]) if items else 0
+
+    def append_user(self, user_id: str, message: MessageItem, marker: tuple[str, SendMarkerItem] | None = None) -> None:
+        """The message at its seq, only if that seq is free, and only while the session is
+        active with this chat as its active chat, in one transaction. With ``marker`` (an
+        ``Idempotency-Key``'s hash and record) the marker is written too, refused if that key
+        already stored a message."""
+        session_id, chat_id = message.session_id, message.chat_id
         ops: list[Item] = [
             {
-                "Update": {
-                    "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
-                    "UpdateExpression": "SET lastSeq = :seq, lastUserSeq = :seq, updatedAt = :now,"
-                    " messageCount = messageCount + :one",
-                    "ConditionExpression": "lastSeq = :prev AND active = :true",
-                    "ExpressionAttributeValues": {
-                        ":seq": seq,
-                        ":prev": previous_seq,
-                        ":true": True,
-                        ":now": now,
-                        ":one": 1,
-                    },
-                }
-            },
-            {
                 "Put": {
-                    "Item": {**keys.message_key(user_id, session_id, chat_id, seq), **message.to_item()},
+                    "Item": {**keys.message_key(user_id, session_id, chat_id, message.seq), **message.to_item()},
                     "ConditionExpression": "attribute_not_exists(PK)",
                 }
             },
             {
-                "Update": {
+                "ConditionCheck": {
                     "Key": dict(keys.session_key(user_id, session_id)),
-                    "UpdateExpression": "SET updatedAt = :now, messageCount = messageCount + :one",
                     "ConditionExpression": "#status = :active AND activeChatId = :chat",
                     "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {":now": now, ":one": 1, ":active": "active", ":chat": chat_id},
+                    "ExpressionAttributeValues": {":active": "active", ":chat": chat_id},
                 }
             },
         ]
@@ -77,57 +113,55 @@ class MessageStore:
             )
         self.table.transact(ops)
 
-    def append_reply(self, user_id: str, reply: MessageItem, previous_seq: int) -> None:
-        """Same seq condition as a user message. The reply, the user message it answers
-        becoming ``complete`` (and remembering its first reply), and the usage added to chat
-        and session totals commit together, or not at all."""
-        session_id, chat_id, seq = reply.session_id, reply.chat_id, reply.seq
-        assert reply.reply_to_seq is not None
+    def append_reply(self, user_id: str, reply: MessageItem, answered: MessageItem) -> None:
+        """The reply at its seq (only if free), the answered user message turning ``complete``
+        (conditioned on the status read, and remembering its first reply), and the counters of
+        chat and session: +1 for the reply, +1 more for a user message answered for the first
+        time. The chat and the session must still exist."""
+        session_id, chat_id = reply.session_id, reply.chat_id
+        counted = 2 if answered.status == "unanswered" else 1
         usage_values = {
             ":promptTokens": reply.prompt_tokens or 0,
             ":completionTokens": reply.completion_tokens or 0,
             ":totalTokens": reply.total_tokens or 0,
         }
-        usage_expr = ", ".join(f"{f} = {f} + :{f}" for f in USAGE_FIELDS)
+        counters = "messageCount = messageCount + :n, " + ", ".join(f"{f} = {f} + :{f}" for f in USAGE_FIELDS)
         now = reply.created_at
         self.table.transact(
             [
                 {
-                    "Update": {
-                        "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
-                        "UpdateExpression": "SET lastSeq = :seq, updatedAt = :now, messageCount = messageCount + :one, "
-                        + usage_expr,
-                        "ConditionExpression": "lastSeq = :prev",
-                        "ExpressionAttributeValues": {
-                            ":seq": seq,
-                            ":prev": previous_seq,
-                            ":now": now,
-                            ":one": 1,
-                            **usage_values,
-                        },
-                    }
-                },
-                {
                     "Put": {
-                        "Item": {**keys.message_key(user_id, session_id, chat_id, seq), **reply.to_item()},
+                        "Item": {**keys.message_key(user_id, session_id, chat_id, reply.seq), **reply.to_item()},
                         "ConditionExpression": "attribute_not_exists(PK)",
                     }
                 },
                 {
                     "Update": {
-                        "Key": dict(keys.message_key(user_id, session_id, chat_id, reply.reply_to_seq)),
+                        "Key": dict(keys.message_key(user_id, session_id, chat_id, answered.seq)),
                         "UpdateExpression": "SET #status = :complete, replySeq = if_not_exists(replySeq, :seq)",
-                        "ConditionExpression": "attribute_exists(PK)",
+                        "ConditionExpression": "#status = :was",
                         "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": {":complete": "complete", ":seq": seq},
+                        "ExpressionAttributeValues": {
+                            ":complete": "complete",
+                            ":seq": reply.seq,
+                            ":was": answered.status,
+                        },
+                    }
+                },
+                {
+                    "Update": {
+                        "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
+                        "UpdateExpression": f"SET updatedAt = :now, {counters}",
+                        "ConditionExpression": "attribute_exists(PK)",
+                        "ExpressionAttributeValues": {":now": now, ":n": counted, **usage_values},
                     }
                 },
                 {
                     "Update": {
                         "Key": dict(keys.session_key(user_id, session_id)),
-                        "UpdateExpression": f"SET updatedAt = :now, messageCount = messageCount + :one, {usage_expr}",
+                        "UpdateExpression": f"SET updatedAt = :now, {counters}",
                         "ConditionExpression": "attribute_exists(PK)",
-                        "ExpressionAttributeValues": {":now": now, ":one": 1, **usage_values},
+                        "ExpressionAttributeValues": {":now": now, ":n": counted, **usage_values},
                     }
                 },
             ]
@@ -157,33 +191,40 @@ class MessageStore:
         item = self.table.get(keys.send_marker_key(user_id, key_hash))
         return SendMarkerItem.from_item(item) if item else None
 
-    def window(
-        self, user_id: str, session_id: str, chat_id: str, up_to_seq: int, max_messages: int, whole_items: bool = False
-    ) -> list[Item]:
-        """The newest ``max_messages`` messages up to ``up_to_seq``, newest first: one bounded
-        query, whatever the length of the chat. ``whole_items`` returns every attribute (a
-        regenerate answers with the first one); read capacity is the same either way."""
-        projection = (
-            {}
-            if whole_items
-            else {"ProjectionExpression": "seq, #role, content, tokens", "ExpressionAttributeNames": {"#role": "role"}}
-        )
-        return self.table.query(
-            **projection,
-            KeyConditionExpression="PK = :pk AND SK BETWEEN :first AND :last",
-            ExpressionAttributeValues={
-                ":pk": keys.session_partition(user_id, session_id),
-                ":first": keys.message_sk(chat_id, 0),
-                ":last": keys.message_sk(chat_id, up_to_seq),
-            },
-            ScanIndexForward=False,
-            Limit=max_messages,
-        )
+    def last_user_message(self, user_id: str, session_id: str, chat_id: str, before_seq: int) -> MessageItem | None:
+        """The newest user message older than ``before_seq``: for a regenerate whose thread
+        read held replies only (a chat regenerated more times than the thread reads)."""
+        start: Item | None = None
+        while True:
+            kwargs: Item = {
+                "KeyConditionExpression": "PK = :pk AND SK BETWEEN :from AND :to",
+                "ExpressionAttributeValues": {
+                    ":pk": keys.session_partition(user_id, session_id),
+                    ":from": keys.message_sk(chat_id, max(before_seq - 1, 0)),
+                    ":to": keys.message_sk(chat_id, 0),
+                },
+                "Limit": 100,
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            resp = self.table.call("query", TableName=self.table.table_name, ConsistentRead=True, **kwargs)
+            for item in resp.get("Items", []):
+                if item.get("role") == "user":
+                    return MessageItem.from_item(plain(item))
+            start = resp.get("LastEvaluatedKey")
+            if not start:
+                return None
 
     def page(
-        self, user_id: str, session_id: str, chat_id: str, limit: int, after_sk: str | None, forward: bool
+        self, user_id: str, session_id: str, chat_id: str, limit: int, after_sk: str | None, oldest_first: bool
     ) -> tuple[list[MessageItem], str | None]:
+        """A page of messages, by seq ascending (``oldest_first``) or descending: one query
+        per page (the sort keys count down, so oldest first is a backward scan)."""
         items, last = self.table.page(
-            keys.session_partition(user_id, session_id), keys.message_prefix(chat_id), limit, after_sk, forward
+            keys.session_partition(user_id, session_id),
+            keys.message_prefix(chat_id),
+            limit,
+            after_sk,
+            forward=not oldest_first,
         )
         return [MessageItem.from_item(i) for i in items], last

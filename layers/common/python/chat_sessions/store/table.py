@@ -96,25 +96,37 @@ class Table:
     def update(self, key: keys.Key, **kwargs: Any) -> Any:
         return self.call("update_item", TableName=self.table_name, Key=dict(key), **kwargs)
 
-    def patch(self, key: keys.Key, sets: Item, removes: list[str], now: str) -> Item | None:
-        """Set and remove top-level attributes of an existing item (never creating one); the new
-        item, or None when there is no such item. One request per PATCH."""
+    def patch_op(self, key: keys.Key, sets: Item, removes: list[str], now: str | None) -> Item:
+        """A transaction item that sets and removes top-level attributes of an existing item
+        (never creating one), and sets ``updatedAt`` when ``now`` is given."""
         names = {f"#f{i}": field for i, field in enumerate([*sets, *removes])}
         by_name = {field: name for name, field in names.items()}
-        values: Item = {":now": now, **{f":v{i}": value for i, value in enumerate(sets.values())}}
-        expr = "SET updatedAt = :now" + "".join(f", {by_name[field]} = :v{i}" for i, field in enumerate(sets))
+        values: Item = {f":v{i}": value for i, value in enumerate(sets.values())}
+        assignments = [f"{by_name[field]} = :v{i}" for i, field in enumerate(sets)]
+        if now is not None:
+            values[":now"] = now
+            assignments.insert(0, "updatedAt = :now")
+        expr = ("SET " + ", ".join(assignments)) if assignments else ""
         if removes:
             expr += " REMOVE " + ", ".join(by_name[field] for field in removes)
-        kwargs: Item = {
-            "UpdateExpression": expr,
+        update: Item = {
+            "Key": dict(key),
+            "UpdateExpression": expr.strip(),
             "ConditionExpression": "attribute_exists(PK)",
-            "ExpressionAttributeValues": values,
-            "ReturnValues": "ALL_NEW",
         }
+        if values:
+            update["ExpressionAttributeValues"] = values
         if names:
-            kwargs["ExpressionAttributeNames"] = names
+            update["ExpressionAttributeNames"] = names
+        return {"Update": update}
+
+    def patch(self, key: keys.Key, sets: Item, removes: list[str], now: str) -> Item | None:
+        """``patch_op`` as one request that returns the new item; None when there is no such
+        item. One request per PATCH."""
+        update = self.patch_op(key, sets, removes, now)["Update"]
+        del update["Key"]
         try:
-            updated: Item = plain(self.update(key, **kwargs)["Attributes"])
+            updated: Item = plain(self.update(key, **update, ReturnValues="ALL_NEW")["Attributes"])
         except ConditionFailed:
             return None
         return updated
