@@ -15,8 +15,8 @@ kind                      operations                                  answer
                                                                       Exception, one reason per
                                                                       item: TransactionConflict
                                                                       on one, ``None`` on others
-``write_conflict``        PutItem, UpdateItem, DeleteItem             400 TransactionConflict-
-                                                                      Exception
+``write_conflict``        PutItem, UpdateItem, DeleteItem on an       400 TransactionConflict-
+                          item that transactions also write           Exception
 ``throttle``              every data-plane operation                  400 ProvisionedThroughput-
                                                                       ExceededException or
                                                                       ThrottlingException (with
@@ -78,7 +78,7 @@ import threading
 import time
 import uuid
 import zlib
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -93,6 +93,7 @@ ERROR_PREFIX = "com.amazonaws.dynamodb.v20120810#"
 TOKEN_WINDOW_S = 600.0  # DynamoDB keeps a ClientRequestToken for 10 minutes
 ACCOUNT_ID = "000000000000"
 EVENTS_KEPT = 10_000
+TRANSACTIONAL_KEPT = 200_000
 
 TRANSACT_WRITE = "TransactWriteItems"
 TRANSACT_GET = "TransactGetItems"
@@ -275,6 +276,28 @@ def _tables(operation: str, request: dict[str, Any]) -> list[str]:
     return ["table"]
 
 
+def _describe_key(action: dict[str, Any]) -> str | None:
+    """``PK|SK`` of an action's ``Key`` (every attribute of it), or of its ``Item`` (the PK/SK
+    attributes, when it has them: the proxy does not know other tables' key schemas)."""
+    key = action.get("Key")
+    if not isinstance(key, dict):
+        item = action.get("Item")
+        key = {n: item[n] for n in ("PK", "SK") if n in item} if isinstance(item, dict) else None
+    if not key:
+        return None
+    values = [next(iter(v.values()), "") if isinstance(v, dict) else v for v in key.values()]
+    return "|".join(str(v) for v in values)[:300]
+
+
+def _keys(request: dict[str, Any]) -> list[str]:
+    """The items a request names, for the fault events (so a failure report says which item a
+    fault hit): single-item operations and transactions; batches and queries name none."""
+    actions: list[Any] = [request]
+    if isinstance(request.get("TransactItems"), list):
+        actions = [a for item in request["TransactItems"] if isinstance(item, dict) for a in item.values()]
+    return [k for a in actions if isinstance(a, dict) and (k := _describe_key(a))]
+
+
 def _item_count(request: dict[str, Any]) -> int:
     items = request.get("TransactItems")
     return len(items) if isinstance(items, list) and items else 1
@@ -354,6 +377,8 @@ class FaultInjector:
         self.counters = Counters()
         self._tokens: dict[str, _Token] = {}
         self._events: deque[dict[str, Any]] = deque(maxlen=EVENTS_KEPT)
+        self._schemas: dict[str, tuple[str, ...]] = {}
+        self._transactional: OrderedDict[str, None] = OrderedDict()  # items transactions write
         self._event_count = 0
         self._local = threading.local()
         self._server = _ProxyServer((host, port), self)
@@ -419,10 +444,64 @@ class FaultInjector:
             return self._finish(operation, self._forward(body, headers))
         rng = random.Random(f"{self.spec.seed}/{n}")
         kind = self._draw(operation, rng)
+        if operation == TRANSACT_WRITE:
+            self._remember_transaction(request, headers)
+        elif kind == "write_conflict" and not self._in_transactions(request, headers):
+            # DynamoDB refuses a single write only for an item a transaction is writing; an
+            # item no transaction ever writes (an idempotency record, say) never sees this.
+            kind = None
         token = request.get("ClientRequestToken") if operation == TRANSACT_WRITE else None
         if isinstance(token, str) and token and self.spec.tokens == "emulate":
             return self._finish(operation, self._transaction_with_token(token, request, body, headers, kind, rng))
         return self._finish(operation, self._apply(kind, operation, request, body, headers, rng))
+
+    # items that transactions write ------------------------------------------------------------
+
+    def _key_names(self, table: str, headers: list[tuple[str, str]]) -> tuple[str, ...] | None:
+        """The table's key attributes (hash first), asked of the backend once (DescribeTable, with
+        the client's own headers: local DynamoDBs scope tables by the credential, not the
+        signature)."""
+        with self._lock:
+            if table in self._schemas:
+                return self._schemas[table]
+        ask = [(k, v) for k, v in headers if k.lower() != "x-amz-target"]
+        ask.append(("X-Amz-Target", TARGET_PREFIX + "DescribeTable"))
+        answer = self._forward(json.dumps({"TableName": table}).encode(), ask, count=False)
+        if answer is None or answer.status != 200:
+            return None
+        try:
+            schema = json.loads(answer.body)["Table"]["KeySchema"]
+            names = tuple(k["AttributeName"] for k in sorted(schema, key=lambda k: k["KeyType"] != "HASH"))
+        except (ValueError, KeyError, TypeError):
+            return None
+        with self._lock:
+            self._schemas[table] = names
+        return names
+
+    def _item_key(self, table: Any, action: dict[str, Any], headers: list[tuple[str, str]]) -> str | None:
+        """``table|<key values>`` of the item an action (Key, or Item) is about."""
+        if not isinstance(table, str):
+            return None
+        source = action.get("Key") if isinstance(action.get("Key"), dict) else action.get("Item")
+        names = self._key_names(table, headers) if isinstance(source, dict) else None
+        if not names or not isinstance(source, dict) or any(n not in source for n in names):
+            return None
+        return table + "|" + "|".join(json.dumps(source[n], sort_keys=True) for n in names)
+
+    def _remember_transaction(self, request: dict[str, Any], headers: list[tuple[str, str]]) -> None:
+        actions = [a for item in request.get("TransactItems") or [] if isinstance(item, dict) for a in item.values()]
+        for action in actions:
+            if isinstance(action, dict) and (key := self._item_key(action.get("TableName"), action, headers)):
+                with self._lock:
+                    self._transactional[key] = None
+                    self._transactional.move_to_end(key)
+                    while len(self._transactional) > TRANSACTIONAL_KEPT:
+                        self._transactional.popitem(last=False)
+
+    def _in_transactions(self, request: dict[str, Any], headers: list[tuple[str, str]]) -> bool:
+        key = self._item_key(request.get("TableName"), request, headers)
+        with self._lock:
+            return key is not None and key in self._transactional
 
     def _draw(self, operation: str, rng: random.Random) -> str | None:
         """The kind this request gets (or None), from one uniform draw against the rates of the
@@ -446,30 +525,35 @@ class FaultInjector:
         rng: random.Random,
     ) -> Answer | None:
         if kind == "tx_conflict":
-            return self._fault(kind, operation, conflict_cancellation(request, rng))
+            return self._fault(kind, operation, conflict_cancellation(request, rng), request)
         if kind == "write_conflict":
-            return self._fault(kind, operation, error_answer("TransactionConflictException", MSG_CONFLICT))
+            return self._fault(kind, operation, error_answer("TransactionConflictException", MSG_CONFLICT), request)
         if kind == "throttle":
-            return self._fault(kind, operation, throttled(operation, request, rng))
+            return self._fault(kind, operation, throttled(operation, request, rng), request)
         if kind == "server_error":
-            return self._fault(kind, operation, internal_error())
+            return self._fault(kind, operation, internal_error(), request)
         if kind == "unprocessed":
             return self._unprocessed(operation, request, headers, rng)
         if kind in ("lost", "lost_write"):
             answer = self._forward(body, headers)
             if answer is not None and answer.status == 200:
-                return self._fault(kind, operation, internal_error())
+                return self._fault(kind, operation, internal_error(), request)
             return answer
         return self._forward(body, headers)
 
-    def _fault(self, kind: str, operation: str, answer: Answer) -> Answer:
+    def _fault(self, kind: str, operation: str, answer: Answer, request: dict[str, Any]) -> Answer:
+        event = {
+            "t": time.time(),
+            "operation": operation,
+            "kind": kind,
+            "code": answer.code,
+            "keys": _keys(request),
+        }
         with self._lock:
             self.counters.faults.setdefault(kind, {})
             self.counters.bump(self.counters.faults[kind], operation)
             self._event_count += 1
-            self._events.append(
-                {"n": self._event_count, "t": time.time(), "operation": operation, "kind": kind, "code": answer.code}
-            )
+            self._events.append({"n": self._event_count, **event})
         return answer
 
     def _finish(self, operation: str, answer: Answer | None) -> Answer | None:
@@ -527,7 +611,7 @@ class FaultInjector:
                     record.done_at = time.monotonic()
                     record.in_progress_once = kind == "lost" and rng.random() < self.spec.rates.get("in_progress", 0)
                 if kind == "lost":
-                    answer = self._fault("lost", TRANSACT_WRITE, internal_error())
+                    answer = self._fault("lost", TRANSACT_WRITE, internal_error(), request)
                     return answer
             answer = committed
             return answer
@@ -551,12 +635,12 @@ class FaultInjector:
             stored = record.answer
         if in_progress:
             answer = error_answer("TransactionInProgressException", MSG_IN_PROGRESS, message_key="Message")
-            return self._fault("in_progress", TRANSACT_WRITE, answer)
+            return self._fault("in_progress", TRANSACT_WRITE, answer, request)
         # The front door still throttles and fails a replay; it never collides (nothing is locked).
         if kind == "throttle":
-            return self._fault(kind, TRANSACT_WRITE, throttled(TRANSACT_WRITE, request, rng))
+            return self._fault(kind, TRANSACT_WRITE, throttled(TRANSACT_WRITE, request, rng), request)
         if kind == "server_error":
-            return self._fault(kind, TRANSACT_WRITE, internal_error())
+            return self._fault(kind, TRANSACT_WRITE, internal_error(), request)
         with self._lock:
             self.counters.bump(self.counters.tokens, "replayed")
         assert stored is not None
@@ -615,7 +699,7 @@ class FaultInjector:
             else:
                 merged[table] = [*merged.get(table, []), *value]
         result[result_key] = merged
-        return self._fault("unprocessed", operation, _json_answer(200, result))
+        return self._fault("unprocessed", operation, _json_answer(200, result), request)
 
     # forwarding -------------------------------------------------------------------------------
 
@@ -632,7 +716,7 @@ class FaultInjector:
             self._local.used = False
         return conn
 
-    def _forward(self, body: bytes, headers: list[tuple[str, str]]) -> Answer | None:
+    def _forward(self, body: bytes, headers: list[tuple[str, str]], count: bool = True) -> Answer | None:
         """Send the request on to the backend as it came (Host rewritten) and return its answer;
         None when the backend cannot be reached."""
         out = [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP and k.lower() != "host"]
@@ -671,8 +755,9 @@ class FaultInjector:
             if response.will_close:
                 conn.close()
                 self._local.conn = None
-            with self._lock:
-                self.counters.forwarded += 1
+            if count:
+                with self._lock:
+                    self.counters.forwarded += 1
             kept = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
             kept = [(k, v) for k, v in kept if k.lower() not in ("server", "date")]  # send_response adds them
             code = ""

@@ -31,9 +31,10 @@ class LambdaContext:
     memory_limit_in_mb: int = 512
     invoked_function_arn: str = "arn:aws:lambda:us-east-1:123456789012:function:chat-sessions-test"
     aws_request_id: str = "test-request"
+    remaining_millis: int = 30_000
 
     def get_remaining_time_in_millis(self) -> int:
-        return 30_000
+        return self.remaining_millis
 
 
 def load_event(module: str) -> dict[str, Any]:
@@ -60,6 +61,7 @@ def invoke(
     headers: dict[str, str] | None = None,
     keep_example_key: bool = False,
     base64_body: bool = False,
+    context: Any = None,
 ) -> Result:
     """Call ``functions/<module>.py`` with its events/ payload, overriding what the test names."""
     event = copy.deepcopy(load_event(module))
@@ -93,7 +95,7 @@ def invoke(
         event["queryStringParameters"] = query
         event["rawQueryString"] = "&".join(f"{k}={v}" for k, v in query.items())
     handler = importlib.import_module(module).lambda_handler
-    response = handler(event, LambdaContext())
+    response = handler(event, context or LambdaContext())
     text = response.get("body")
     return Result(response["statusCode"], json.loads(text) if text else None, response.get("headers") or {})
 

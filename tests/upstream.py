@@ -24,6 +24,13 @@ class Reply:
     delay: float = 0.0
     prompt_tokens: int = 11
     completion_tokens: int = 7
+    raw: bytes | None = None
+    """The whole body, sent as is instead of a completion built from the fields above (a reply
+    that is not JSON, or JSON of the wrong shape)."""
+    trickle: float = 0.0
+    """Seconds between single bytes of the response, status line included: a server that is
+    never silent for long enough to trip a per-read timeout."""
+    trickle_body_only: bool = False
 
 
 class Upstream(ThreadingHTTPServer):
@@ -36,6 +43,7 @@ class Upstream(ThreadingHTTPServer):
         self.received: list[dict[str, Any]] = []
         self.authorizations: list[str] = []
         self.lock = threading.Lock()
+        self.stopping = threading.Event()
 
     @property
     def base_url(self) -> str:
@@ -65,6 +73,9 @@ class _Handler(BaseHTTPRequestHandler):
         reply = self.server.next_reply(request, self.headers.get("Authorization", ""))
         if reply.delay:
             time.sleep(reply.delay)  # the upstream being slow is what is under test
+        if reply.raw is not None:
+            self._send(reply, reply.raw)
+            return
         if reply.status == 200:
             body: dict[str, Any] = {
                 "id": "chatcmpl-test",
@@ -82,14 +93,29 @@ class _Handler(BaseHTTPRequestHandler):
             }
         else:
             body = {"error": {"message": "scripted failure", "type": "server_error"}}
-        data = json.dumps(body).encode()
+        self._send(reply, json.dumps(body).encode())
+
+    def _send(self, reply: Reply, data: bytes) -> None:
+        head = [f"{self.protocol_version} {reply.status} Scripted"]
+        for name, value in {"Content-Type": "application/json", **reply.headers}.items():
+            head.append(f"{name}: {value}")
+        head.append(f"Content-Length: {len(data)}")
+        prefix = ("\r\n".join(head) + "\r\n\r\n").encode()
         try:
-            self.send_response(reply.status)
-            for name, value in {"Content-Type": "application/json", **reply.headers}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            if not reply.trickle:
+                self.wfile.write(prefix + data)
+                return
+            stream = prefix + data
+            if reply.trickle_body_only:
+                self.wfile.write(prefix)
+                self.wfile.flush()
+                stream = data
+            for i in range(len(stream)):
+                self.wfile.write(stream[i : i + 1])
+                self.wfile.flush()
+                # The slowness is the behaviour under test; a stopping server ends it at once.
+                if self.server.stopping.wait(reply.trickle):
+                    return
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test)
 
@@ -102,5 +128,6 @@ def upstream() -> Iterator[Upstream]:
     try:
         yield server
     finally:
+        server.stopping.set()
         server.shutdown()
         server.server_close()

@@ -35,11 +35,13 @@ HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "RESULTS.md"
 TABLE = "chat-sessions-faults"
 MAX_ACTIVE_SESSIONS = 3
-# Every kind, at rates that take each path many times in one run; the SDK's own retries (three
-# attempts) absorb most throttling and 5xx, so those are high enough to get through them too.
+# Every kind, at rates that take each path many times in one run. Collisions and lost answers
+# are what the service itself must survive, so they are high; throttling is absorbed by the
+# SDK's own retries (three attempts, backoff up to seconds) unless it comes as a transaction's
+# ThrottlingError reason, so it is kept lower: it mostly costs wall time.
 FAULTS = (
-    "seed=8,tx_conflict=0.25,write_conflict=0.15,throttle=0.12,server_error=0.06,"
-    "lost=0.10,lost_write=0.04,unprocessed=0.3,in_progress=0.5"
+    "seed=8,tx_conflict=0.25,write_conflict=0.3,throttle=0.08,server_error=0.06,"
+    "lost=0.10,lost_write=0.04,unprocessed=0.4,in_progress=0.5"
 )
 
 

@@ -48,12 +48,19 @@ class Problem:
     faults: list[dict[str, Any]] = field(default_factory=list)
 
     def describe(self) -> str:
-        kinds = Counter(f"{e['kind']} on {e['operation']}" for e in self.faults)
-        made = ", ".join(f"{k} x{n}" if n > 1 else k for k, n in kinds.items()) or "none recorded"
         return (
-            f"{self.call.status} {self.call.method} {self.call.route} ({self.why}); "
-            f"faults during it: {made}; body: {self.call.body[:300]}"
+            f"{self.call.status} {self.call.route} ({self.why}); "
+            f"faults during it: {describe_faults(self.faults)}; body: {self.call.body[:300]}"
         )
+
+
+def describe_faults(events: list[dict[str, Any]]) -> str:
+    """``lost_write on PutItem [USER#u#IDEMPOTENCY|send_message#...]``, repeats counted."""
+    kinds = Counter(
+        f"{e['kind']} on {e['operation']}" + (f" [{', '.join(k[:70] for k in e['keys'])}]" if e.get("keys") else "")
+        for e in events
+    )
+    return "; ".join(f"{k} x{n}" if n > 1 else k for k, n in kinds.items()) or "none"
 
 
 class Recorder:
@@ -64,6 +71,7 @@ class Recorder:
         self.calls: list[Call] = []
         self.problems: list[Problem] = []
         self.checks: Counter[str] = Counter()
+        self.gave_up: list[Call | None] = []  # last answers of operations still transient after every try
 
     def add(self, call: Call, problem: str | None) -> None:
         with self.lock:
@@ -98,11 +106,21 @@ def _code(response: httpx.Response) -> str | None:
 class Api:
     """One user's HTTP client for the stack, recording every answer in the recorder."""
 
-    def __init__(self, url: str, user: str, test: str, recorder: Recorder) -> None:
+    def __init__(
+        self,
+        url: str,
+        user: str,
+        test: str,
+        recorder: Recorder,
+        events: Callable[[], list[dict[str, Any]]] = list,
+    ) -> None:
         self.user = user
+        self.stack_events = events  # the injector's fault events, to explain a failure
         self.test = test
         self.recorder = recorder
         self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {make_token(user)}"}, timeout=60)
+        self.op_started = 0.0  # when the last until_done began (the window its faults fell in)
+        self.last_call: Call | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -152,6 +170,7 @@ class Api:
             body,
         )
         self.recorder.add(call, problem)
+        self.last_call = call
         return response
 
     def until_done(
@@ -170,6 +189,7 @@ class Api:
         a short growing pause between tries (a client's backoff, not a wait for anything)."""
         if key is None and method == "POST" and idempotent:
             key = f"{self.test[:40]}-{uuid.uuid4().hex}"
+        self.op_started = time.time()
         response = self.call(method, route, path, body, key, allowed)
         for attempt in range(1, attempts):
             transient = (response.status_code, _code(response)) in TRANSIENT or response.status_code >= 500
@@ -177,6 +197,9 @@ class Api:
                 break
             time.sleep(min(0.02 * attempt, 0.2))
             response = self.call(method, route, path, body, key, allowed)
+        if (response.status_code, _code(response)) in TRANSIENT or response.status_code >= 500:
+            with self.recorder.lock:
+                self.recorder.gave_up.append(self.last_call)
         return response
 
 

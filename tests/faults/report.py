@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import platform
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
 from local_stack import dynamodb_local
+from tests.faults.recorder import ATTEMPTS
 
 if TYPE_CHECKING:
     from tests.faults.conftest import FaultStack
+
+
+def _message(body: str) -> str:
+    try:
+        return str(json.loads(body)["error"]["message"])
+    except (ValueError, KeyError, TypeError):
+        return body[:100]
 
 
 def _rows(counts: dict[str, int]) -> list[str]:
@@ -25,7 +34,9 @@ def render(stack: FaultStack, faults: dict[str, Any], elapsed: float, outcomes: 
         calls = list(recorder.calls)
         problems = list(recorder.problems)
         checks = dict(sorted(recorder.checks.items()))
+        gave_up = [c for c in recorder.gave_up if c is not None]
     statuses = Counter(f"{c.status} {c.code}" if c.code else str(c.status) for c in calls)
+    conflicts = Counter(_message(c.body) for c in calls if (c.status, c.code) == (409, "conflict"))
     by_route = Counter(c.route for c in calls)
     jar = "DynamoDB Local"
     with contextlib.suppress(dynamodb_local.DynamoDBLocalError):
@@ -53,6 +64,7 @@ def render(stack: FaultStack, faults: dict[str, Any], elapsed: float, outcomes: 
         f"| ClientRequestToken repeats answered as DynamoDB does | {sum((faults.get('tokens') or {}).values()):,} |",
         f"| invariant checks on the stored items | {sum(checks.values()):,} |",
         f"| answers outside the contract | {len(problems):,} |",
+        f"| operations still failing after the client's {ATTEMPTS} tries | {len(gave_up):,} |",
         "",
         "Faults injected, by kind:",
         "",
@@ -72,6 +84,12 @@ def render(stack: FaultStack, faults: dict[str, Any], elapsed: float, outcomes: 
         "|---|---:|",
         *_rows(dict(sorted(statuses.items()))),
         "",
+        "`409 conflict` answers, by message (each was retried by the client):",
+        "",
+        "| message | count |",
+        "|---|---:|",
+        *_rows(dict(conflicts.most_common())),
+        "",
         "API calls, by route:",
         "",
         "| route | calls |",
@@ -85,6 +103,10 @@ def render(stack: FaultStack, faults: dict[str, Any], elapsed: float, outcomes: 
         *_rows(checks),
         "",
     ]
+    if gave_up:
+        lines += [f"Operations the client gave up on after {ATTEMPTS} tries (first 30):", ""]
+        lines += [f"- `{c.test}`: {c.status} {c.route}: {c.body[:200]}" for c in gave_up[:30]]
+        lines.append("")
     if problems:
         lines += ["Answers outside the contract (first 30):", ""]
         lines += [f"- `{p.call.test}`: {p.describe()}" for p in problems[:30]]

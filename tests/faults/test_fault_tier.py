@@ -21,7 +21,7 @@ import pytest
 
 from tests.faults.conftest import MAX_ACTIVE_SESSIONS, FaultStack, direct_client
 from tests.faults.invariants import check_created, check_user, scan
-from tests.faults.recorder import Api, Problem, race
+from tests.faults.recorder import Api, Problem, describe_faults, race
 
 S = "/sessions/{sessionId}"
 C = "/sessions/{sessionId}/chats/{chatId}"
@@ -45,7 +45,7 @@ class Scenario:
 
     def as_user(self, user: str) -> Api:
         """Another client (connection) for a user this scenario already has."""
-        api = Api(self.stack.url, user, self.name, self.stack.recorder)
+        api = Api(self.stack.url, user, self.name, self.stack.recorder, self.stack.fault_events)
         self.apis.append(api)
         return api
 
@@ -82,10 +82,15 @@ def scenario(fault_stack: FaultStack, request: pytest.FixtureRequest) -> Iterato
     yield Scenario(fault_stack, request.node.name)
 
 
-def ok(response: httpx.Response, *statuses: int) -> Any:
-    assert response.status_code in (statuses or (200,)), (
-        f"{response.request.url}: {response.status_code} {response.text}"
-    )
+def ok(api: Api, response: httpx.Response, status: int = 200) -> Any:
+    """The body of an answer that must be ``status`` once the client has retried what it may;
+    otherwise fail, naming the faults injected while the client tried."""
+    if response.status_code != status:
+        events = [e for e in api.stack_events() if e["t"] >= api.op_started]
+        raise AssertionError(
+            f"{response.request.method} {response.request.url.path}: wanted {status}, got {response.status_code} "
+            f"{response.text[:300]}; faults while the client tried: {describe_faults(events)}"
+        )
     return response.json() if response.content else None
 
 
@@ -114,8 +119,17 @@ def activate(api: Api, sid: str, cid: str, allowed: frozenset[str] = frozenset()
     return api.until_done("POST", C + "/activate", f"/sessions/{sid}/chats/{cid}/activate", None, allowed)
 
 
+def delete(api: Api, route: str, path: str) -> None:
+    """A delete, retried until done: ``204``, or ``404`` when an earlier try had answered a
+    transient failure (it may have deleted the resource before its answer was lost)."""
+    response = api.until_done("DELETE", route, path, allowed=NOT_FOUND)
+    tries = [c for c in api.recorder.calls_of(api.test) if c.method == "DELETE" and c.path == path]
+    if not (response.status_code == 404 and len(tries) > 1):
+        ok(api, response, 204)
+
+
 def read(api: Api, route: str, path: str) -> Any:
-    return ok(api.until_done("GET", route, path))
+    return ok(api, api.until_done("GET", route, path))
 
 
 def all_messages(api: Api, sid: str, cid: str) -> list[dict[str, Any]]:
@@ -141,17 +155,22 @@ def test_story(scenario: Scenario) -> None:
     """Create a session; the first chat becomes active; send; a second chat takes over; switch
     back; continue. Each step retried until done, and the end state is the story's."""
     api = scenario.api("story")
-    session = ok(create_session(api, "Story"), 201)
+    session = ok(api, create_session(api, "Story"), 201)
     sid = session["sessionId"]
-    debug = ok(create_chat(api, sid, "Debug Session"), 201)
+    debug = ok(api, create_chat(api, sid, "Debug Session"), 201)
     assert debug["active"] is True
-    first = ok(send_to_active(api, sid, "Why does my Lambda time out?"), 201)
+    first = ok(api, send_to_active(api, sid, "Why does my Lambda time out?"), 201)
     assert first["userMessage"]["chatId"] == debug["chatId"]
     assert (first["userMessage"]["seq"], first["assistantMessage"]["seq"]) == (1, 2)
-    feature = ok(create_chat(api, sid, "Feature Development"), 201)
+    for i in range(3):  # single writes to items that transactions write too
+        renamed = api.until_done("PATCH", S, f"/sessions/{sid}", {"name": f"Story, renamed {i}"})
+        assert ok(api, renamed)["name"] == f"Story, renamed {i}"
+        retitled = api.until_done("PATCH", C, f"/sessions/{sid}/chats/{debug['chatId']}", {"name": f"Debugging {i}"})
+        assert ok(api, retitled)["name"] == f"Debugging {i}"
+    feature = ok(api, create_chat(api, sid, "Feature Development"), 201)
     assert read(api, S, f"/sessions/{sid}")["activeChatId"] == feature["chatId"]
-    ok(activate(api, sid, debug["chatId"]))
-    second = ok(send_to_active(api, sid, "It calls a slow API."), 201)
+    ok(api, activate(api, sid, debug["chatId"]))
+    second = ok(api, send_to_active(api, sid, "It calls a slow API."), 201)
     assert second["userMessage"]["chatId"] == debug["chatId"]
     assert (second["userMessage"]["seq"], second["assistantMessage"]["seq"]) == (3, 4)
 
@@ -164,6 +183,7 @@ def test_story(scenario: Scenario) -> None:
     assert all_messages(api, sid, feature["chatId"]) == []
     final = read(api, S, f"/sessions/{sid}")
     assert (final["activeChatId"], final["chatCount"], final["messageCount"]) == (debug["chatId"], 2, 4)
+    assert final["name"] == "Story, renamed 2"
     scenario.finish()
 
 
@@ -172,8 +192,8 @@ def test_story(scenario: Scenario) -> None:
 
 def test_one_active_chat_under_concurrent_creates_activates_and_deletes(scenario: Scenario) -> None:
     api = scenario.api("switcher")
-    sid = ok(create_session(api), 201)["sessionId"]
-    existing = [ok(create_chat(api, sid, f"chat {i}"), 201)["chatId"] for i in range(4)]
+    sid = ok(api, create_session(api), 201)["sessionId"]
+    existing = [ok(api, create_chat(api, sid, f"chat {i}"), 201)["chatId"] for i in range(4)]
     threads = 12
 
     def work(i: int) -> httpx.Response:
@@ -191,8 +211,8 @@ def test_one_active_chat_under_concurrent_creates_activates_and_deletes(scenario
 
 def test_seq_is_gap_free_under_concurrent_sends(scenario: Scenario) -> None:
     api = scenario.api("sender")
-    sid = ok(create_session(api), 201)["sessionId"]
-    cid = ok(create_chat(api, sid, "busy"), 201)["chatId"]
+    sid = ok(api, create_session(api), 201)["sessionId"]
+    cid = ok(api, create_chat(api, sid, "busy"), 201)["chatId"]
     contents = [unique(f"message {i}") for i in range(12)]
 
     def work(i: int) -> list[httpx.Response]:
@@ -211,11 +231,11 @@ def test_active_session_quota_under_concurrent_creates_resumes_and_pauses(scenar
     api = scenario.api("quota")
     # Alone, with no one competing, every create up to the limit succeeds: a collision on the
     # counter is never reported as the limit.
-    created = [ok(create_session(api, f"s{i}"), 201)["sessionId"] for i in range(MAX_ACTIVE_SESSIONS)]
+    created = [ok(api, create_session(api, f"s{i}"), 201)["sessionId"] for i in range(MAX_ACTIVE_SESSIONS)]
     refused = create_session(api, "over", allowed=frozenset({"session_limit_reached"}))
     assert refused.status_code == 409 and refused.json()["error"]["code"] == "session_limit_reached"
     for sid in created[1:]:
-        ok(api.until_done("POST", S + "/pause", f"/sessions/{sid}/pause"))
+        ok(api, api.until_done("POST", S + "/pause", f"/sessions/{sid}/pause"))
     limit = frozenset({"session_limit_reached"})
 
     def work(i: int) -> httpx.Response:
@@ -235,8 +255,8 @@ def test_send_to_active_chat_while_another_client_switches(scenario: Scenario) -
     """The session has an active chat throughout, so a send to "the active chat" never answers
     ``chat_not_active`` or ``no_active_chat`` (neither is in ``allowed``: both are problems)."""
     api = scenario.api("switching")
-    sid = ok(create_session(api), 201)["sessionId"]
-    chats = [ok(create_chat(api, sid, name), 201)["chatId"] for name in ("A", "B")]
+    sid = ok(api, create_session(api), 201)["sessionId"]
+    chats = [ok(api, create_chat(api, sid, name), 201)["chatId"] for name in ("A", "B")]
 
     def work(i: int) -> list[httpx.Response]:
         own = scenario.as_user(api.user)
@@ -249,13 +269,34 @@ def test_send_to_active_chat_while_another_client_switches(scenario: Scenario) -
     scenario.finish()
 
 
+def test_deletes_purge_everything_under_faults(scenario: Scenario) -> None:
+    """Deleting a chat, then the session, leaves nothing behind (purged in BatchWriteItem calls
+    that DynamoDB may hand back partly unprocessed), and the quota counter follows."""
+    api = scenario.api("deleter")
+    sid = ok(api, create_session(api), 201)["sessionId"]
+    chats = [ok(api, create_chat(api, sid, name), 201)["chatId"] for name in ("first", "second")]
+    for cid in chats:
+        ok(api, activate(api, sid, cid))
+        for i in range(2):
+            ok(api, send(api, sid, cid, unique(f"to {cid} {i}")), 201)
+    delete(api, C, f"/sessions/{sid}/chats/{chats[0]}")
+    after = read(api, S, f"/sessions/{sid}")
+    assert (after["chatCount"], after["messageCount"], after["activeChatId"]) == (1, 4, chats[1])
+    delete(api, S, f"/sessions/{sid}")
+    gone = api.until_done("GET", S, f"/sessions/{sid}", allowed=NOT_FOUND)
+    assert gone.status_code == 404
+    items = scan(direct_client(scenario.stack.dynamodb_url), scenario.stack.table)
+    assert not [i for i in items if sid in str(i["PK"]) or sid in str(i["SK"])], "the session's items outlived it"
+    scenario.finish()
+
+
 # --- idempotency and regenerate ------------------------------------------------------------------
 
 
 def test_repeats_of_one_idempotency_key_call_the_model_once(scenario: Scenario) -> None:
     api = scenario.api("idem")
-    sid = ok(create_session(api), 201)["sessionId"]
-    cid = ok(create_chat(api, sid, "c"), 201)["chatId"]
+    sid = ok(api, create_session(api), 201)["sessionId"]
+    cid = ok(api, create_chat(api, sid, "c"), 201)["chatId"]
     path = f"/sessions/{sid}/chats/{cid}/messages"
     content = unique("only once")
     key = f"idem-{uuid.uuid4().hex}"
@@ -263,10 +304,10 @@ def test_repeats_of_one_idempotency_key_call_the_model_once(scenario: Scenario) 
     def post(own: Api, body: dict[str, Any], allowed: frozenset[str] = frozenset()) -> httpx.Response:
         return own.until_done("POST", C + "/messages", path, body, allowed, key=key)
 
-    first = ok(post(api, {"content": content}), 201)
+    first = ok(api, post(api, {"content": content}), 201)
     calls = scenario.stack.model_calls()
     for _ in range(4):
-        assert ok(post(api, {"content": content}), 201) == first
+        assert ok(api, post(api, {"content": content}), 201) == first
     reused = post(api, {"content": "another body"}, frozenset({"idempotency_key_reused"}))
     assert reused.status_code == 422 and reused.json()["error"]["code"] == "idempotency_key_reused"
     assert scenario.stack.model_calls() == calls, "a repeat of a key that had answered called the model again"
@@ -284,9 +325,9 @@ def test_repeats_of_one_idempotency_key_call_the_model_once(scenario: Scenario) 
 
 def test_regenerate_under_faults(scenario: Scenario) -> None:
     api = scenario.api("regen")
-    sid = ok(create_session(api), 201)["sessionId"]
-    cid = ok(create_chat(api, sid, "c"), 201)["chatId"]
-    sent = ok(send(api, sid, cid, unique("answer me again")), 201)
+    sid = ok(api, create_session(api), 201)["sessionId"]
+    cid = ok(api, create_chat(api, sid, "c"), 201)["chatId"]
+    sent = ok(api, send(api, sid, cid, unique("answer me again")), 201)
     path = f"/sessions/{sid}/chats/{cid}/regenerate"
     answers = [api.until_done("POST", C + "/regenerate", path) for _ in range(3)]
     lock = threading.Lock()

@@ -143,25 +143,30 @@ def test_transaction_conflict_cancels_with_one_reason_per_item(dynamodb_local_ur
     assert stored(dynamodb_local_url, table) == {}
 
 
-def test_single_write_conflict(dynamodb_local_url: str, table: str) -> None:
+def test_single_write_conflict_on_items_transactions_write(dynamodb_local_url: str, table: str) -> None:
     with injecting(dynamodb_local_url, spec("write_conflict=1")) as injector:
         ddb = client(injector.url, attempts=3)  # botocore does not retry it
+        ddb.transact_write_items(TransactItems=[put(table, "a")])
         for call in (
-            lambda: ddb.put_item(TableName=table, Item=key("a")),
+            lambda: ddb.put_item(TableName=table, Item={**key("a"), "v": {"N": "2"}}),
             lambda: ddb.update_item(
                 TableName=table,
                 Key=key("a"),
                 UpdateExpression="SET v = :v",
-                ExpressionAttributeValues={":v": {"N": "1"}},
+                ExpressionAttributeValues={":v": {"N": "3"}},
             ),
             lambda: ddb.delete_item(TableName=table, Key=key("a")),
         ):
             with pytest.raises(ddb.exceptions.TransactionConflictException) as caught:
                 call()
             assert error(caught)[:2] == (400, "TransactionConflictException")
-        ddb.get_item(TableName=table, Key=key("a"))  # reads are not refused
-        assert injector.snapshot()["calls"] == {"DeleteItem": 1, "GetItem": 1, "PutItem": 1, "UpdateItem": 1}
-    assert stored(dynamodb_local_url, table) == {}
+        # An item no transaction writes is never refused this way; nor is a read.
+        ddb.put_item(TableName=table, Item=key("solo"))
+        ddb.get_item(TableName=table, Key=key("a"))
+        counts = injector.snapshot()
+    assert counts["faults"] == {"write_conflict": {"DeleteItem": 1, "PutItem": 1, "UpdateItem": 1}}
+    assert {k: v["v"]["N"] for k, v in stored(dynamodb_local_url, table).items() if "v" in v} == {"a": "1"}
+    assert "solo" in stored(dynamodb_local_url, table)
 
 
 def test_throttling_in_each_of_its_shapes(dynamodb_local_url: str, table: str) -> None:
@@ -379,21 +384,23 @@ def test_a_cancelled_transaction_leaves_its_token_free(dynamodb_local_url: str, 
 
 def test_same_seed_same_faults_other_seed_other_faults(dynamodb_local_url: str, table: str) -> None:
     def run(seed: int) -> list[str]:
-        with injecting(dynamodb_local_url, spec(f"seed={seed},throttle=0.3,write_conflict=0.3")) as injector:
+        with injecting(dynamodb_local_url, spec(f"seed={seed},throttle=0.3,tx_conflict=0.3")) as injector:
             ddb = client(injector.url)
             codes = []
             for i in range(30):
                 try:
-                    ddb.put_item(TableName=table, Item=key(f"d{i}"))
+                    ddb.transact_write_items(TransactItems=[put(table, f"d{i}"), put(table, f"e{i}")])
                     codes.append("ok")
                 except ClientError as exc:
-                    codes.append(exc.response["Error"]["Code"])
+                    reasons = [r["Code"] for r in exc.response.get("CancellationReasons", [])]
+                    codes.append(f"{exc.response['Error']['Code']} {reasons}")
             return codes
 
     first, again, other = run(1), run(1), run(2)
     assert first == again
     assert first != other
-    assert 5 <= first.count("TransactionConflictException") <= 16
+    conflicts = [c for c in first if "TransactionConflict'" in c]
+    assert 4 <= len(conflicts) <= 16, first
 
 
 def test_table_management_passes_untouched(dynamodb_local_url: str) -> None:

@@ -27,7 +27,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPe
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from chat_sessions import idempotency
+from chat_sessions import idempotency, invocation
 from chat_sessions.config import get_settings
 from chat_sessions.errors import Conflict, PayloadTooLarge, ServiceError, Unauthorized
 from chat_sessions.models import ErrorBody, Exchange
@@ -189,10 +189,15 @@ def _register_error_handlers(app: APIGatewayHttpResolver) -> None:
 
     @app.exception_handler(RequestValidationError)
     def invalid_request(exc: RequestValidationError) -> Response[Any]:
+        errors = exc.errors()
         details = [
-            {"loc": list(e.get("loc", ())), "type": e.get("type"), "message": e.get("msg")} for e in exc.errors()
+            {"loc": [_printable(part) for part in e.get("loc", ())], "type": e.get("type"), "message": e.get("msg")}
+            for e in errors[:MAX_ERROR_DETAILS]
         ]
-        return error_response(400, "validation_error", "The request is not valid.", details)
+        message = "The request is not valid."
+        if len(errors) > MAX_ERROR_DETAILS:
+            message += f" The first {MAX_ERROR_DETAILS} of {len(errors)} problems are listed."
+        return error_response(400, "validation_error", message, details)
 
     @app.exception_handler(UnicodeDecodeError)
     def undecodable_body(exc: UnicodeDecodeError) -> Response[Any]:
@@ -237,8 +242,38 @@ def _internal_error() -> Response[Any]:
     return error_response(500, "internal_error", "Something went wrong on our side.")
 
 
+MAX_ERROR_DETAILS = 20
+"""A body of a few hundred KB can hold tens of thousands of wrong values (a metadata map of
+30,000 integers); listing each would make a response of megabytes, so the first ones are
+listed and the message says how many there were."""
+
+
+def _printable(part: Any) -> Any:
+    """A ``loc`` part echoes the client's own keys, which may hold lone surrogates: escape them
+    so the error body is always valid Unicode."""
+    if isinstance(part, str):
+        return part.encode("utf-8", "backslashreplace").decode("utf-8")
+    return part
+
+
+def parse_json_body(text: str) -> Any:
+    """``json.loads`` for request bodies, failing only with ``JSONDecodeError``.
+
+    Valid JSON can still be unparseable for Python: nesting deeper than the interpreter's
+    recursion limit raises ``RecursionError`` and an integer of more than 4,300 digits raises
+    ``ValueError``. Powertools turns only ``JSONDecodeError`` into a validation error, so these
+    are re-raised as one: a 400 like any other malformed body, instead of a 500."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        raise
+    except (RecursionError, ValueError) as exc:
+        reason = "nested too deeply" if isinstance(exc, RecursionError) else "a number too large"
+        raise json.JSONDecodeError(f"The JSON document has {reason} to be read", "", 0) from None
+
+
 def build_app(*routers: Router) -> APIGatewayHttpResolver:
-    app = APIGatewayHttpResolver(enable_validation=True)
+    app = APIGatewayHttpResolver(enable_validation=True, json_body_deserializer=parse_json_body)
     _register_error_handlers(app)
     for router in routers:
         app.include_router(router)
@@ -272,7 +307,8 @@ def lambda_handler_for(router: Router) -> Callable[[dict[str, Any], Any], dict[s
                 "body": json.dumps(_error_body(exc.code, exc.message)),
             }
         else:
-            result = app.resolve(event, context)
+            with invocation.running(context):
+                result = app.resolve(event, context)
         logger.info(
             "request",
             extra={

@@ -37,10 +37,20 @@ class Key(TypedDict):
 
 def _user(user_id: str) -> str:
     # Escaping keeps the user part injective and free of the "#" separator, whatever the
-    # identity provider puts in `sub`.
-    if not user_id or len(user_id) > 256:
+    # identity provider puts in `sub`. A `sub` that is not Unicode text (a lone surrogate, which
+    # JSON can carry) has no UTF-8 form, so DynamoDB cannot hold it as a key: the token is
+    # refused before any key exists, rather than failing later as some unrelated error.
+    if not user_id or len(user_id) > 256 or not _is_text(user_id):
         raise Unauthorized("The token has no usable subject.")
     return "USER#" + user_id.replace("%", "%25").replace("#", "%23")
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _checked(resource: str, value: str) -> str:

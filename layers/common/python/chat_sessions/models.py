@@ -35,16 +35,20 @@ class CreateSessionRequest(_Request):
 
 
 class UpdateSessionRequest(_Request):
-    """PATCH: only the fields present change; ``metadata`` replaces the whole map."""
+    """PATCH: only the fields present change; ``metadata`` replaces the whole map.
+
+    ``None`` is only the "absent" default here, never a value a client may send: a session
+    always has a name and a metadata map (``{}`` empties it), so ``null`` for either is refused
+    instead of being stored where every later read expects a value."""
 
     name: Name | None = None
     metadata: Metadata | None = None
 
-    @field_validator("name")
+    @field_validator("name", "metadata")
     @classmethod
-    def _name_not_null(cls, value: str | None) -> str | None:
+    def _not_null(cls, value: object) -> object:
         if value is None:
-            raise ValueError("name cannot be null")
+            raise ValueError("cannot be null")
         return value
 
 

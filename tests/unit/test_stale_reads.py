@@ -1,0 +1,789 @@
+"""Every condition in the store, shown to refuse a write computed from a stale read.
+
+Each test is one interleaving, played in order on one thread, so it is deterministic: the
+writer under test reads, another writer changes the item (through the store or a service, as
+a concurrent request would), then the writer under test makes its write with the values it
+read. The write must be refused (``ConditionFailed`` naming the items that refused it, the
+domain error the store maps it to, or, for a replayed create that finds its own item, the
+answer that it landed) and must change nothing: a full scan of the table before and after is
+compared. Thread races against moto rarely hit these windows; naming them does.
+
+The items that refused are asserted exactly, item by item. Several conditions guard the same
+invariant twice (a chat's ``lastSeq`` and the free message slot; the chat's ``active`` flag and
+the session's ``activeChatId``): there the refusal reasons are the only observable difference
+between one guard and both, and they are what ``ConditionFailed.failed(i)`` promises callers.
+
+``python -m tests.mutation`` (``make mutants``) removes each condition and each conjunct in turn
+and runs these tests against the result: each of those mutants fails at least one test here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+
+from chat_sessions import keys
+from chat_sessions.clock import utc_now
+from chat_sessions.errors import NotFound, SessionLimitReached
+from chat_sessions.ids import new_id
+from chat_sessions.items import ChatItem, MessageItem, SendMarkerItem, SessionItem
+from chat_sessions.llm import get_chat_model
+from chat_sessions.models import CreateChatRequest, CreateSessionRequest
+from chat_sessions.services import chats, conversation, sessions
+from chat_sessions.session_status import TRANSITIONS
+from chat_sessions.store import ConditionFailed, Store, get_store
+from chat_sessions.store.outcomes import CONDITION_FAILED
+from tests.support import table_items
+from tests.upstream import Upstream
+
+USER = "alice"
+PAUSE = TRANSITIONS[("active", "paused")]
+RESUME = TRANSITIONS[("paused", "active")]
+# Item positions in each transaction, as the store builds them.
+SESSION_QUOTA = 1
+STATUS_UPDATE, STATUS_QUOTA = 0, 1
+DELETE_SESSION, DELETE_QUOTA = 0, 1
+CREATE_SESSION, CREATE_PREVIOUS = 1, 2
+ACTIVATE_TARGET, ACTIVATE_SESSION, ACTIVATE_PREVIOUS = 0, 1, 2
+DELETE_CHAT, DELETE_CHAT_SESSION = 0, 1
+USER_CHAT, USER_MESSAGE, USER_SESSION, USER_MARKER = 0, 1, 2, 3
+REPLY_CHAT, REPLY_MESSAGE, REPLY_ANSWERED, REPLY_SESSION = 0, 1, 2, 3
+
+E = TypeVar("E", bound=Exception)
+
+
+@pytest.fixture
+def store(table: str) -> Iterator[Store]:
+    yield get_store()
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers: the table as a whole, and refusals that must leave it as it was.
+
+
+def snapshot(table: str) -> list[dict[str, Any]]:
+    """Every item, in key order: what "nothing changed" is compared against."""
+    return sorted(table_items(table), key=lambda item: (str(item["PK"]), str(item["SK"])))
+
+
+def refused_as(table: str, write: Callable[[], object], error: type[E]) -> E:
+    """Run the stale ``write``; it must raise ``error`` and leave every item as it was."""
+    before = snapshot(table)
+    with pytest.raises(error) as caught:
+        write()
+    assert snapshot(table) == before, "a refused write changed the table"
+    return caught.value
+
+
+def refused(table: str, write: Callable[[], object]) -> ConditionFailed:
+    return refused_as(table, write, ConditionFailed)
+
+
+def answered_as_landed(table: str, write: Callable[[], object]) -> None:
+    """Run a replayed create: the store answers it as the earlier attempt that landed (no
+    error), and it must leave every item as it was."""
+    before = snapshot(table)
+    write()
+    assert snapshot(table) == before, "a replayed create changed the table"
+
+
+def failed_items(exc: BaseException | None) -> list[int]:
+    """The positions of the items whose condition was false (a mapped error: its cause's)."""
+    if exc is not None and not isinstance(exc, ConditionFailed):
+        exc = exc.__cause__
+    assert isinstance(exc, ConditionFailed), f"not refused by a condition: {exc!r}"
+    return [i for i, reason in enumerate(exc.reasons) if reason == CONDITION_FAILED]
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers: the other writer works through the services; the writer under test builds its items
+# from what it read, as the services do.
+
+
+def new_session(store: Store, name: str = "s") -> str:
+    return sessions.create_session(store, USER, CreateSessionRequest(name=name)).session_id
+
+
+def new_chat(store: Store, sid: str, name: str = "c") -> str:
+    return chats.create_chat(store, USER, sid, CreateChatRequest(name=name)).chat_id
+
+
+def session_item(name: str = "s") -> SessionItem:
+    now = utc_now()
+    return SessionItem(
+        session_id=new_id(),
+        name=name,
+        status="active",
+        chat_count=0,
+        message_count=0,
+        metadata={},
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def chat_item(sid: str, name: str = "c") -> ChatItem:
+    now = utc_now()
+    return ChatItem(
+        chat_id=new_id(),
+        session_id=sid,
+        name=name,
+        model="test-model",
+        active=True,
+        message_count=0,
+        last_seq=0,
+        last_user_seq=0,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def user_message(chat: ChatItem, content: str = "hello") -> MessageItem:
+    """The user message a send builds from the chat it read: the seq after the chat's last."""
+    return MessageItem(
+        message_id=new_id(),
+        chat_id=chat.chat_id,
+        session_id=chat.session_id,
+        seq=chat.last_seq + 1,
+        role="user",
+        content=content,
+        status="unanswered",
+        tokens=2,
+        created_at=utc_now(),
+    )
+
+
+def reply_message(chat: ChatItem, answered: MessageItem) -> MessageItem:
+    """The reply a send builds: the seq after the chat's last as read, answering ``answered``."""
+    return MessageItem(
+        message_id=new_id(),
+        chat_id=chat.chat_id,
+        session_id=chat.session_id,
+        seq=chat.last_seq + 1,
+        role="assistant",
+        content="a reply",
+        status="complete",
+        model="test-model",
+        prompt_tokens=3,
+        completion_tokens=2,
+        total_tokens=5,
+        tokens=2,
+        reply_to_seq=answered.seq,
+        created_at=utc_now(),
+    )
+
+
+def send_user(store: Store, sid: str, chat_id: str, content: str = "hello") -> MessageItem:
+    """Another writer's send, first step: its user message appended to a fresh read."""
+    chat = store.chats.get(USER, sid, chat_id)
+    message = user_message(chat, content)
+    store.messages.append_user(USER, message, chat.last_seq)
+    return message
+
+
+def marker_for(message: MessageItem, key_hash: str) -> tuple[str, SendMarkerItem]:
+    return key_hash, SendMarkerItem(
+        session_id=message.session_id,
+        chat_id=message.chat_id,
+        seq=message.seq,
+        message_id=message.message_id,
+        request_hash="b" * 64,
+        expires_at=2_000_000_000,
+    )
+
+
+def delete_session_before_its_purge(store: Store, monkeypatch: pytest.MonkeyPatch, sid: str) -> None:
+    """Another writer's DELETE of the session whose request ends (times out) after its first
+    step, the session item and its place, and before the purge of its chats and messages: the
+    state the stream consumer later cleans up, which writes in flight can still meet."""
+
+    def timed_out(pk: str, prefix: str) -> int:
+        raise TimeoutError("the DELETE request ended before its purge")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store.table, "purge", timed_out)
+        with pytest.raises(TimeoutError):
+            sessions.delete_session(store, USER, sid)
+    with pytest.raises(NotFound):
+        store.sessions.get(USER, sid)
+
+
+# ---------------------------------------------------------------------------------------------
+# table.patch: attribute_exists(PK)
+
+
+def test_patch_of_a_session_deleted_after_it_was_read_is_not_found(table: str, store: Store) -> None:
+    """Read the session, another writer deletes it, PATCH it: nothing is recreated."""
+    sid = new_session(store)
+    store.sessions.get(USER, sid)
+    sessions.delete_session(store, USER, sid)
+    refused_as(table, lambda: store.sessions.update(USER, sid, {"name": "renamed"}, utc_now()), NotFound)
+
+
+def test_patch_of_a_chat_deleted_after_it_was_read_is_not_found(table: str, store: Store) -> None:
+    """Read the chat, another writer deletes it, PATCH it: nothing is recreated."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    store.chats.get(USER, sid, cid)
+    chats.delete_chat(store, USER, sid, cid)
+    refused_as(table, lambda: store.chats.update(USER, sid, cid, {"name": "renamed"}, [], utc_now()), NotFound)
+
+
+# ---------------------------------------------------------------------------------------------
+# sessions: quota_increment (attribute_not_exists(activeSessions) OR activeSessions < :max)
+
+
+def test_create_after_another_create_took_the_last_place_is_limit_reached(table: str, store: Store) -> None:
+    """A create sees one place of two taken; another create takes the second; the first create
+    is refused at the counter, as ``session_limit_reached``."""
+    new_session(store, "first")
+    assert store.sessions.active_count(USER) == 1
+    new_session(store, "second")
+    exc = refused_as(table, lambda: store.sessions.create(USER, session_item(), max_active=2), SessionLimitReached)
+    assert failed_items(exc) == [SESSION_QUOTA]
+
+
+def test_resume_after_another_create_took_the_last_place_is_limit_reached(table: str, store: Store) -> None:
+    """Read a paused session (one place of two taken); another writer creates a session; the
+    resume is refused at the counter, as ``session_limit_reached``."""
+    new_session(store, "active")
+    paused = new_session(store, "paused")
+    sessions.pause_session(store, USER, paused)
+    assert store.sessions.get(USER, paused).status == "paused"
+    new_session(store, "took the place")
+    exc = refused_as(
+        table, lambda: store.sessions.set_status(USER, paused, RESUME, utc_now(), max_active=2), SessionLimitReached
+    )
+    assert failed_items(exc) == [STATUS_QUOTA]
+
+
+# ---------------------------------------------------------------------------------------------
+# sessions: quota_decrement (activeSessions >= :one)
+#
+# No interleaving of the service's own writes reaches these: every decrement is conditioned on a
+# status that holds a place, so the counter is at least one. The counter below is out of step
+# with the sessions (a repair, a bug, a manual edit); the decrement must refuse, not go negative.
+
+
+def drift_counter_to_zero(store: Store) -> None:
+    store.table.update(
+        keys.quota_key(USER), UpdateExpression="SET activeSessions = :zero", ExpressionAttributeValues={":zero": 0}
+    )
+
+
+def test_pause_with_the_counter_already_at_zero_never_takes_it_below_zero(table: str, store: Store) -> None:
+    """Read an active session; the counter is set to zero behind it; the pause is refused at
+    the counter."""
+    sid = new_session(store)
+    store.sessions.get(USER, sid)
+    drift_counter_to_zero(store)
+    exc = refused(table, lambda: store.sessions.set_status(USER, sid, PAUSE, utc_now(), max_active=10))
+    assert failed_items(exc) == [STATUS_QUOTA]
+
+
+def test_delete_with_the_counter_already_at_zero_never_takes_it_below_zero(table: str, store: Store) -> None:
+    """Read an active session; the counter is set to zero behind it; the delete is refused at
+    the counter."""
+    sid = new_session(store)
+    store.sessions.get(USER, sid)
+    drift_counter_to_zero(store)
+    exc = refused(table, lambda: store.sessions.delete(USER, sid, "active"))
+    assert failed_items(exc) == [DELETE_QUOTA]
+
+
+# ---------------------------------------------------------------------------------------------
+# sessions.create: attribute_not_exists(PK) on the session
+
+
+def test_create_replayed_after_it_landed_takes_no_second_place(table: str, store: Store) -> None:
+    """A create lands (its answer lost); the same create is made again: the session item is
+    there, so it is answered as landed, not as the limit, and the counter counts it once."""
+    item = session_item()
+    store.sessions.create(USER, item, max_active=10)
+    assert store.sessions.active_count(USER) == 1
+    answered_as_landed(table, lambda: store.sessions.create(USER, item, max_active=10))
+    assert store.sessions.active_count(USER) == 1
+
+
+def test_create_replayed_at_the_limit_is_answered_as_landed(table: str, store: Store) -> None:
+    """A create takes the last place (its answer lost); the same create again finds the limit
+    reached too, but its own session there: answered as landed, not ``session_limit_reached``."""
+    new_session(store, "first")
+    item = session_item()
+    store.sessions.create(USER, item, max_active=2)
+    answered_as_landed(table, lambda: store.sessions.create(USER, item, max_active=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# sessions.set_status: #status = :old
+
+
+def test_pause_after_another_pause_frees_no_second_place(table: str, store: Store) -> None:
+    """Two pauses read the session active; one lands; the other is refused at the session, so
+    the counter (another session still active) is decremented once."""
+    new_session(store, "stays active")
+    sid = new_session(store)
+    assert store.sessions.get(USER, sid).status == "active"
+    sessions.pause_session(store, USER, sid)
+    exc = refused(table, lambda: store.sessions.set_status(USER, sid, PAUSE, utc_now(), max_active=10))
+    assert failed_items(exc) == [STATUS_UPDATE]
+
+
+def test_resume_after_another_resume_takes_no_second_place(table: str, store: Store) -> None:
+    """Two resumes read the session paused; one lands; the other is refused at the session,
+    and is not reported as ``session_limit_reached``."""
+    sid = new_session(store)
+    sessions.pause_session(store, USER, sid)
+    assert store.sessions.get(USER, sid).status == "paused"
+    sessions.resume_session(store, USER, sid)
+    exc = refused(table, lambda: store.sessions.set_status(USER, sid, RESUME, utc_now(), max_active=10))
+    assert failed_items(exc) == [STATUS_UPDATE]
+
+
+def test_resume_after_another_resume_at_the_limit_is_not_limit_reached(table: str, store: Store) -> None:
+    """Two resumes read the session paused; one lands and fills the last place; the other is
+    refused at both items and must answer the stale read (retried), not ``session_limit_reached``."""
+    new_session(store, "active")
+    sid = new_session(store)
+    sessions.pause_session(store, USER, sid)
+    assert store.sessions.get(USER, sid).status == "paused"
+    sessions.resume_session(store, USER, sid)
+    exc = refused(table, lambda: store.sessions.set_status(USER, sid, RESUME, utc_now(), max_active=2))
+    assert failed_items(exc) == [STATUS_UPDATE, STATUS_QUOTA]
+
+
+def test_pause_of_a_session_deleted_after_it_was_read_recreates_nothing(table: str, store: Store) -> None:
+    """Read an active session; another writer deletes it; the pause is refused at the session
+    (no half session item is created, no place freed twice)."""
+    new_session(store, "stays active")
+    sid = new_session(store)
+    store.sessions.get(USER, sid)
+    sessions.delete_session(store, USER, sid)
+    exc = refused(table, lambda: store.sessions.set_status(USER, sid, PAUSE, utc_now(), max_active=10))
+    assert failed_items(exc) == [STATUS_UPDATE]
+
+
+# ---------------------------------------------------------------------------------------------
+# sessions.delete: #status = :status
+
+
+def test_delete_with_status_read_before_a_pause_frees_no_second_place(table: str, store: Store) -> None:
+    """Read the session active; another writer pauses it (freeing its place); the delete,
+    which would free the place again, is refused at the session."""
+    new_session(store, "stays active")
+    sid = new_session(store)
+    status = store.sessions.get(USER, sid).status
+    sessions.pause_session(store, USER, sid)
+    exc = refused(table, lambda: store.sessions.delete(USER, sid, status))
+    assert failed_items(exc) == [DELETE_SESSION]
+
+
+def test_delete_with_status_read_before_a_resume_keeps_no_place_held(table: str, store: Store) -> None:
+    """Read the session paused; another writer resumes it (taking a place); the delete, which
+    would not free that place, is refused at the session."""
+    sid = new_session(store)
+    sessions.pause_session(store, USER, sid)
+    status = store.sessions.get(USER, sid).status
+    sessions.resume_session(store, USER, sid)
+    exc = refused(table, lambda: store.sessions.delete(USER, sid, status))
+    assert failed_items(exc) == [DELETE_SESSION]
+
+
+# ---------------------------------------------------------------------------------------------
+# chats.session_switch, no chat read: attribute_exists(PK) AND attribute_not_exists(activeChatId)
+
+
+def test_first_chat_after_another_first_chat_landed_leaves_one_active(table: str, store: Store) -> None:
+    """Two creates read a session with no active chat; one lands; the other is refused at the
+    session (else two chats would be active)."""
+    sid = new_session(store)
+    previous = store.sessions.get(USER, sid).active_chat_id
+    assert previous is None
+    new_chat(store, sid, "landed first")
+    exc = refused(table, lambda: store.chats.create(USER, sid, chat_item(sid), previous))
+    assert failed_items(exc) == [CREATE_SESSION]
+
+
+def test_activate_after_another_activate_filled_an_empty_pointer(table: str, store: Store) -> None:
+    """The active chat was deleted; two activates read no active chat; one lands; the other is
+    refused at the session."""
+    sid = new_session(store)
+    first, second, doomed = new_chat(store, sid, "a"), new_chat(store, sid, "b"), new_chat(store, sid, "c")
+    chats.delete_chat(store, USER, sid, doomed)
+    session, _ = store.chats.get_with_session(USER, sid, second)
+    assert session.active_chat_id is None
+    chats.activate_chat(store, USER, sid, first)
+    exc = refused(table, lambda: store.chats.activate(USER, sid, second, session.active_chat_id, utc_now()))
+    assert failed_items(exc) == [ACTIVATE_SESSION]
+
+
+def test_first_chat_in_a_session_deleted_after_it_was_read_is_refused(table: str, store: Store) -> None:
+    """Read a session with no chat; another writer deletes the session; the create is refused
+    at the session (a refusal the service retries into 404, not an update of a missing item)."""
+    sid = new_session(store)
+    previous = store.sessions.get(USER, sid).active_chat_id
+    sessions.delete_session(store, USER, sid)
+    exc = refused(table, lambda: store.chats.create(USER, sid, chat_item(sid), previous))
+    assert failed_items(exc) == [CREATE_SESSION]
+
+
+# ---------------------------------------------------------------------------------------------
+# chats.session_switch, a chat read: activeChatId = :prev
+
+
+def test_delete_of_an_inactive_chat_another_writer_activated_is_refused(table: str, store: Store) -> None:
+    """Read chat A inactive (B active); another writer activates A; deleting A as inactive,
+    which would point the session back at B while B is off, is refused at the session."""
+    sid = new_session(store)
+    a = new_chat(store, sid, "a")
+    new_chat(store, sid, "b")
+    session, chat = store.chats.get_with_session(USER, sid, a)
+    chats.activate_chat(store, USER, sid, a)
+    exc = refused(table, lambda: store.chats.delete(USER, sid, chat, session.active_chat_id, utc_now()))
+    assert failed_items(exc) == [DELETE_CHAT_SESSION]
+
+
+def test_delete_of_the_active_chat_after_another_was_activated_is_refused(table: str, store: Store) -> None:
+    """Read chat B active; another writer activates A; deleting B as the active chat, which
+    would clear the pointer while A is on, is refused at the session."""
+    sid = new_session(store)
+    a = new_chat(store, sid, "a")
+    b = new_chat(store, sid, "b")
+    session, chat = store.chats.get_with_session(USER, sid, b)
+    chats.activate_chat(store, USER, sid, a)
+    exc = refused(table, lambda: store.chats.delete(USER, sid, chat, session.active_chat_id, utc_now()))
+    assert failed_items(exc) == [DELETE_CHAT_SESSION]
+
+
+def test_create_after_the_pointer_moved_is_refused(table: str, store: Store) -> None:
+    """Read B active; another writer activates A; creating C with B as the previous active chat
+    is refused at the session and at B's flag."""
+    sid = new_session(store)
+    a = new_chat(store, sid, "a")
+    new_chat(store, sid, "b")
+    previous = store.sessions.get(USER, sid).active_chat_id
+    chats.activate_chat(store, USER, sid, a)
+    exc = refused(table, lambda: store.chats.create(USER, sid, chat_item(sid), previous))
+    assert failed_items(exc) == [CREATE_SESSION, CREATE_PREVIOUS]
+
+
+def test_activate_after_the_pointer_moved_is_refused(table: str, store: Store) -> None:
+    """Read C active; another writer activates B; activating A with C as the previous active
+    chat is refused at the session and at C's flag."""
+    sid = new_session(store)
+    a, b = new_chat(store, sid, "a"), new_chat(store, sid, "b")
+    new_chat(store, sid, "c")
+    session, _ = store.chats.get_with_session(USER, sid, a)
+    chats.activate_chat(store, USER, sid, b)
+    exc = refused(table, lambda: store.chats.activate(USER, sid, a, session.active_chat_id, utc_now()))
+    assert failed_items(exc) == [ACTIVATE_SESSION, ACTIVATE_PREVIOUS]
+
+
+# ---------------------------------------------------------------------------------------------
+# chats.chat_flag: active = :old
+
+
+def test_activate_of_a_chat_deleted_after_it_was_read_recreates_nothing(table: str, store: Store) -> None:
+    """Read chat A (B active); another writer deletes A; activating A is refused at A's flag
+    (else a half chat item would be created and the session pointed at it)."""
+    sid = new_session(store)
+    a = new_chat(store, sid, "a")
+    new_chat(store, sid, "b")
+    session, _ = store.chats.get_with_session(USER, sid, a)
+    chats.delete_chat(store, USER, sid, a)
+    exc = refused(table, lambda: store.chats.activate(USER, sid, a, session.active_chat_id, utc_now()))
+    assert failed_items(exc) == [ACTIVATE_TARGET]
+
+
+def test_activate_after_another_activate_of_the_same_chat_is_refused(table: str, store: Store) -> None:
+    """Two activates of A read B active; one lands; the other is refused at every item: A is
+    already on, the pointer moved, B is already off."""
+    sid = new_session(store)
+    a = new_chat(store, sid, "a")
+    new_chat(store, sid, "b")
+    session, _ = store.chats.get_with_session(USER, sid, a)
+    chats.activate_chat(store, USER, sid, a)
+    exc = refused(table, lambda: store.chats.activate(USER, sid, a, session.active_chat_id, utc_now()))
+    assert failed_items(exc) == [ACTIVATE_TARGET, ACTIVATE_SESSION, ACTIVATE_PREVIOUS]
+
+
+# ---------------------------------------------------------------------------------------------
+# chats.create: attribute_not_exists(PK) on the chat
+
+
+def test_create_chat_replayed_after_the_pointer_moved_on_overwrites_nothing(table: str, store: Store) -> None:
+    """Chat A is created (its answer lost) and gets a message; another writer creates B; the
+    same create of A, made again against the pointer as now read (B), finds A there and is
+    answered as landed (else A would be reset to no messages, made active again and counted
+    twice)."""
+    sid = new_session(store)
+    a = chat_item(sid, "a")
+    store.chats.create(USER, sid, a, None)
+    send_user(store, sid, a.chat_id)
+    new_chat(store, sid, "b")
+    previous = store.sessions.get(USER, sid).active_chat_id
+    answered_as_landed(table, lambda: store.chats.create(USER, sid, a, previous))
+
+
+# ---------------------------------------------------------------------------------------------
+# chats.delete: messageCount = :n
+
+
+def test_delete_chat_after_a_message_landed_is_refused(table: str, store: Store) -> None:
+    """Read the active chat with no message; another writer's send lands in it; the delete,
+    which would take the read count (0) off the session's, is refused at the chat."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    session, chat = store.chats.get_with_session(USER, sid, cid)
+    send_user(store, sid, cid)
+    exc = refused(table, lambda: store.chats.delete(USER, sid, chat, session.active_chat_id, utc_now()))
+    assert failed_items(exc) == [DELETE_CHAT]
+
+
+# ---------------------------------------------------------------------------------------------
+# messages.append_user: chat (lastSeq = :prev AND active = :true), message
+# (attribute_not_exists(PK)), session (#status = :active AND activeChatId = :chat), marker
+# (attribute_not_exists(PK))
+
+
+def test_send_with_last_seq_read_before_another_send_is_refused(table: str, store: Store) -> None:
+    """Two sends read ``lastSeq`` 0; one lands at seq 1; the other is refused at the chat (the
+    seq moved) and at the message (seq 1 is taken)."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    chat = store.chats.get(USER, sid, cid)
+    send_user(store, sid, cid, "landed first")
+    exc = refused(table, lambda: store.messages.append_user(USER, user_message(chat), chat.last_seq))
+    assert failed_items(exc) == [USER_CHAT, USER_MESSAGE]
+
+
+def test_send_to_a_chat_switched_off_after_it_was_read_is_refused(table: str, store: Store) -> None:
+    """Read chat B active; another writer activates A; the send to B is refused at B's flag and
+    at the session's pointer."""
+    sid = new_session(store)
+    a = new_chat(store, sid, "a")
+    b = new_chat(store, sid, "b")
+    _, chat = store.chats.get_with_session(USER, sid, b)
+    chats.activate_chat(store, USER, sid, a)
+    exc = refused(table, lambda: store.messages.append_user(USER, user_message(chat), chat.last_seq))
+    assert failed_items(exc) == [USER_CHAT, USER_SESSION]
+
+
+def test_send_to_a_session_paused_after_it_was_read_is_refused(table: str, store: Store) -> None:
+    """Read the session active; another writer pauses it; the send is refused at the session."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    session, chat = store.chats.get_with_session(USER, sid, cid)
+    assert session.status == "active"
+    sessions.pause_session(store, USER, sid)
+    exc = refused(table, lambda: store.messages.append_user(USER, user_message(chat), chat.last_seq))
+    assert failed_items(exc) == [USER_SESSION]
+
+
+def test_send_in_a_session_deleted_before_its_purge_is_refused(
+    table: str, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read the session and its active chat; another writer's DELETE removes the session but
+    not yet its chat; the send is refused at the session."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    _, chat = store.chats.get_with_session(USER, sid, cid)
+    delete_session_before_its_purge(store, monkeypatch, sid)
+    exc = refused(table, lambda: store.messages.append_user(USER, user_message(chat), chat.last_seq))
+    assert failed_items(exc) == [USER_SESSION]
+
+
+def test_send_repeated_with_a_key_that_already_stored_a_message_is_refused(table: str, store: Store) -> None:
+    """A send under a key stores its message and marker (then the model fails); the repeat
+    reads the chat afresh and is refused at the marker only, so it stores no second message."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    key_hash = "a" * 64
+    first = user_message(store.chats.get(USER, sid, cid), "hi")
+    store.messages.append_user(USER, first, 0, marker_for(first, key_hash))
+    chat = store.chats.get(USER, sid, cid)
+    repeat = user_message(chat, "hi")
+    exc = refused(table, lambda: store.messages.append_user(USER, repeat, chat.last_seq, marker_for(repeat, key_hash)))
+    assert failed_items(exc) == [USER_MARKER]
+    marker = store.messages.get_marker(USER, key_hash)
+    assert marker is not None and marker.message_id == first.message_id
+
+
+def test_send_replayed_after_it_landed_is_refused_and_known_as_ours(table: str, store: Store) -> None:
+    """A send's append lands and its answer is lost; the same append is made again: refused
+    (seq moved, slot taken), and ``landed`` tells it is this message, not another writer's."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    chat = store.chats.get(USER, sid, cid)
+    message = user_message(chat)
+    store.messages.append_user(USER, message, chat.last_seq)
+    exc = refused(table, lambda: store.messages.append_user(USER, message, chat.last_seq))
+    assert failed_items(exc) == [USER_CHAT, USER_MESSAGE]
+    assert store.messages.landed(message, USER)
+    assert not store.messages.landed(user_message(chat, "another writer's"), USER)
+
+
+# ---------------------------------------------------------------------------------------------
+# messages.append_reply: chat (lastSeq = :prev), reply (attribute_not_exists(PK)), the answered
+# message (attribute_exists(PK)), session (attribute_exists(PK))
+
+
+def test_reply_with_last_seq_read_before_another_send_is_refused(table: str, store: Store) -> None:
+    """A reply is built after ``lastSeq`` 1; another send lands at seq 2; the reply is refused
+    at the chat (the seq moved) and at its message (seq 2 is taken)."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    answered = send_user(store, sid, cid, "first")
+    chat = store.chats.get(USER, sid, cid)
+    send_user(store, sid, cid, "second, landed first")
+    exc = refused(table, lambda: store.messages.append_reply(USER, reply_message(chat, answered), chat.last_seq))
+    assert failed_items(exc) == [REPLY_CHAT, REPLY_MESSAGE]
+
+
+def test_reply_replayed_after_it_landed_is_refused_and_known_as_ours(table: str, store: Store) -> None:
+    """A reply lands and its answer is lost; the same reply is appended again: refused (seq
+    moved, slot taken), usage not added twice, and ``landed`` tells it is this reply."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    answered = send_user(store, sid, cid)
+    chat = store.chats.get(USER, sid, cid)
+    reply = reply_message(chat, answered)
+    store.messages.append_reply(USER, reply, chat.last_seq)
+    exc = refused(table, lambda: store.messages.append_reply(USER, reply, chat.last_seq))
+    assert failed_items(exc) == [REPLY_CHAT, REPLY_MESSAGE]
+    assert store.messages.landed(reply, USER)
+
+
+def test_reply_after_its_chat_was_deleted_is_refused(table: str, store: Store) -> None:
+    """A reply is built for chat A's message; another writer deletes A (its messages purged);
+    the reply is refused at the chat and at the message it answers (no half items created)."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    answered = send_user(store, sid, cid)
+    chat = store.chats.get(USER, sid, cid)
+    chats.delete_chat(store, USER, sid, cid)
+    exc = refused(table, lambda: store.messages.append_reply(USER, reply_message(chat, answered), chat.last_seq))
+    assert failed_items(exc) == [REPLY_CHAT, REPLY_ANSWERED]
+
+
+def test_reply_in_a_session_deleted_before_its_purge_is_refused(
+    table: str, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reply is built; another writer's DELETE removes the session but not yet its chat and
+    messages; the reply is refused at the session (no half session item created)."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    answered = send_user(store, sid, cid)
+    chat = store.chats.get(USER, sid, cid)
+    delete_session_before_its_purge(store, monkeypatch, sid)
+    exc = refused(table, lambda: store.messages.append_reply(USER, reply_message(chat, answered), chat.last_seq))
+    assert failed_items(exc) == [REPLY_SESSION]
+
+
+# ---------------------------------------------------------------------------------------------
+# The services under the same interleavings: a stale read is retried from a fresh read, and a
+# write whose answer was lost is recognised, never stored twice.
+
+
+def stored_messages(table: str, chat_id: str) -> list[dict[str, Any]]:
+    return sorted(
+        (i for i in table_items(table) if i.get("type") == "message" and i["chatId"] == chat_id),
+        key=lambda i: int(i["seq"]),
+    )
+
+
+def test_send_to_the_active_chat_follows_a_pointer_moved_before_the_write(
+    table: str, store: Store, model: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The send reads the session (B active) and B; another writer activates A just before the
+    append; the send is refused, re-reads, and lands in A: never ``chat_not_active``."""
+    sid = new_session(store)
+    a = new_chat(store, sid, "a")
+    b = new_chat(store, sid, "b")
+    append = store.messages.append_user
+
+    def switch_first(*args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(store.messages, "append_user", append)
+        chats.activate_chat(store, USER, sid, a)
+        append(*args, **kwargs)
+
+    monkeypatch.setattr(store.messages, "append_user", switch_first)
+    exchange = conversation.send_message(store, get_chat_model(), USER, sid, None, "to whichever is active")
+    assert exchange.user_message.chat_id == a
+    assert [m["seq"] for m in stored_messages(table, a)] == [1, 2]
+    assert stored_messages(table, b) == []
+    assert model.calls == 1
+
+
+def test_send_to_the_active_chat_follows_a_pointer_moved_between_its_reads(
+    table: str, store: Store, model: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The send reads the session (B active); another writer activates A before the send reads
+    B; B is found inactive: the send re-reads and lands in A, never ``chat_not_active``."""
+    sid = new_session(store)
+    a = new_chat(store, sid, "a")
+    b = new_chat(store, sid, "b")
+    get_chat = store.chats.get
+
+    def switch_first(*args: Any, **kwargs: Any) -> ChatItem:
+        monkeypatch.setattr(store.chats, "get", get_chat)
+        chats.activate_chat(store, USER, sid, a)
+        return get_chat(*args, **kwargs)
+
+    monkeypatch.setattr(store.chats, "get", switch_first)
+    exchange = conversation.send_message(store, get_chat_model(), USER, sid, None, "to whichever is active")
+    assert exchange.user_message.chat_id == a
+    assert [m["seq"] for m in stored_messages(table, a)] == [1, 2]
+    assert stored_messages(table, b) == []
+
+
+def test_send_whose_append_landed_but_whose_answer_was_lost_stores_it_once(
+    table: str, store: Store, model: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user message's append commits but its answer is lost, and the replay of the same
+    request is refused: the send recognises its own message, stores it once and answers it."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    append = store.messages.append_user
+
+    def answer_lost(*args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(store.messages, "append_user", append)
+        append(*args, **kwargs)
+        append(*args, **kwargs)  # the replay: refused with ConditionFailed
+
+    monkeypatch.setattr(store.messages, "append_user", answer_lost)
+    exchange = conversation.send_message(store, get_chat_model(), USER, sid, cid, "once")
+    stored = stored_messages(table, cid)
+    assert [(m["seq"], m["role"], m["status"]) for m in stored] == [
+        (1, "user", "complete"),
+        (2, "assistant", "complete"),
+    ]
+    assert stored[0]["messageId"] == exchange.user_message.message_id
+    assert store.chats.get(USER, sid, cid).message_count == 2
+    assert model.calls == 1
+
+
+def test_reply_whose_append_landed_but_whose_answer_was_lost_stores_it_once(
+    table: str, store: Store, model: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reply's append commits but its answer is lost, and the replay is refused: the send
+    recognises its own reply and stores it (and its usage) once."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    append = store.messages.append_reply
+
+    def answer_lost(*args: Any, **kwargs: Any) -> None:
+        monkeypatch.setattr(store.messages, "append_reply", append)
+        append(*args, **kwargs)
+        append(*args, **kwargs)  # the replay: refused with ConditionFailed
+
+    monkeypatch.setattr(store.messages, "append_reply", answer_lost)
+    exchange = conversation.send_message(store, get_chat_model(), USER, sid, cid, "once")
+    stored = stored_messages(table, cid)
+    assert [(m["seq"], m["role"]) for m in stored] == [(1, "user"), (2, "assistant")]
+    assert stored[1]["messageId"] == exchange.assistant_message.message_id
+    chat = store.chats.get(USER, sid, cid)
+    assert (chat.message_count, chat.total_tokens) == (2, 18)
+    assert store.sessions.get(USER, sid).total_tokens == 18
