@@ -34,6 +34,7 @@ from chat_sessions.models import CreateChatRequest, CreateSessionRequest
 from chat_sessions.services import chats, conversation, sessions
 from chat_sessions.session_status import TRANSITIONS
 from chat_sessions.store import ConditionFailed, Store, get_store
+from chat_sessions.store.messages import Thread
 from chat_sessions.store.outcomes import CONDITION_FAILED
 from tests.support import table_items
 from tests.upstream import Upstream
@@ -48,8 +49,8 @@ DELETE_SESSION, DELETE_QUOTA = 0, 1
 CREATE_SESSION, CREATE_PREVIOUS = 1, 2
 ACTIVATE_TARGET, ACTIVATE_SESSION, ACTIVATE_PREVIOUS = 0, 1, 2
 DELETE_CHAT, DELETE_CHAT_SESSION = 0, 1
-USER_CHAT, USER_MESSAGE, USER_SESSION, USER_MARKER = 0, 1, 2, 3
-REPLY_CHAT, REPLY_MESSAGE, REPLY_ANSWERED, REPLY_SESSION = 0, 1, 2, 3
+USER_MESSAGE, USER_SESSION, USER_MARKER = 0, 1, 2
+REPLY_MESSAGE, REPLY_ANSWERED, REPLY_CHAT, REPLY_SESSION = 0, 1, 2, 3
 
 E = TypeVar("E", bound=Exception)
 
@@ -133,20 +134,23 @@ def chat_item(sid: str, name: str = "c") -> ChatItem:
         model="test-model",
         active=True,
         message_count=0,
-        last_seq=0,
-        last_user_seq=0,
         created_at=now,
         updated_at=now,
     )
 
 
-def user_message(chat: ChatItem, content: str = "hello") -> MessageItem:
-    """The user message a send builds from the chat it read: the seq after the chat's last."""
+def thread(store: Store, sid: str, chat_id: str) -> Thread:
+    """What a send reads: the chat's head and newest messages."""
+    return store.messages.thread(USER, sid, chat_id, 100)
+
+
+def user_message(read: Thread, content: str = "hello") -> MessageItem:
+    """The user message a send builds from the thread it read: the seq after the newest."""
     return MessageItem(
         message_id=new_id(),
-        chat_id=chat.chat_id,
-        session_id=chat.session_id,
-        seq=chat.last_seq + 1,
+        chat_id=read.head.chat_id,
+        session_id=read.head.session_id,
+        seq=read.last_seq + 1,
         role="user",
         content=content,
         status="unanswered",
@@ -155,13 +159,13 @@ def user_message(chat: ChatItem, content: str = "hello") -> MessageItem:
     )
 
 
-def reply_message(chat: ChatItem, answered: MessageItem) -> MessageItem:
-    """The reply a send builds: the seq after the chat's last as read, answering ``answered``."""
+def reply_message(read: Thread, answered: MessageItem) -> MessageItem:
+    """The reply a send builds: the seq after the newest as read, answering ``answered``."""
     return MessageItem(
         message_id=new_id(),
-        chat_id=chat.chat_id,
-        session_id=chat.session_id,
-        seq=chat.last_seq + 1,
+        chat_id=read.head.chat_id,
+        session_id=read.head.session_id,
+        seq=read.last_seq + 1,
         role="assistant",
         content="a reply",
         status="complete",
@@ -177,10 +181,17 @@ def reply_message(chat: ChatItem, answered: MessageItem) -> MessageItem:
 
 def send_user(store: Store, sid: str, chat_id: str, content: str = "hello") -> MessageItem:
     """Another writer's send, first step: its user message appended to a fresh read."""
-    chat = store.chats.get(USER, sid, chat_id)
-    message = user_message(chat, content)
-    store.messages.append_user(USER, message, chat.last_seq)
+    message = user_message(thread(store, sid, chat_id), content)
+    store.messages.append_user(USER, message)
     return message
+
+
+def send_exchange(store: Store, sid: str, chat_id: str, content: str = "hello") -> MessageItem:
+    """Another writer's whole send: its user message, then the reply (which moves the counters)."""
+    answered = send_user(store, sid, chat_id, content)
+    reply = reply_message(thread(store, sid, chat_id), answered)
+    store.messages.append_reply(USER, reply, answered)
+    return reply
 
 
 def marker_for(message: MessageItem, key_hash: str) -> tuple[str, SendMarkerItem]:
@@ -532,80 +543,78 @@ def test_create_chat_replayed_after_the_pointer_moved_on_overwrites_nothing(tabl
 
 
 def test_delete_chat_after_a_message_landed_is_refused(table: str, store: Store) -> None:
-    """Read the active chat with no message; another writer's send lands in it; the delete,
-    which would take the read count (0) off the session's, is refused at the chat."""
+    """Read the active chat with no message; another writer's exchange lands in it; the
+    delete, which would take the read count (0) off the session's, is refused at the chat."""
     sid = new_session(store)
     cid = new_chat(store, sid)
     session, chat = store.chats.get_with_session(USER, sid, cid)
-    send_user(store, sid, cid)
+    send_exchange(store, sid, cid)
     exc = refused(table, lambda: store.chats.delete(USER, sid, chat, session.active_chat_id, utc_now()))
     assert failed_items(exc) == [DELETE_CHAT]
 
 
 # ---------------------------------------------------------------------------------------------
-# messages.append_user: chat (lastSeq = :prev AND active = :true), message
-# (attribute_not_exists(PK)), session (#status = :active AND activeChatId = :chat), marker
-# (attribute_not_exists(PK))
+# messages.append_user: message (attribute_not_exists(PK)), session check (#status = :active
+# AND activeChatId = :chat), marker (attribute_not_exists(PK))
 
 
-def test_send_with_last_seq_read_before_another_send_is_refused(table: str, store: Store) -> None:
-    """Two sends read ``lastSeq`` 0; one lands at seq 1; the other is refused at the chat (the
-    seq moved) and at the message (seq 1 is taken)."""
+def test_send_with_the_thread_read_before_another_send_is_refused(table: str, store: Store) -> None:
+    """Two sends read the thread empty; one lands at seq 1; the other is refused at its
+    message (seq 1 is taken): no repeat, and it retries after the newer message."""
     sid = new_session(store)
     cid = new_chat(store, sid)
-    chat = store.chats.get(USER, sid, cid)
+    read = thread(store, sid, cid)
     send_user(store, sid, cid, "landed first")
-    exc = refused(table, lambda: store.messages.append_user(USER, user_message(chat), chat.last_seq))
-    assert failed_items(exc) == [USER_CHAT, USER_MESSAGE]
+    exc = refused(table, lambda: store.messages.append_user(USER, user_message(read)))
+    assert failed_items(exc) == [USER_MESSAGE]
 
 
 def test_send_to_a_chat_switched_off_after_it_was_read_is_refused(table: str, store: Store) -> None:
-    """Read chat B active; another writer activates A; the send to B is refused at B's flag and
-    at the session's pointer."""
+    """Read chat B's thread while B is active; another writer activates A; the send to B is
+    refused at the session's pointer."""
     sid = new_session(store)
     a = new_chat(store, sid, "a")
     b = new_chat(store, sid, "b")
-    _, chat = store.chats.get_with_session(USER, sid, b)
+    read = thread(store, sid, b)
     chats.activate_chat(store, USER, sid, a)
-    exc = refused(table, lambda: store.messages.append_user(USER, user_message(chat), chat.last_seq))
-    assert failed_items(exc) == [USER_CHAT, USER_SESSION]
+    exc = refused(table, lambda: store.messages.append_user(USER, user_message(read)))
+    assert failed_items(exc) == [USER_SESSION]
 
 
 def test_send_to_a_session_paused_after_it_was_read_is_refused(table: str, store: Store) -> None:
     """Read the session active; another writer pauses it; the send is refused at the session."""
     sid = new_session(store)
     cid = new_chat(store, sid)
-    session, chat = store.chats.get_with_session(USER, sid, cid)
-    assert session.status == "active"
+    assert store.sessions.get(USER, sid).status == "active"
+    read = thread(store, sid, cid)
     sessions.pause_session(store, USER, sid)
-    exc = refused(table, lambda: store.messages.append_user(USER, user_message(chat), chat.last_seq))
+    exc = refused(table, lambda: store.messages.append_user(USER, user_message(read)))
     assert failed_items(exc) == [USER_SESSION]
 
 
 def test_send_in_a_session_deleted_before_its_purge_is_refused(
     table: str, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Read the session and its active chat; another writer's DELETE removes the session but
-    not yet its chat; the send is refused at the session."""
+    """Read the active chat's thread; another writer's DELETE removes the session but not yet
+    its chats; the send is refused at the session."""
     sid = new_session(store)
     cid = new_chat(store, sid)
-    _, chat = store.chats.get_with_session(USER, sid, cid)
+    read = thread(store, sid, cid)
     delete_session_before_its_purge(store, monkeypatch, sid)
-    exc = refused(table, lambda: store.messages.append_user(USER, user_message(chat), chat.last_seq))
+    exc = refused(table, lambda: store.messages.append_user(USER, user_message(read)))
     assert failed_items(exc) == [USER_SESSION]
 
 
 def test_send_repeated_with_a_key_that_already_stored_a_message_is_refused(table: str, store: Store) -> None:
     """A send under a key stores its message and marker (then the model fails); the repeat
-    reads the chat afresh and is refused at the marker only, so it stores no second message."""
+    reads the thread afresh and is refused at the marker only, so it stores no second message."""
     sid = new_session(store)
     cid = new_chat(store, sid)
     key_hash = "a" * 64
-    first = user_message(store.chats.get(USER, sid, cid), "hi")
-    store.messages.append_user(USER, first, 0, marker_for(first, key_hash))
-    chat = store.chats.get(USER, sid, cid)
-    repeat = user_message(chat, "hi")
-    exc = refused(table, lambda: store.messages.append_user(USER, repeat, chat.last_seq, marker_for(repeat, key_hash)))
+    first = user_message(thread(store, sid, cid), "hi")
+    store.messages.append_user(USER, first, marker_for(first, key_hash))
+    repeat = user_message(thread(store, sid, cid), "hi")
+    exc = refused(table, lambda: store.messages.append_user(USER, repeat, marker_for(repeat, key_hash)))
     assert failed_items(exc) == [USER_MARKER]
     marker = store.messages.get_marker(USER, key_hash)
     assert marker is not None and marker.message_id == first.message_id
@@ -613,59 +622,74 @@ def test_send_repeated_with_a_key_that_already_stored_a_message_is_refused(table
 
 def test_send_replayed_after_it_landed_is_refused_and_known_as_ours(table: str, store: Store) -> None:
     """A send's append lands and its answer is lost; the same append is made again: refused
-    (seq moved, slot taken), and ``landed`` tells it is this message, not another writer's."""
+    (its seq is taken), and ``landed`` tells it is this message, not another writer's."""
     sid = new_session(store)
     cid = new_chat(store, sid)
-    chat = store.chats.get(USER, sid, cid)
-    message = user_message(chat)
-    store.messages.append_user(USER, message, chat.last_seq)
-    exc = refused(table, lambda: store.messages.append_user(USER, message, chat.last_seq))
-    assert failed_items(exc) == [USER_CHAT, USER_MESSAGE]
+    read = thread(store, sid, cid)
+    message = user_message(read)
+    store.messages.append_user(USER, message)
+    exc = refused(table, lambda: store.messages.append_user(USER, message))
+    assert failed_items(exc) == [USER_MESSAGE]
     assert store.messages.landed(message, USER)
-    assert not store.messages.landed(user_message(chat, "another writer's"), USER)
+    assert not store.messages.landed(user_message(read, "another writer's"), USER)
 
 
 # ---------------------------------------------------------------------------------------------
-# messages.append_reply: chat (lastSeq = :prev), reply (attribute_not_exists(PK)), the answered
-# message (attribute_exists(PK)), session (attribute_exists(PK))
+# messages.append_reply: reply (attribute_not_exists(PK)), the answered message (#status = :was),
+# chat (attribute_exists(PK)), session (attribute_exists(PK))
 
 
-def test_reply_with_last_seq_read_before_another_send_is_refused(table: str, store: Store) -> None:
-    """A reply is built after ``lastSeq`` 1; another send lands at seq 2; the reply is refused
-    at the chat (the seq moved) and at its message (seq 2 is taken)."""
+def test_reply_with_the_thread_read_before_another_send_is_refused(table: str, store: Store) -> None:
+    """A reply is built after seq 1; another send lands at seq 2; the reply is refused at its
+    message (seq 2 is taken)."""
     sid = new_session(store)
     cid = new_chat(store, sid)
     answered = send_user(store, sid, cid, "first")
-    chat = store.chats.get(USER, sid, cid)
+    read = thread(store, sid, cid)
     send_user(store, sid, cid, "second, landed first")
-    exc = refused(table, lambda: store.messages.append_reply(USER, reply_message(chat, answered), chat.last_seq))
-    assert failed_items(exc) == [REPLY_CHAT, REPLY_MESSAGE]
+    exc = refused(table, lambda: store.messages.append_reply(USER, reply_message(read, answered), answered))
+    assert failed_items(exc) == [REPLY_MESSAGE]
 
 
-def test_reply_replayed_after_it_landed_is_refused_and_known_as_ours(table: str, store: Store) -> None:
-    """A reply lands and its answer is lost; the same reply is appended again: refused (seq
-    moved, slot taken), usage not added twice, and ``landed`` tells it is this reply."""
+def test_reply_to_a_message_answered_after_it_was_read_is_refused(table: str, store: Store) -> None:
+    """A reply is built for a message read unanswered; another writer's reply answers it first
+    (counting it); the reply, at a free seq, is refused at the answered message, so the user
+    message is not counted a second time."""
     sid = new_session(store)
     cid = new_chat(store, sid)
     answered = send_user(store, sid, cid)
-    chat = store.chats.get(USER, sid, cid)
-    reply = reply_message(chat, answered)
-    store.messages.append_reply(USER, reply, chat.last_seq)
-    exc = refused(table, lambda: store.messages.append_reply(USER, reply, chat.last_seq))
-    assert failed_items(exc) == [REPLY_CHAT, REPLY_MESSAGE]
+    other = reply_message(thread(store, sid, cid), answered)
+    store.messages.append_reply(USER, other, answered)
+    late = reply_message(thread(store, sid, cid), answered)
+    exc = refused(table, lambda: store.messages.append_reply(USER, late, answered))
+    assert failed_items(exc) == [REPLY_ANSWERED]
+    assert store.chats.get(USER, sid, cid).message_count == 2
+
+
+def test_reply_replayed_after_it_landed_is_refused_and_known_as_ours(table: str, store: Store) -> None:
+    """A reply lands and its answer is lost; the same reply is appended again: refused (its
+    seq is taken, the message is answered), usage not added twice, and ``landed`` tells it is
+    this reply."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    answered = send_user(store, sid, cid)
+    reply = reply_message(thread(store, sid, cid), answered)
+    store.messages.append_reply(USER, reply, answered)
+    exc = refused(table, lambda: store.messages.append_reply(USER, reply, answered))
+    assert failed_items(exc) == [REPLY_MESSAGE, REPLY_ANSWERED]
     assert store.messages.landed(reply, USER)
 
 
 def test_reply_after_its_chat_was_deleted_is_refused(table: str, store: Store) -> None:
     """A reply is built for chat A's message; another writer deletes A (its messages purged);
-    the reply is refused at the chat and at the message it answers (no half items created)."""
+    the reply is refused at the message it answers and at the chat (no half items created)."""
     sid = new_session(store)
     cid = new_chat(store, sid)
     answered = send_user(store, sid, cid)
-    chat = store.chats.get(USER, sid, cid)
+    read = thread(store, sid, cid)
     chats.delete_chat(store, USER, sid, cid)
-    exc = refused(table, lambda: store.messages.append_reply(USER, reply_message(chat, answered), chat.last_seq))
-    assert failed_items(exc) == [REPLY_CHAT, REPLY_ANSWERED]
+    exc = refused(table, lambda: store.messages.append_reply(USER, reply_message(read, answered), answered))
+    assert failed_items(exc) == [REPLY_ANSWERED, REPLY_CHAT]
 
 
 def test_reply_in_a_session_deleted_before_its_purge_is_refused(
@@ -676,9 +700,9 @@ def test_reply_in_a_session_deleted_before_its_purge_is_refused(
     sid = new_session(store)
     cid = new_chat(store, sid)
     answered = send_user(store, sid, cid)
-    chat = store.chats.get(USER, sid, cid)
+    read = thread(store, sid, cid)
     delete_session_before_its_purge(store, monkeypatch, sid)
-    exc = refused(table, lambda: store.messages.append_reply(USER, reply_message(chat, answered), chat.last_seq))
+    exc = refused(table, lambda: store.messages.append_reply(USER, reply_message(read, answered), answered))
     assert failed_items(exc) == [REPLY_SESSION]
 
 
@@ -720,23 +744,26 @@ def test_send_to_the_active_chat_follows_a_pointer_moved_before_the_write(
 def test_send_to_the_active_chat_follows_a_pointer_moved_between_its_reads(
     table: str, store: Store, model: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The send reads the session (B active); another writer activates A before the send reads
-    B; B is found inactive: the send re-reads and lands in A, never ``chat_not_active``."""
+    """The send reads the session (B active); another writer deletes B, whose pointer goes
+    with it, and activates A before the send reads B's thread; B is gone: the send re-reads the
+    session and lands in A, never ``not_found`` or ``chat_not_active``."""
     sid = new_session(store)
     a = new_chat(store, sid, "a")
     b = new_chat(store, sid, "b")
-    get_chat = store.chats.get
+    read_thread = store.messages.thread
 
-    def switch_first(*args: Any, **kwargs: Any) -> ChatItem:
-        monkeypatch.setattr(store.chats, "get", get_chat)
+    def switch_first(*args: Any, **kwargs: Any) -> Thread:
+        monkeypatch.setattr(store.messages, "thread", read_thread)
+        chats.delete_chat(store, USER, sid, b)
         chats.activate_chat(store, USER, sid, a)
-        return get_chat(*args, **kwargs)
+        return read_thread(*args, **kwargs)
 
-    monkeypatch.setattr(store.chats, "get", switch_first)
+    monkeypatch.setattr(store.messages, "thread", switch_first)
     exchange = conversation.send_message(store, get_chat_model(), USER, sid, None, "to whichever is active")
     assert exchange.user_message.chat_id == a
     assert [m["seq"] for m in stored_messages(table, a)] == [1, 2]
     assert stored_messages(table, b) == []
+    assert model.calls == 1
 
 
 def test_send_whose_append_landed_but_whose_answer_was_lost_stores_it_once(

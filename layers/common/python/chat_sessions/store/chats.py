@@ -111,10 +111,10 @@ class ChatStore:
                 }
             },
             session_switch(user_id, session_id, previous, chat.chat_id, chat.created_at, chat_delta=1),
-            {"Put": {"Item": {**keys.head_key(user_id, session_id, chat.chat_id), **head_of(chat).to_item()}}},
         ]
         if previous is not None:
             ops.append(chat_flag(user_id, session_id, previous, False, chat.created_at))
+        ops.append({"Put": {"Item": {**keys.head_key(user_id, session_id, chat.chat_id), **head_of(chat).to_item()}}})
         try:
             self.table.transact(ops)
         except ConditionFailed as exc:
