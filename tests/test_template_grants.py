@@ -28,6 +28,8 @@ ACTIONS_OF_CALL = {
     "UpdateItem": {"dynamodb:UpdateItem"},
     "DeleteItem": {"dynamodb:DeleteItem"},
     "BatchWriteItem": {"dynamodb:BatchWriteItem"},
+    # The only transaction a PATCH makes (model or systemPrompt: the chat and its head) updates.
+    "TransactWriteItems": {"dynamodb:UpdateItem"},
 }
 
 

@@ -52,6 +52,7 @@ class UserData:
     quota: dict[str, Any] | None = None
     chats: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    heads: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
 
 
 def user_data(items: list[dict[str, Any]], user: str) -> UserData:
@@ -69,8 +70,10 @@ def user_data(items: list[dict[str, Any]], user: str) -> UserData:
             session_id = item_pk[len(pk + "#SESSION#") :]
             if sk.startswith("CHAT#"):
                 data.chats[session_id][sk[len("CHAT#") :]] = item
-            elif sk.startswith("MSG#"):
+            elif sk.startswith("MSG#") and item.get("type") == "message":
                 data.messages[session_id].append(item)
+            elif sk.startswith("MSG#"):
+                data.heads[session_id].add(sk[len("MSG#") :])
     return data
 
 
@@ -122,11 +125,15 @@ def check_user(items: list[dict[str, Any]], user: str, max_active: int, recorder
             _num(session.get("chatCount")) == len(chats),
             f"session {session_id}: chatCount {session.get('chatCount')}, {len(chats)} chats stored",
         )
+        # A user message is counted with its reply (the counters move in the reply's transaction).
+        counted = [m for m in messages if not (m.get("role") == "user" and m.get("status") == "unanswered")]
         check(
-            "session messageCount = messages",
-            _num(session.get("messageCount")) == len(messages),
-            f"session {session_id}: messageCount {session.get('messageCount')}, {len(messages)} messages stored",
+            "session messageCount = answered messages",
+            _num(session.get("messageCount")) == len(counted),
+            f"session {session_id}: messageCount {session.get('messageCount')}, {len(counted)} counted stored",
         )
+        heads = data.heads.get(session_id, set())
+        check("every chat has its head", set(chats) <= heads, f"session {session_id}: heads {heads}, chats {chats}")
         by_chat: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for message in messages:
             by_chat[str(message["SK"]).split("#")[1]].append(message)
@@ -137,10 +144,11 @@ def check_user(items: list[dict[str, Any]], user: str, max_active: int, recorder
             stored = sorted(by_chat.get(chat_id, []), key=lambda m: _num(m.get("seq")))
             seqs = [_num(m.get("seq")) for m in stored]
             check("seq exactly 1..N", seqs == list(range(1, len(seqs) + 1)), f"chat {chat_id}: seqs {seqs}")
+            answered = [m for m in stored if not (m.get("role") == "user" and m.get("status") == "unanswered")]
             check(
-                "chat messageCount = messages",
-                _num(chat.get("messageCount")) == len(stored),
-                f"chat {chat_id}: messageCount {chat.get('messageCount')}, {len(stored)} stored",
+                "chat messageCount = answered messages",
+                _num(chat.get("messageCount")) == len(answered),
+                f"chat {chat_id}: messageCount {chat.get('messageCount')}, {len(answered)} counted stored",
             )
             if "lastSeq" in chat:
                 check(

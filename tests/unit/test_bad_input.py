@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from chat_sessions.config import get_settings
 from local_stack.template import routes
 from tests.support import invoke, table_items
 
@@ -138,7 +139,8 @@ def test_malformed_and_wrong_bodies(module: str, world: dict[str, str]) -> None:
 @pytest.mark.parametrize("module", BODY_MODULES)
 def test_oversize_body_is_413(module: str, world: dict[str, str]) -> None:
     before = table_items(world["table"])
-    result = call(module, world, raw_body='{"content": "' + "x" * 300_000 + '"}')
+    oversize = get_settings().max_body_bytes  # the body is the content plus its JSON framing
+    result = call(module, world, raw_body='{"content": "' + "x" * oversize + '"}')
     assert result.status == 413 and result.body["error"]["code"] == "payload_too_large"
     assert unchanged(world, before)
 

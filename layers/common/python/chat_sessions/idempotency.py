@@ -11,8 +11,9 @@ Failed requests leave no record (Powertools deletes it), so a retry after a 502 
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -55,6 +56,37 @@ def checked_key(value: str | None) -> str | None:
     return value
 
 
+OWNER_ATTR = "owner"
+
+
+class _OwnedClaims:
+    """The DynamoDB client Powertools uses, with each in-progress claim marked by its owner.
+
+    Powertools claims a key with a conditional ``PutItem``. When DynamoDB commits that put and
+    its answer is lost, the SDK replays it, the condition now fails on the record just written,
+    and Powertools would report the request as "still in progress" to itself. The claim here
+    carries an owner token, one per request, and its condition also admits a record with the
+    same owner, so the replay succeeds and only other requests see the key as taken.
+    """
+
+    def __init__(self, client: Any, owner: str) -> None:
+        self._client = client
+        self._owner = owner
+
+    def put_item(self, **kwargs: Any) -> Any:
+        kwargs["Item"] = {**kwargs["Item"], OWNER_ATTR: {"S": self._owner}}
+        kwargs["ConditionExpression"] = f"({kwargs['ConditionExpression']}) OR #owner = :owner"
+        kwargs["ExpressionAttributeNames"] = {**kwargs.get("ExpressionAttributeNames", {}), "#owner": OWNER_ATTR}
+        kwargs["ExpressionAttributeValues"] = {
+            **kwargs.get("ExpressionAttributeValues", {}),
+            ":owner": {"S": self._owner},
+        }
+        return self._client.put_item(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client, name)
+
+
 def run_once(
     user_id: str, operation: str, key: str, request: dict[str, Any], produce: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
@@ -65,7 +97,7 @@ def run_once(
         sort_key_attr=keys.SK,
         static_pk_value=keys.idempotency_pk(user_id),
         expiry_attr=EXPIRY_ATTR,
-        boto3_client=plain_dynamodb_client(),
+        boto3_client=cast(Any, _OwnedClaims(plain_dynamodb_client(), str(uuid.uuid4()))),
     )
 
     def once(call: dict[str, Any]) -> dict[str, Any]:
