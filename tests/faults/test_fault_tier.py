@@ -27,6 +27,10 @@ S = "/sessions/{sessionId}"
 C = "/sessions/{sessionId}/chats/{chatId}"
 NOT_FOUND = frozenset({"not_found"})
 
+# One DynamoDB Local and one stack for the whole tier: under pytest-xdist (make test) its tests
+# run on one worker.
+pytestmark = pytest.mark.xdist_group("faults")
+
 
 class Scenario:
     """A test's users and the checks made when it ends."""

@@ -27,6 +27,10 @@ from local_stack.faults import DEFAULT_RATES, FaultSpec, injecting, parse_spec
 from local_stack.template import ensure_table
 from tests.faults.conftest import direct_client
 
+# One DynamoDB Local and one stack for the whole tier: under pytest-xdist (make test) its tests
+# run on one worker.
+pytestmark = pytest.mark.xdist_group("faults")
+
 
 def client(url: str, attempts: int = 1) -> Any:
     """A client like the service's (standard retries), with ``attempts`` tries in all."""
