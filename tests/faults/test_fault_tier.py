@@ -188,6 +188,7 @@ def test_story(scenario: Scenario) -> None:
     final = read(api, S, f"/sessions/{sid}")
     assert (final["activeChatId"], final["chatCount"], final["messageCount"]) == (debug["chatId"], 2, 4)
     assert final["name"] == "Story, renamed 2"
+    assert scenario.stack.faults()["faults_total"] > 0  # the handlers did go through the injector
     scenario.finish()
 
 
