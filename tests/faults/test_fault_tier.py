@@ -77,7 +77,7 @@ def attach_faults(stack: FaultStack, problems: list[Problem], after: int) -> Non
         return
     events = stack.fault_events(after)
     for problem in problems:
-        start, end = problem.call.started, problem.call.ended
+        start, end = problem.call.op_started or problem.call.started, problem.call.ended
         problem.faults = [e for e in events if start <= e["t"] <= end]
 
 
