@@ -39,6 +39,8 @@ class Call:
     started: float
     ended: float
     request_body: Any = None
+    earlier: tuple[str, ...] = ()  # the answers to the earlier tries of the same operation
+    op_started: float = 0.0  # when its first try began
 
 
 @dataclass
@@ -48,9 +50,10 @@ class Problem:
     faults: list[dict[str, Any]] = field(default_factory=list)
 
     def describe(self) -> str:
+        earlier = f" after {', '.join(self.call.earlier)}" if self.call.earlier else " at the first try"
         return (
-            f"{self.call.status} {self.call.route} ({self.why}); "
-            f"faults during it: {describe_faults(self.faults)}; body: {self.call.body[:300]}"
+            f"{self.call.status} {self.call.route} ({self.why}){earlier}; "
+            f"faults during its tries: {describe_faults(self.faults)}; body: {self.call.body[:300]}"
         )
 
 
@@ -139,6 +142,7 @@ class Api:
         body: Any = None,
         key: str | None = None,
         allowed: frozenset[str] = frozenset(),
+        earlier: tuple[str, ...] = (),
     ) -> httpx.Response:
         """One request; the answer is recorded and judged: a 2xx, a transient answer the
         contract allows (with ``Retry-After`` where it needs one), or a code in ``allowed``."""
@@ -168,6 +172,8 @@ class Api:
             started,
             ended,
             body,
+            earlier,
+            self.op_started if earlier else started,
         )
         self.recorder.add(call, problem)
         self.last_call = call
@@ -191,12 +197,14 @@ class Api:
             key = f"{self.test[:40]}-{uuid.uuid4().hex}"
         self.op_started = time.time()
         response = self.call(method, route, path, body, key, allowed)
+        earlier: tuple[str, ...] = ()
         for attempt in range(1, attempts):
             transient = (response.status_code, _code(response)) in TRANSIENT or response.status_code >= 500
             if not transient:
                 break
+            earlier = (*earlier, f"{response.status_code} {_code(response)}")
             time.sleep(min(0.02 * attempt, 0.2))
-            response = self.call(method, route, path, body, key, allowed)
+            response = self.call(method, route, path, body, key, allowed, earlier)
         if (response.status_code, _code(response)) in TRANSIENT or response.status_code >= 500:
             with self.recorder.lock:
                 self.recorder.gave_up.append(self.last_call)

@@ -27,6 +27,10 @@ S = "/sessions/{sessionId}"
 C = "/sessions/{sessionId}/chats/{chatId}"
 NOT_FOUND = frozenset({"not_found"})
 
+# One DynamoDB Local and one stack for the whole tier: under pytest-xdist (make test) its tests
+# run on one worker.
+pytestmark = pytest.mark.xdist_group("faults")
+
 
 class Scenario:
     """A test's users and the checks made when it ends."""
@@ -73,7 +77,7 @@ def attach_faults(stack: FaultStack, problems: list[Problem], after: int) -> Non
         return
     events = stack.fault_events(after)
     for problem in problems:
-        start, end = problem.call.started, problem.call.ended
+        start, end = problem.call.op_started or problem.call.started, problem.call.ended
         problem.faults = [e for e in events if start <= e["t"] <= end]
 
 
@@ -184,6 +188,7 @@ def test_story(scenario: Scenario) -> None:
     final = read(api, S, f"/sessions/{sid}")
     assert (final["activeChatId"], final["chatCount"], final["messageCount"]) == (debug["chatId"], 2, 4)
     assert final["name"] == "Story, renamed 2"
+    assert scenario.stack.faults()["faults_total"] > 0  # the handlers did go through the injector
     scenario.finish()
 
 

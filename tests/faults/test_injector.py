@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import subprocess
+import sys
 import threading
 import urllib.request
 import uuid
@@ -26,6 +29,12 @@ from local_stack import dynamodb as moto_dynamodb
 from local_stack.faults import DEFAULT_RATES, FaultSpec, injecting, parse_spec
 from local_stack.template import ensure_table
 from tests.faults.conftest import direct_client
+from tests.integration.conftest import CLEAN_ENV
+from tests.servers import ROOT
+
+# One DynamoDB Local and one stack for the whole tier: under pytest-xdist (make test) its tests
+# run on one worker.
+pytestmark = pytest.mark.xdist_group("faults")
 
 
 def client(url: str, attempts: int = 1) -> Any:
@@ -443,3 +452,15 @@ def test_counters_in_process_and_over_http(dynamodb_local_url: str, table: str) 
         ops.get("TransactWriteItems", 0) for ops in snapshot["faults"].values()
     )
     assert len(stored(dynamodb_local_url, table)) == tx_ok
+
+
+def test_the_stack_refuses_a_bad_spec() -> None:
+    """``DYNAMODB_FAULTS`` with a typo stops ``make run`` with the reason, instead of running
+    without the faults someone asked for."""
+    env = {**os.environ, **CLEAN_ENV, "DYNAMODB_FAULTS": "seed=1,tx_conflcit=0.2"}
+    done = subprocess.run(
+        [sys.executable, "-m", "local_stack"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode != 0
+    assert "DYNAMODB_FAULTS: unknown name 'tx_conflcit'" in done.stderr
+    assert "ready" not in done.stdout
