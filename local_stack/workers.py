@@ -25,6 +25,20 @@ from typing import Any
 DEFAULT_CONCURRENCY = 8
 
 
+def timeout_scale() -> float:
+    """``LOCAL_TIMEOUT_SCALE`` (default 1; for tests): how long the gateway waits for an
+    invocation before answering that the function timed out, as a multiple of the function's
+    timeout plus the 30 s allowed for a cold worker. The wait starts when the request arrives, so
+    it includes queueing for a free worker and starting one, which on a busy machine can take many
+    times longer than in Lambda; the tests' stacks scale it so that a timeout there means code
+    that hangs, not a slow machine. The handler's context still counts down from its template
+    timeout, started when the handler starts."""
+    value = float(os.environ.get("LOCAL_TIMEOUT_SCALE") or 1)
+    if not value >= 1:
+        raise ValueError(f"LOCAL_TIMEOUT_SCALE must be a number >= 1, not {value}")
+    return value
+
+
 @dataclass
 class LambdaContext:
     """The attributes of the Lambda context object that handlers and Powertools use."""
@@ -99,6 +113,7 @@ class WorkerPool:
         )
         self._lock = threading.Lock()
         self._running: set[Future[Any]] = set()
+        self._timeout_scale = timeout_scale()
 
     def invoke(
         self,
@@ -109,12 +124,13 @@ class WorkerPool:
         event: dict[str, Any],
         memory_mb: int = 512,
     ) -> Any:
-        """Run one invocation; raises TimeoutError past the function's timeout."""
+        """Run one invocation; raises TimeoutError past the function's timeout (plus the time to
+        start a cold worker, both times ``LOCAL_TIMEOUT_SCALE``)."""
         future = self._pool.submit(_invoke, module, handler, function_name, timeout_s, event, memory_mb)
         with self._lock:
             self._running.add(future)
         try:
-            return future.result(timeout=timeout_s + 30)  # + time to start a cold worker
+            return future.result(timeout=(timeout_s + 30) * self._timeout_scale)  # + time to start a cold worker
         finally:
             with self._lock:
                 self._running.discard(future)

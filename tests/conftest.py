@@ -25,14 +25,35 @@ os.environ.update(
         "POWERTOOLS_LOG_LEVEL": "WARNING",
         "POWERTOOLS_DEV": "false",
         "OPENAI_API_KEY": "test-key",
+        # Stacks the tests start allow each function ten times its template timeout (see
+        # local_stack/workers.py): on a busy machine a timeout must mean the code hangs.
+        "LOCAL_TIMEOUT_SCALE": "10",
     }
 )
 for name in ("DYNAMODB_ENDPOINT", "OPENAI_BASE_URL", "OPENAI_API_KEY_PARAMETER"):
     os.environ.pop(name, None)
 
+from tests.parallel import (  # noqa: E402, F401 - xdist hooks (groups, summaries), made this conftest's own
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_sessionfinish,
+    pytest_terminal_summary,
+    pytest_testnodedown,
+    pytest_unconfigure,
+    pytest_xdist_make_scheduler,
+)
 from tests.servers import dynamodb_server  # noqa: E402
 from tests.support import reset_caches  # noqa: E402
 from tests.upstream import Upstream, upstream  # noqa: E402
+
+try:  # Property tests: no per-example deadline, no "too slow" health check, both timed on the
+    # machine the tests run on, which may be busy: a property test fails on what the code does.
+    from hypothesis import HealthCheck, settings
+
+    settings.register_profile("tests", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    settings.load_profile("tests")
+except ImportError:
+    pass
 
 
 @contextmanager
