@@ -21,11 +21,11 @@ class Stale(Exception):
     reads): retried like a lost race, never answered as a state the resource is not in."""
 
 
-def optimistic(attempt: Callable[[], T], attempts: int = ATTEMPTS) -> T:
+def optimistic(attempt: Callable[[], T], attempts: int | None = None) -> T:
     """Run ``attempt`` (read, decide, conditional write) until its write is neither refused
     by a concurrent change nor cancelled as a collision. Jittered exponential backoff spreads
     out writers racing on one item; contention that outlasts the attempts is ``409 conflict``."""
-    for n in range(attempts):
+    for n in range(ATTEMPTS if attempts is None else attempts):
         try:
             return attempt()
         except (ConditionFailed, Collision, Stale):

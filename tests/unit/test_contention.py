@@ -1,0 +1,157 @@
+"""DynamoDB fighting back, one kind of fault at a time, deterministically (issue 8, defects 1-4).
+
+The handlers run against a moto server behind the project's fault injector
+(:mod:`local_stack.faults`) with one fault kind at rate 1: every request of the kind it applies
+to gets it. Each test names the defect it pins: the answer must be the contract's, never a
+``500``, and the stored items must be exactly what the answer says. The fault tier
+(``tests/faults``) runs the same injector at mixed rates against DynamoDB Local.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from local_stack.faults import FaultInjector, parse_spec
+from tests.support import invoke, reset_caches, table_items
+from tests.upstream import Upstream
+
+
+@pytest.fixture
+def injector(server_table: str, dynamodb_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[FaultInjector]:
+    """The injector in front of the moto server, passing everything until a test sets faults;
+    services retry a lost race 3 times here instead of 30, to keep the tests short."""
+    from chat_sessions.services import retry
+
+    proxy = FaultInjector(dynamodb_endpoint, parse_spec("seed=1") or _never()).start()
+    monkeypatch.setenv("DYNAMODB_ENDPOINT", proxy.url)
+    monkeypatch.setattr(retry, "ATTEMPTS", 3)
+    reset_caches()
+    yield proxy
+    proxy.shutdown()
+    reset_caches()
+
+
+def _never() -> Any:
+    raise AssertionError("seed=1 is a valid spec")
+
+
+def injected(proxy: FaultInjector, kind: str) -> int:
+    return sum(proxy.snapshot()["faults"].get(kind, {}).values())
+
+
+def faults(proxy: FaultInjector, spec: str) -> None:
+    spec_parsed = parse_spec(spec)
+    assert spec_parsed is not None
+    proxy.spec = spec_parsed
+
+
+def kinds(table: str, kind: str) -> list[dict[str, Any]]:
+    return [i for i in table_items(table) if i.get("type") == kind]
+
+
+def conversation() -> tuple[str, str, str]:
+    sid = invoke("create_session", body={"name": "s"}).body["sessionId"]
+    first = invoke("create_chat", session=sid, body={"name": "a"}).body["chatId"]
+    second = invoke("create_chat", session=sid, body={"name": "b"}).body["chatId"]
+    return sid, first, second
+
+
+def test_reads_cancelled_by_collisions_answer_conflict_not_500(
+    server_table: str, injector: FaultInjector, model: Upstream
+) -> None:
+    """Defect 1: a TransactGetItems cancelled with TransactionConflict reasons is retried, and
+    contention that outlasts the retries is ``409 conflict`` (activate, delete chat)."""
+    sid, first, second = conversation()
+    before = table_items(server_table)
+    faults(injector, "seed=1,tx_conflict=1")
+    for module in ("activate_chat", "delete_chat"):
+        answer = invoke(module, session=sid, chat=first)
+        assert (answer.status, answer.body["error"]["code"]) == (409, "conflict"), (module, answer)
+    assert table_items(server_table) == before
+    assert injected(injector, "tx_conflict") >= 6
+
+
+def test_a_collision_on_the_quota_is_a_conflict_never_the_limit(
+    server_table: str, injector: FaultInjector, model: Upstream
+) -> None:
+    """Defect 2: a TransactionConflict reason on the quota counter is a collision (409
+    ``conflict``), not ``session_limit_reached``, for create and resume alike."""
+    sid = invoke("create_session", body={"name": "s"}).body["sessionId"]
+    assert invoke("pause_session", session=sid).status == 200
+    faults(injector, "seed=1,tx_conflict=1")
+    for answer in (invoke("create_session", body={"name": "t"}), invoke("resume_session", session=sid)):
+        assert (answer.status, answer.body["error"]["code"]) == (409, "conflict"), answer
+    faults(injector, "seed=1")
+    assert [s["status"] for s in kinds(server_table, "session")] == ["paused"]
+    assert invoke("resume_session", session=sid).status == 200
+
+
+def test_a_single_write_refused_for_a_transaction_in_flight_is_a_conflict(
+    server_table: str, injector: FaultInjector, model: Upstream
+) -> None:
+    """Defect 3: ``TransactionConflictException`` on a single write (a PATCH) is retried, then
+    ``409 conflict``; the item is unchanged."""
+    sid, first, _ = conversation()
+    faults(injector, "seed=1,write_conflict=1")
+    for module, body in (("update_session", {"name": "renamed"}), ("update_chat", {"name": "renamed"})):
+        answer = invoke(module, session=sid, chat=first, body=body)
+        assert (answer.status, answer.body["error"]["code"]) == (409, "conflict"), (module, answer)
+    assert {i["name"] for i in kinds(server_table, "session") + kinds(server_table, "chat")} == {"s", "a", "b"}
+
+
+def test_lost_answers_never_apply_a_write_twice(server_table: str, injector: FaultInjector, model: Upstream) -> None:
+    """Defect 4: every transaction commits and its answer is lost; the SDK replays it with the
+    same token and moto, which ignores tokens, refuses the replay. Each operation still answers
+    success and is applied exactly once."""
+    faults(injector, "seed=1,lost=1,tokens=backend")
+    created = invoke("create_session", body={"name": "s"})
+    assert created.status == 201, created
+    sid = created.body["sessionId"]
+    chat = invoke("create_chat", session=sid, body={"name": "a"})
+    assert chat.status == 201, chat
+    cid = chat.body["chatId"]
+    sent = invoke("send_message", session=sid, chat=cid, body={"content": "once"})
+    assert sent.status == 201, sent
+    assert invoke("pause_session", session=sid).status == 200
+    faults(injector, "seed=1")
+    messages = sorted(kinds(server_table, "message"), key=lambda m: int(m["seq"]))
+    assert [(int(m["seq"]), m["role"], m["status"]) for m in messages] == [
+        (1, "user", "complete"),
+        (2, "assistant", "complete"),
+    ]
+    assert [m["messageId"] for m in messages] == [
+        sent.body["userMessage"]["messageId"],
+        sent.body["assistantMessage"]["messageId"],
+    ]
+    (session,) = kinds(server_table, "session")
+    (only_chat,) = kinds(server_table, "chat")
+    assert (int(session["messageCount"]), int(only_chat["messageCount"]), int(session["chatCount"])) == (2, 2, 1)
+    quota = [i for i in table_items(server_table) if i["SK"] == "QUOTA"]
+    assert [int(q["activeSessions"]) for q in quota] == [0]
+    assert model.calls == 1
+    assert injected(injector, "lost") >= 5
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "code"), [("throttle", 429, "rate_limited"), ("server_error", 503, "unavailable")]
+)
+def test_throttling_and_unavailability_answer_with_retry_after(
+    server_table: str, injector: FaultInjector, model: Upstream, kind: str, status: int, code: str
+) -> None:
+    """Throttling that outlasts the SDK's retries is ``429 rate_limited``, a DynamoDB that keeps
+    answering 5xx is ``503 unavailable``; both with ``Retry-After``, on reads and writes."""
+    sid, first, _ = conversation()
+    before = table_items(server_table)
+    faults(injector, f"seed=1,{kind}=1")
+    for module, kwargs in (
+        ("get_session", {"session": sid}),
+        ("send_message", {"session": sid, "chat": first, "body": {"content": "hi"}}),
+    ):
+        answer = invoke(module, **kwargs)
+        assert (answer.status, answer.body["error"]["code"]) == (status, code), (module, answer)
+        assert answer.headers.get("Retry-After") == "1"
+    faults(injector, "seed=1")
+    assert table_items(server_table) == before
