@@ -64,7 +64,7 @@ def test_reads_cancelled_by_collisions_answer_conflict_not_500(
 ) -> None:
     """Defect 1: a TransactGetItems cancelled with TransactionConflict reasons is retried, and
     contention that outlasts the retries is ``409 conflict`` (activate, delete chat)."""
-    sid, first, second = conversation()
+    sid, first, _ = conversation()
     before = table_items(server_table)
     faults(injector, "seed=1,tx_conflict=1")
     for module in ("activate_chat", "delete_chat"):
