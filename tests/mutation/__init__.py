@@ -1,0 +1,1 @@
+"""Mutation check of the store's conditions: ``python -m tests.mutation`` (``make mutants``)."""
