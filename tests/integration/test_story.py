@@ -111,11 +111,21 @@ def test_concurrent_sends_store_gap_free_seqs(stack: str) -> None:
     # Each reply answers one of the messages, and every message got its own reply.
     answered = sorted(m["content"].split("You said: ")[1].split(".")[0] for m in replies)
     assert answered == sorted(repr(f"message {i}") for i in range(THREADS))
-    # A reply comes after the message it answers.
-    seq_of = {m["content"]: m["seq"] for m in users}
-    for reply, response in zip(replies, responses, strict=False):
-        assert reply["seq"] > 1
-        assert response.json()["assistantMessage"]["seq"] > seq_of[response.json()["userMessage"]["content"]]
+    # Each response is its own exchange, as stored: thread i's message at the seq the response
+    # names, and a reply stored at its seq, after that message, answering that message.
+    stored = {m["seq"]: m for m in messages}
+    named: list[int] = []
+    for i, response in enumerate(responses):
+        exchange = response.json()
+        user, reply = exchange["userMessage"], exchange["assistantMessage"]
+        assert user["content"] == f"message {i}"
+        assert stored[user["seq"]] == user
+        assert stored[reply["seq"]] == reply
+        assert reply["seq"] > user["seq"]
+        assert f"You said: {user['content']!r}." in reply["content"]
+        named += [user["seq"], reply["seq"]]
+    # ...and the exchanges account for every stored message, each once.
+    assert sorted(named) == list(range(1, 2 * THREADS + 1))
 
 
 def test_idempotency_key_passes_through_the_gateway(stack: str) -> None:

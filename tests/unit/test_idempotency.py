@@ -51,6 +51,9 @@ def test_keys_are_scoped_per_user(table: str) -> None:
 
 
 def test_failed_request_can_be_retried_with_the_same_key(table: str, model: Upstream) -> None:
+    """A send whose model call failed left its user message stored (``unanswered``); the retry
+    with the same key answers that message: no second user message, nothing left unanswered,
+    and the model is asked about the message once, not twice."""
     from tests.upstream import Reply
 
     sid, chat = setup_chat()
@@ -58,9 +61,19 @@ def test_failed_request_can_be_retried_with_the_same_key(table: str, model: Upst
     model.script = [Reply(status=500)]
     failed = invoke("send_message", session=sid, chat=chat, body={"content": "hi"}, headers=key)
     assert failed.status == 502
+    (left,) = stored_messages(table)
+    assert (left["seq"], left["status"]) == (1, "unanswered")
     retried = invoke("send_message", session=sid, chat=chat, body={"content": "hi"}, headers=key)
     assert retried.status == 201
     assert model.calls == 2
+    assert retried.body["userMessage"]["messageId"] == left["messageId"]
+    assert (retried.body["userMessage"]["seq"], retried.body["assistantMessage"]["seq"]) == (1, 2)
+    stored = sorted(stored_messages(table), key=lambda m: int(m["seq"]))
+    assert [(m["seq"], m["role"], m["status"]) for m in stored] == [
+        (1, "user", "complete"),
+        (2, "assistant", "complete"),
+    ]
+    assert [m["content"] for m in model.received[1]["messages"] if m["role"] == "user"] == ["hi"]
 
 
 def test_idempotency_records_live_in_the_users_partition_with_a_ttl(table: str) -> None:
