@@ -25,6 +25,7 @@ help:
 	@echo "make test       lint, types, template checks, unit and integration tests"
 	@echo "make openapi    regenerate openapi.json from the code"
 	@echo "make bench      run the cost benchmark (writes benchmarks/results.md)"
+	@echo "make mutants    remove each condition of the store in turn; the fast tests must catch every one"
 	@echo "make build      sam build (needs python3.12 on PATH)"
 	@echo "make dynamodb-local  install Amazon's DynamoDB Local into .cache/ (make test does it on first use)"
 
@@ -89,6 +90,12 @@ $(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt constraints.tx
 
 bench: venv $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks.run
+
+# Each ConditionExpression in the store, and each conjunct of an AND, made always true in turn
+# (in a copy of the tree): a fast test must fail for every one (tests/mutation/).
+.PHONY: mutants
+mutants: venv
+	$(BIN)/python -m tests.mutation
 
 build: $(SAM_VENV)/bin/.installed
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --template template.yaml
