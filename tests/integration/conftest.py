@@ -37,6 +37,12 @@ CLEAN_ENV = {
 }
 
 
+# How long a test's HTTP request may wait for an answer: as long as pytest-timeout gives the whole
+# test (pyproject.toml), so only a hung stack ends it. A busy machine can keep a request of a race
+# queued for a worker, and starting cold workers, far longer than a minute.
+HTTP_TIMEOUT = 900.0
+
+
 def free_port() -> int:
     """A loopback port nobody listens on (right now)."""
     with socket.socket() as s:
@@ -67,7 +73,7 @@ def client(url: str, user: str | None = None, token: str | None = None) -> httpx
     headers = {}
     if user is not None or token is not None:
         headers["Authorization"] = f"Bearer {token or make_token(str(user))}"
-    return httpx.Client(base_url=url, headers=headers, timeout=60)
+    return httpx.Client(base_url=url, headers=headers, timeout=HTTP_TIMEOUT)
 
 
 def ok(response: httpx.Response, status: int = 200) -> Any:
