@@ -35,6 +35,10 @@ kind                      operations                                  answer
                           BatchWriteItem
 ``in_progress``           a retry of a ``lost`` transaction's token   400 TransactionInProgress-
                                                                       Exception, once
+``lost_retries``          the next two retries of a ``lost``          500 InternalServerError:
+                          transaction's token                         the SDK gives up, and its
+                                                                      caller sees a failure of a
+                                                                      write that was committed
 ========================  ==========================================  ==========================
 
 Faults that are not forwarded leave the table untouched, exactly as DynamoDB does. Table
@@ -112,7 +116,7 @@ KIND_OPERATIONS: dict[str, frozenset[str]] = {
     "lost": frozenset({TRANSACT_WRITE}),
     "lost_write": frozenset({*SINGLE_WRITES, "BatchWriteItem"}),
 }
-KINDS = (*KIND_OPERATIONS, "in_progress")
+KINDS = (*KIND_OPERATIONS, "in_progress", "lost_retries")
 
 # The preset: close to what a busy table sees on a bad day (and what issue 8 was found with).
 DEFAULT_RATES = {"tx_conflict": 0.12, "write_conflict": 0.08, "throttle": 0.04, "lost": 0.04, "in_progress": 0.5}
@@ -355,6 +359,7 @@ class _Token:
     answer: Answer | None = None
     done_at: float = 0.0
     in_progress_once: bool = False
+    failing_retries: int = 0
 
 
 # --- the proxy -----------------------------------------------------------------------------------
@@ -610,6 +615,8 @@ class FaultInjector:
                     record.running = False
                     record.done_at = time.monotonic()
                     record.in_progress_once = kind == "lost" and rng.random() < self.spec.rates.get("in_progress", 0)
+                    lost_for_good = kind == "lost" and rng.random() < self.spec.rates.get("lost_retries", 0)
+                    record.failing_retries = 2 if lost_for_good else 0
                 if kind == "lost":
                     answer = self._fault("lost", TRANSACT_WRITE, internal_error(), request)
                     return answer
@@ -632,10 +639,14 @@ class FaultInjector:
                 return error_answer("TransactionInProgressException", MSG_IN_PROGRESS, message_key="Message")
             in_progress = record.in_progress_once
             record.in_progress_once = False
+            failing = not in_progress and record.failing_retries > 0
+            record.failing_retries -= int(failing)
             stored = record.answer
         if in_progress:
             answer = error_answer("TransactionInProgressException", MSG_IN_PROGRESS, message_key="Message")
             return self._fault("in_progress", TRANSACT_WRITE, answer, request)
+        if failing:  # the connection is still bad: the SDK's retries fail too, nothing is done
+            return self._fault("lost_retries", TRANSACT_WRITE, internal_error(), request)
         # The front door still throttles and fails a replay; it never collides (nothing is locked).
         if kind == "throttle":
             return self._fault(kind, TRANSACT_WRITE, throttled(TRANSACT_WRITE, request, rng), request)

@@ -41,7 +41,7 @@ MAX_ACTIVE_SESSIONS = 3
 # ThrottlingError reason, so it is kept lower: it mostly costs wall time.
 FAULTS = (
     "seed=8,tx_conflict=0.25,write_conflict=0.3,throttle=0.08,server_error=0.06,"
-    "lost=0.10,lost_write=0.04,unprocessed=0.4,in_progress=0.5"
+    "lost=0.10,lost_retries=0.5,lost_write=0.04,unprocessed=0.4,in_progress=0.5"
 )
 
 

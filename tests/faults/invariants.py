@@ -9,6 +9,7 @@ Checked per user the scenario created:
   ``MAX_ACTIVE_SESSIONS``;
 - ``chatCount`` and ``messageCount`` on sessions, ``messageCount`` and ``lastSeq`` on chats, equal
   the items stored;
+- no session or chat is stored twice (the scenarios name each one differently and create it once);
 - every chat's messages have ``seq`` exactly 1..N; no ``messageId`` is stored twice; no user
   message content is stored twice in one chat (the scenarios send each content once);
 - nothing is orphaned (a chat without its session, a message without its chat);
@@ -100,6 +101,22 @@ def check_user(items: list[dict[str, Any]], user: str, max_active: int, recorder
     )
     check("active sessions <= limit", len(active_sessions) <= max_active, f"{user}: {len(active_sessions)} active")
 
+    # The scenarios give every session of a user, and every chat of a session, a name of its
+    # own, and create each once (retries carry the same Idempotency-Key): two items with one name
+    # are one create applied twice.
+    names = Counter(str(s.get("name")) for s in data.sessions.values())
+    check(
+        "each session created once",
+        all(n == 1 for n in names.values()),
+        f"{user}: sessions stored more than once: { {k: n for k, n in names.items() if n > 1} }",
+    )
+    for session_id, chats_of in data.chats.items():
+        chat_names = Counter(str(c.get("name")) for c in chats_of.values())
+        check(
+            "each chat created once",
+            all(n == 1 for n in chat_names.values()),
+            f"session {session_id}: chats stored more than once: { {k: n for k, n in chat_names.items() if n > 1} }",
+        )
     all_ids: Counter[str] = Counter()
     for session_id in set(data.chats) | set(data.messages):
         check("no orphan chats or messages", session_id in data.sessions, f"{user}: partition of gone {session_id}")

@@ -282,6 +282,22 @@ def test_sdk_retry_of_a_lost_answer_is_applied_once(backend: str, dynamodb_local
     assert counts["answers"] == {"200": 1, "400 TransactionInProgressException": 1, "500 InternalServerError": 1}
 
 
+def test_lost_answer_whose_retries_fail_too_reaches_the_caller(dynamodb_local_url: str, table: str) -> None:
+    with injecting(dynamodb_local_url, spec("lost=1,lost_retries=1")) as injector:
+        ddb = client(injector.url, attempts=3)
+        token = uuid.uuid4().hex
+        with pytest.raises(ClientError) as caught:
+            ddb.transact_write_items(TransactItems=[bump(table, "n")], ClientRequestToken=token)
+        assert error(caught)[:2] == (500, "InternalServerError")  # after botocore's three attempts
+        assert stored(dynamodb_local_url, table)["n"]["n"] == {"N": "1"}  # ... yet it was committed
+        # Later, the same token is the same transaction again: success, not applied twice.
+        ddb.transact_write_items(TransactItems=[bump(table, "n")], ClientRequestToken=token)
+        counts = injector.snapshot()
+    assert counts["faults"] == {"lost": {"TransactWriteItems": 1}, "lost_retries": {"TransactWriteItems": 2}}
+    assert counts["tokens"] == {"replayed": 1}
+    assert stored(dynamodb_local_url, table)["n"]["n"] == {"N": "1"}
+
+
 def test_tokens_left_to_the_backend_show_who_honours_them(dynamodb_local_url: str, moto_url: str) -> None:
     """Why the injector keeps tokens: a retry of a lost answer (same token, sent straight to the
     backend here) is applied once by DynamoDB Local, twice by moto."""
