@@ -23,7 +23,11 @@ router = Router()
 def create_chat(
     sessionId: str, body: Annotated[CreateChatRequest, Body()], key: api.IdempotencyKey = None
 ) -> Response[Any]:
-    return api.respond(router, 201, lambda: chats.create_chat(get_store(), api.user_id(router), sessionId, body))
+    return api.respond(
+        router,
+        201,
+        lambda: chats.create_chat(get_store(), api.user_id(router), sessionId, body, api.request_key(router)),
+    )
 
 
 lambda_handler = api.lambda_handler_for(router)

@@ -18,7 +18,9 @@ router = Router()
     "/sessions", summary="Create a session", tags=["sessions"], responses=api.responses(201, Session, 409, 413, 422)
 )
 def create_session(body: Annotated[CreateSessionRequest, Body()], key: api.IdempotencyKey = None) -> Response[Any]:
-    return api.respond(router, 201, lambda: sessions.create_session(get_store(), api.user_id(router), body))
+    return api.respond(
+        router, 201, lambda: sessions.create_session(get_store(), api.user_id(router), body, api.request_key(router))
+    )
 
 
 lambda_handler = api.lambda_handler_for(router)

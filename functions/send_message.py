@@ -28,7 +28,7 @@ def send_message(
         router,
         201,
         lambda: conversation.send_message(
-            get_store(), get_chat_model(), api.user_id(router), sessionId, chatId, body.content, api.send_key(router)
+            get_store(), get_chat_model(), api.user_id(router), sessionId, chatId, body.content, api.request_key(router)
         ),
     )
 

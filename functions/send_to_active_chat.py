@@ -28,7 +28,7 @@ def send_to_active_chat(
         router,
         201,
         lambda: conversation.send_message(
-            get_store(), get_chat_model(), api.user_id(router), sessionId, None, body.content, api.send_key(router)
+            get_store(), get_chat_model(), api.user_id(router), sessionId, None, body.content, api.request_key(router)
         ),
     )
 

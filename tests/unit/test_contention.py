@@ -155,3 +155,66 @@ def test_throttling_and_unavailability_answer_with_retry_after(
         assert answer.headers.get("Retry-After") == "1"
     faults(injector, "seed=1")
     assert table_items(server_table) == before
+
+
+def test_a_keyed_repeat_of_a_write_committed_but_answered_503_answers_that_write(
+    server_table: str, injector: FaultInjector, model: Upstream
+) -> None:
+    """A create or send commits, its answer is lost and the SDK's retries fail too, so the
+    client gets ``503``; its repeat with the same ``Idempotency-Key`` answers what the first
+    attempt stored (201, the same ids) instead of storing it again or meeting the quota it
+    filled. A different request under that key is refused."""
+    invoke("create_session", body={"name": "warm-up"})  # the user's quota counter exists
+    key = {"Idempotency-Key": "k-session"}
+    faults(injector, "seed=1,lost=1,lost_retries=1")
+    failed = invoke("create_session", body={"name": "s"}, headers=key)
+    assert (failed.status, failed.body["error"]["code"]) == (503, "unavailable"), failed
+    faults(injector, "seed=1")
+    with_limit = {"MAX_ACTIVE_SESSIONS": "2"}
+    again = invoke_with_env(with_limit, "create_session", body={"name": "s"}, headers=key)
+    assert again.status == 201, again
+    sessions = [s for s in kinds(server_table, "session") if s["name"] == "s"]
+    assert [s["sessionId"] for s in sessions] == [again.body["sessionId"]]
+    other = invoke("create_session", body={"name": "other"}, headers=key)
+    assert (other.status, other.body["error"]["code"]) == (422, "idempotency_key_reused")
+
+    sid = again.body["sessionId"]
+    chat_key = {"Idempotency-Key": "k-chat"}
+    faults(injector, "seed=1,lost=1,lost_retries=1")
+    assert invoke("create_chat", session=sid, body={"name": "c"}, headers=chat_key).status == 503
+    faults(injector, "seed=1")
+    chat = invoke("create_chat", session=sid, body={"name": "c"}, headers=chat_key)
+    assert chat.status == 201, chat
+    assert [c["chatId"] for c in kinds(server_table, "chat")] == [chat.body["chatId"]]
+
+    send_key = {"Idempotency-Key": "k-send"}
+    faults(injector, "seed=1,lost=1,lost_retries=1")
+    assert (
+        invoke("send_message", session=sid, chat=chat.body["chatId"], body={"content": "hi"}, headers=send_key).status
+        == 503
+    )
+    faults(injector, "seed=1")
+    sent = invoke("send_message", session=sid, chat=chat.body["chatId"], body={"content": "hi"}, headers=send_key)
+    assert sent.status == 201, sent
+    users = [m for m in kinds(server_table, "message") if m["role"] == "user"]
+    assert [m["messageId"] for m in users] == [sent.body["userMessage"]["messageId"]]
+
+
+def invoke_with_env(env: dict[str, str], module: str, **kwargs: Any) -> Any:
+    """``invoke`` with settings changed for one call (the cached settings re-read around it)."""
+    import os
+
+    from chat_sessions.config import get_settings
+
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
+    get_settings.cache_clear()
+    try:
+        return invoke(module, **kwargs)
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()

@@ -78,10 +78,12 @@ def test_failed_request_can_be_retried_with_the_same_key(table: str, model: Upst
 
 def test_idempotency_records_live_in_the_users_partition_with_a_ttl(table: str) -> None:
     invoke("create_session", user="alice", body={"name": "s"}, headers={"Idempotency-Key": "k"})
-    records = [i for i in table_items(table) if str(i["PK"]).endswith("#IDEMPOTENCY")]
-    assert len(records) == 1
-    assert records[0]["PK"] == "USER#alice#IDEMPOTENCY"
-    assert int(records[0]["expiresAt"]) > 0
+    items = [i for i in table_items(table) if str(i["PK"]).endswith("#IDEMPOTENCY")]
+    records = [i for i in items if not str(i["SK"]).startswith("KEY#")]
+    markers = [i for i in items if str(i["SK"]).startswith("KEY#")]
+    assert len(records) == len(markers) == 1
+    assert records[0]["PK"] == markers[0]["PK"] == "USER#alice#IDEMPOTENCY"
+    assert int(records[0]["expiresAt"]) > 0 and int(markers[0]["expiresAt"]) > 0
     assert records[0]["status"] == "COMPLETED"
 
 

@@ -32,7 +32,8 @@ from chat_sessions.config import get_settings
 from chat_sessions.errors import Conflict, PayloadTooLarge, ServiceError, Unauthorized
 from chat_sessions.models import ErrorBody, Exchange
 from chat_sessions.observability import logger, metrics, tracer
-from chat_sessions.services.exchanges import SendKey, exchange_ref, read_exchange
+from chat_sessions.services.exchanges import exchange_ref, read_exchange
+from chat_sessions.services.request_keys import RequestKey
 from chat_sessions.store import Collision, ConditionFailed, get_store
 from chat_sessions.store.outcomes import classify
 
@@ -138,13 +139,13 @@ def _operation(router: Router) -> str:
     return str(event.raw_event.get("routeKey") or event.http_method)
 
 
-def send_key(router: Router) -> SendKey | None:
-    """The send's ``Idempotency-Key`` (hashed with its route) and its request's hash, for the
-    marker that makes a repeat after a failure answer the message already stored."""
+def request_key(router: Router) -> RequestKey | None:
+    """The request's ``Idempotency-Key`` (hashed with its route) and the request's hash, for
+    the marker that makes a repeat after a failure answer what the first attempt stored."""
     key = idempotency.checked_key(router.current_event.headers.get(idempotency.HEADER))
     if key is None:
         return None
-    return SendKey(
+    return RequestKey(
         key_hash=hashlib.sha256(f"{_operation(router)}\n{key}".encode()).hexdigest(),
         request_hash=hashlib.sha256(json.dumps(_request(router), sort_keys=True).encode()).hexdigest(),
     )

@@ -141,6 +141,17 @@ class QuotaItem(StoredItem):
     active_sessions: Count = 0
 
 
+class CreateMarkerItem(StoredItem):
+    """Written with a session or chat created under an ``Idempotency-Key``: which one that key
+    created, so a repeat after a failure whose write DynamoDB committed answers it."""
+
+    item_type: Literal["created"] = Field(alias="type", default="created")
+    session_id: Text
+    chat_id: Text | None = None
+    request_hash: Text
+    expires_at: Annotated[int, Field(ge=0)]
+
+
 class SendMarkerItem(StoredItem):
     """Written with a user message sent under an ``Idempotency-Key``: which message that key
     stored, so a repeat after a failure answers that message instead of storing another."""

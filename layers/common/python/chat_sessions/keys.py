@@ -11,7 +11,7 @@ Layout (see the README's access-pattern table):
     USER#<user>#SESSION#<sessionId>     MSG#<chatId>                 chat head (model, system prompt)
     USER#<user>#SESSION#<sessionId>     MSG#<chatId>#<MAX_SEQ - seq> message, newest first
     USER#<user>#IDEMPOTENCY             <function>#<hash>            idempotency record
-    USER#<user>#IDEMPOTENCY             SEND#<hash>                  message stored under a key
+    USER#<user>#IDEMPOTENCY             KEY#<hash>                   what a keyed create or send stored
 """
 
 from __future__ import annotations
@@ -130,11 +130,12 @@ def idempotency_pk(user_id: str) -> str:
     return f"{_user(user_id)}#IDEMPOTENCY"
 
 
-def send_marker_key(user_id: str, key_hash: str) -> Key:
-    """Which message an ``Idempotency-Key`` stored (per user, per route, per key)."""
+def marker_key(user_id: str, key_hash: str) -> Key:
+    """What an ``Idempotency-Key`` stored (per user, per route, per key): a message, a session
+    or a chat."""
     if not (0 < len(key_hash) <= 64 and all(c in "0123456789abcdef" for c in key_hash)):
         raise ValueError("key_hash must be lower-case hex")
-    return {"PK": idempotency_pk(user_id), "SK": "SEND#" + key_hash}
+    return {"PK": idempotency_pk(user_id), "SK": "KEY#" + key_hash}
 
 
 def sk_prefix_of_listing(listing: str, chat_id: str | None = None) -> str:

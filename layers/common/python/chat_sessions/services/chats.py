@@ -5,17 +5,24 @@ from __future__ import annotations
 from chat_sessions import cursors, keys
 from chat_sessions.clock import utc_now
 from chat_sessions.config import get_settings
-from chat_sessions.errors import NotFound
+from chat_sessions.errors import IdempotencyKeyReused, NotFound
 from chat_sessions.ids import new_id
 from chat_sessions.items import ChatItem
 from chat_sessions.models import Chat, ChatPage, CreateChatRequest, UpdateChatRequest
+from chat_sessions.services.request_keys import RequestKey, created_marker, first_created
 from chat_sessions.services.retry import optimistic
 from chat_sessions.store import Store
+from chat_sessions.store.markers import MarkerExists
 from chat_sessions.views import chat_view
 
 
-def create_chat(store: Store, user_id: str, session_id: str, request: CreateChatRequest) -> Chat:
+def create_chat(
+    store: Store, user_id: str, session_id: str, request: CreateChatRequest, key: RequestKey | None = None
+) -> Chat:
+    """A new chat, now the session's active one. Under an ``Idempotency-Key`` whose earlier
+    attempt DynamoDB committed (its answer lost), the chat that attempt created."""
     chat_id = new_id()
+    marker = created_marker(key, session_id, chat_id)
 
     def attempt() -> Chat:
         session = store.sessions.get(user_id, session_id)
@@ -31,10 +38,17 @@ def create_chat(store: Store, user_id: str, session_id: str, request: CreateChat
             created_at=now,
             updated_at=now,
         )
-        store.chats.create(user_id, session_id, item, session.active_chat_id)
+        store.chats.create(user_id, session_id, item, session.active_chat_id, marker)
         return chat_view(item)
 
-    return optimistic(attempt)
+    try:
+        return optimistic(attempt)
+    except MarkerExists:
+        assert key is not None
+        first = first_created(store, user_id, key)
+        if first.chat_id is None or first.session_id != session_id:
+            raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request.") from None
+        return get_chat(store, user_id, session_id, first.chat_id)
 
 
 def list_chats(store: Store, user_id: str, session_id: str, limit: int, cursor: str | None) -> ChatPage:

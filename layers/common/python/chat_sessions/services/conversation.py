@@ -18,8 +18,6 @@ instead of storing another.
 
 from __future__ import annotations
 
-import time
-
 from aws_lambda_powertools.metrics import MetricUnit
 
 from chat_sessions.clock import utc_now
@@ -39,7 +37,7 @@ from chat_sessions.items import MessageItem, SendMarkerItem, SessionItem
 from chat_sessions.llm import ChatModel, Completion
 from chat_sessions.models import Exchange
 from chat_sessions.observability import metrics
-from chat_sessions.services.exchanges import SendKey
+from chat_sessions.services.request_keys import RequestKey, expiry
 from chat_sessions.services.retry import Stale, optimistic
 from chat_sessions.store import ConditionFailed, Store
 from chat_sessions.store.messages import (
@@ -189,7 +187,7 @@ def send_message(
     session_id: str,
     chat_id: str | None,
     content: str,
-    key: SendKey | None = None,
+    key: RequestKey | None = None,
 ) -> Exchange:
     """Store the user's message in the active chat, then answer it.
 
@@ -236,19 +234,19 @@ def send_message(
     return _exchange(user_message, reply)
 
 
-def _marker(key: SendKey, message: MessageItem) -> SendMarkerItem:
+def _marker(key: RequestKey, message: MessageItem) -> SendMarkerItem:
     return SendMarkerItem(
         session_id=message.session_id,
         chat_id=message.chat_id,
         seq=message.seq,
         message_id=message.message_id,
         request_hash=key.request_hash,
-        expires_at=int(time.time()) + get_settings().idempotency_ttl_seconds,
+        expires_at=expiry(),
     )
 
 
 def _answer_stored(
-    store: Store, model: ChatModel, user_id: str, key: SendKey | None, marker: SendMarkerItem
+    store: Store, model: ChatModel, user_id: str, key: RequestKey | None, marker: SendMarkerItem
 ) -> Exchange:
     """A repeat of a send whose user message is stored: its first reply if it has one, else
     a reply now (under the same rules as a regenerate)."""

@@ -6,22 +6,12 @@ Kept apart from :mod:`.conversation` so that replaying a stored response needs n
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from chat_sessions.errors import NotFound
 from chat_sessions.models import Exchange
 from chat_sessions.store import Store
 from chat_sessions.views import message_view
-
-
-@dataclass(frozen=True)
-class SendKey:
-    """A send's ``Idempotency-Key``, hashed with its route (``key_hash``), and the hash of the
-    request it came with (the same key with another request is refused)."""
-
-    key_hash: str
-    request_hash: str
 
 
 def exchange_ref(exchange: Exchange) -> dict[str, Any]:

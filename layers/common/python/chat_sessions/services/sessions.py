@@ -10,13 +10,17 @@ from chat_sessions.ids import new_id
 from chat_sessions.items import SessionItem
 from chat_sessions.items import SessionStatus as Status
 from chat_sessions.models import CreateSessionRequest, Session, SessionPage, UpdateSessionRequest
+from chat_sessions.services.request_keys import RequestKey, created_marker, first_created
 from chat_sessions.services.retry import optimistic
 from chat_sessions.session_status import transition
 from chat_sessions.store import Store
+from chat_sessions.store.markers import MarkerExists
 from chat_sessions.views import session_view
 
 
-def create_session(store: Store, user_id: str, request: CreateSessionRequest) -> Session:
+def create_session(store: Store, user_id: str, request: CreateSessionRequest, key: RequestKey | None = None) -> Session:
+    """A new active session. Under an ``Idempotency-Key`` whose earlier attempt DynamoDB
+    committed (its answer lost), the session that attempt created."""
     now = utc_now()
     item = SessionItem(
         session_id=new_id(),
@@ -28,7 +32,12 @@ def create_session(store: Store, user_id: str, request: CreateSessionRequest) ->
         created_at=now,
         updated_at=now,
     )
-    optimistic(lambda: store.sessions.create(user_id, item, get_settings().max_active_sessions))
+    marker = created_marker(key, item.session_id)
+    try:
+        optimistic(lambda: store.sessions.create(user_id, item, get_settings().max_active_sessions, marker))
+    except MarkerExists:
+        assert key is not None
+        return get_session(store, user_id, first_created(store, user_id, key).session_id)
     return session_view(item)
 
 

@@ -64,8 +64,9 @@ class Store:
 def _client_config() -> Config:
     # Standard retries replay a request whose answer was lost (5xx, timeout) with the same
     # parameters, ClientRequestToken included, so a committed transaction is not applied twice.
+    # Three attempts in all (botocore's ``max_attempts`` would count retries, one more).
     return Config(
-        retries={"mode": "standard", "max_attempts": 3}, connect_timeout=2, read_timeout=5, tcp_keepalive=True
+        retries={"mode": "standard", "total_max_attempts": 3}, connect_timeout=2, read_timeout=5, tcp_keepalive=True
     )
 
 

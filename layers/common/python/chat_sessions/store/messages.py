@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from chat_sessions import keys
 from chat_sessions.errors import NotFound
 from chat_sessions.items import ChatHeadItem, MessageItem, SendMarkerItem
+from chat_sessions.store.markers import marker_put
 from chat_sessions.store.table import Item, Table, plain
 
 USAGE_FIELDS = ("promptTokens", "completionTokens", "totalTokens")
@@ -102,15 +103,7 @@ class MessageStore:
             },
         ]
         if marker is not None:
-            key_hash, record = marker
-            ops.append(
-                {
-                    "Put": {
-                        "Item": {**keys.send_marker_key(user_id, key_hash), **record.to_item()},
-                        "ConditionExpression": "attribute_not_exists(PK)",
-                    }
-                }
-            )
+            ops.append(marker_put(user_id, *marker))
         self.table.transact(ops)
 
     def append_reply(self, user_id: str, reply: MessageItem, answered: MessageItem) -> None:
@@ -188,7 +181,7 @@ class MessageStore:
         return stored is not None and stored.message_id == message.message_id
 
     def get_marker(self, user_id: str, key_hash: str) -> SendMarkerItem | None:
-        item = self.table.get(keys.send_marker_key(user_id, key_hash))
+        item = self.table.get(keys.marker_key(user_id, key_hash))
         return SendMarkerItem.from_item(item) if item else None
 
     def last_user_message(self, user_id: str, session_id: str, chat_id: str, before_seq: int) -> MessageItem | None:

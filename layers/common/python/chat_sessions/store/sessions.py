@@ -11,8 +11,9 @@ from typing import Any
 
 from chat_sessions import keys
 from chat_sessions.errors import NotFound, SessionLimitReached
-from chat_sessions.items import QuotaItem, SessionItem, checked_changes
+from chat_sessions.items import CreateMarkerItem, QuotaItem, SessionItem, checked_changes
 from chat_sessions.session_status import HOLDS_QUOTA, Transition
+from chat_sessions.store.markers import MarkerExists, marker_put
 from chat_sessions.store.outcomes import ConditionFailed
 from chat_sessions.store.table import Item, Table
 
@@ -49,24 +50,30 @@ class SessionStore:
     def __init__(self, table: Table) -> None:
         self.table = table
 
-    def create(self, user_id: str, session: SessionItem, max_active: int) -> None:
+    def create(
+        self, user_id: str, session: SessionItem, max_active: int, marker: tuple[str, CreateMarkerItem] | None = None
+    ) -> None:
         """The session and the counter's increment in one transaction, the increment
-        conditioned on the counter staying within ``max_active``."""
+        conditioned on the counter staying within ``max_active``; with ``marker``, the key's
+        marker too (``MarkerExists`` when the key already created a session)."""
+        ops = [
+            {
+                "Put": {
+                    "Item": {**keys.session_key(user_id, session.session_id), **session.to_item()},
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+            quota_increment(user_id, max_active),
+        ]
+        if marker is not None:
+            ops.append(marker_put(user_id, *marker))
         try:
-            self.table.transact(
-                [
-                    {
-                        "Put": {
-                            "Item": {**keys.session_key(user_id, session.session_id), **session.to_item()},
-                            "ConditionExpression": "attribute_not_exists(PK)",
-                        }
-                    },
-                    quota_increment(user_id, max_active),
-                ]
-            )
+            self.table.transact(ops)
         except ConditionFailed as exc:
             if exc.failed(0):
                 return  # the session exists: an earlier attempt of this request landed, its answer lost
+            if marker is not None and exc.failed(2):
+                raise MarkerExists from exc  # checked before the quota: that create holds a place
             if exc.failed(1):
                 raise limit_reached(max_active) from exc
             raise
