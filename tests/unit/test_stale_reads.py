@@ -28,12 +28,13 @@ from chat_sessions import keys
 from chat_sessions.clock import utc_now
 from chat_sessions.errors import NotFound, SessionLimitReached
 from chat_sessions.ids import new_id
-from chat_sessions.items import ChatItem, MessageItem, SendMarkerItem, SessionItem
+from chat_sessions.items import ChatItem, CreateMarkerItem, MessageItem, SendMarkerItem, SessionItem
 from chat_sessions.llm import get_chat_model
 from chat_sessions.models import CreateChatRequest, CreateSessionRequest
 from chat_sessions.services import chats, conversation, sessions
 from chat_sessions.session_status import TRANSITIONS
 from chat_sessions.store import ConditionFailed, Store, get_store
+from chat_sessions.store.markers import MarkerExists
 from chat_sessions.store.messages import Thread
 from chat_sessions.store.outcomes import CONDITION_FAILED
 from tests.support import table_items
@@ -43,10 +44,11 @@ USER = "alice"
 PAUSE = TRANSITIONS[("active", "paused")]
 RESUME = TRANSITIONS[("paused", "active")]
 # Item positions in each transaction, as the store builds them.
-SESSION_QUOTA = 1
+SESSION_QUOTA, SESSION_MARKER = 1, 2
 STATUS_UPDATE, STATUS_QUOTA = 0, 1
 DELETE_SESSION, DELETE_QUOTA = 0, 1
 CREATE_SESSION, CREATE_PREVIOUS = 1, 2
+CREATE_MARKER = 4  # with a previous chat: chat, session, previous chat's flag, head, marker
 ACTIVATE_TARGET, ACTIVATE_SESSION, ACTIVATE_PREVIOUS = 0, 1, 2
 DELETE_CHAT, DELETE_CHAT_SESSION = 0, 1
 USER_MESSAGE, USER_SESSION, USER_MARKER = 0, 1, 2
@@ -325,6 +327,67 @@ def test_create_replayed_at_the_limit_is_answered_as_landed(table: str, store: S
     item = session_item()
     store.sessions.create(USER, item, max_active=2)
     answered_as_landed(table, lambda: store.sessions.create(USER, item, max_active=2))
+
+
+# ---------------------------------------------------------------------------------------------
+# markers.marker_put: attribute_not_exists(PK) on what an Idempotency-Key created (the send's
+# marker is below, with append_user)
+
+
+def created_marker(session_id: str, chat_id: str | None = None) -> CreateMarkerItem:
+    return CreateMarkerItem(session_id=session_id, chat_id=chat_id, request_hash="c" * 64, expires_at=2_000_000_000)
+
+
+def test_keyed_create_repeated_after_it_landed_creates_no_second_session(table: str, store: Store) -> None:
+    """A create under a key lands but its caller sees a failure (503); the repeat with the same
+    key makes a new session id: refused at the key's marker (``MarkerExists``, so the service
+    answers the session stored), not a second session and a second place."""
+    key_hash = "d" * 64
+    first = session_item("first")
+    store.sessions.create(USER, first, 10, (key_hash, created_marker(first.session_id)))
+    repeat = session_item("first")
+    exc = refused_as(
+        table,
+        lambda: store.sessions.create(USER, repeat, 10, (key_hash, created_marker(repeat.session_id))),
+        MarkerExists,
+    )
+    assert failed_items(exc) == [SESSION_MARKER]
+
+
+def test_keyed_create_repeated_after_it_took_the_last_place_is_not_limit_reached(table: str, store: Store) -> None:
+    """A create under a key takes the last place and its caller sees a failure; the repeat is
+    refused at the counter and at the marker: the marker wins (``MarkerExists``), never a false
+    ``session_limit_reached`` for a session the key did create."""
+    new_session(store, "holds a place")
+    key_hash = "e" * 64
+    first = session_item("first")
+    store.sessions.create(USER, first, 2, (key_hash, created_marker(first.session_id)))
+    repeat = session_item("first")
+    exc = refused_as(
+        table,
+        lambda: store.sessions.create(USER, repeat, 2, (key_hash, created_marker(repeat.session_id))),
+        MarkerExists,
+    )
+    assert failed_items(exc) == [SESSION_QUOTA, SESSION_MARKER]
+
+
+def test_keyed_chat_create_repeated_after_it_landed_creates_no_second_chat(table: str, store: Store) -> None:
+    """A chat create under a key lands (now the active chat) but its caller sees a failure; the
+    repeat reads the pointer afresh (the chat it created) and makes a new chat id: refused at
+    the marker only, so no second chat is created and the first stays active."""
+    sid = new_session(store)
+    key_hash = "f" * 64
+    first = chat_item(sid, "c")
+    store.chats.create(USER, sid, first, None, (key_hash, created_marker(sid, first.chat_id)))
+    previous = store.sessions.get(USER, sid).active_chat_id
+    assert previous == first.chat_id
+    repeat = chat_item(sid, "c")
+    exc = refused_as(
+        table,
+        lambda: store.chats.create(USER, sid, repeat, previous, (key_hash, created_marker(sid, repeat.chat_id))),
+        MarkerExists,
+    )
+    assert failed_items(exc) == [CREATE_MARKER]
 
 
 # ---------------------------------------------------------------------------------------------
