@@ -24,7 +24,9 @@ def regenerate(sessionId: str, chatId: str, key: api.IdempotencyKey = None) -> R
     return api.respond(
         router,
         201,
-        lambda: conversation.regenerate(get_store(), get_chat_model(), api.user_id(router), sessionId, chatId),
+        lambda: conversation.regenerate(
+            get_store(), get_chat_model(), api.user_id(router), sessionId, chatId, api.request_key(router)
+        ),
     )
 
 

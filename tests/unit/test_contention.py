@@ -199,6 +199,17 @@ def test_a_keyed_repeat_of_a_write_committed_but_answered_503_answers_that_write
     users = [m for m in kinds(server_table, "message") if m["role"] == "user"]
     assert [m["messageId"] for m in users] == [sent.body["userMessage"]["messageId"]]
 
+    regenerate_key = {"Idempotency-Key": "k-regenerate"}
+    faults(injector, "seed=1,lost=1,lost_retries=1")
+    assert invoke("regenerate", session=sid, chat=chat.body["chatId"], headers=regenerate_key).status == 503
+    faults(injector, "seed=1")
+    calls = model.calls
+    again_regenerated = invoke("regenerate", session=sid, chat=chat.body["chatId"], headers=regenerate_key)
+    assert again_regenerated.status == 201, again_regenerated
+    replies = sorted(int(m["seq"]) for m in kinds(server_table, "message") if m["role"] == "assistant")
+    assert replies == [2, 3] and again_regenerated.body["assistantMessage"]["seq"] == 3
+    assert model.calls == calls  # the repeat found the committed reply: no second model call
+
 
 def invoke_with_env(env: dict[str, str], module: str, **kwargs: Any) -> Any:
     """``invoke`` with settings changed for one call (the cached settings re-read around it)."""

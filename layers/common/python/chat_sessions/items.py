@@ -153,14 +153,16 @@ class CreateMarkerItem(StoredItem):
 
 
 class SendMarkerItem(StoredItem):
-    """Written with a user message sent under an ``Idempotency-Key``: which message that key
-    stored, so a repeat after a failure answers that message instead of storing another."""
+    """Written with a user message sent under an ``Idempotency-Key`` (which message that key
+    stored, so a repeat after a failure answers that message instead of storing another), or
+    with a reply regenerated under one (``reply_seq``: the reply that key stored)."""
 
     item_type: Literal["send"] = Field(alias="type", default="send")
     session_id: Text
     chat_id: Text
     seq: Annotated[int, Field(ge=1)]
     message_id: Text
+    reply_seq: Annotated[int, Field(ge=1)] | None = None
     request_hash: Text
     expires_at: Annotated[int, Field(ge=0)]
 

@@ -45,6 +45,7 @@ from chat_sessions.store.messages import (
     CHAT,
     MARKER,
     REPLY,
+    REPLY_MARKER,
     SESSION,
     SESSION_CHECK,
     USER_MESSAGE,
@@ -127,9 +128,16 @@ def _window(thread: Thread, answering: MessageItem) -> list[dict[str, str]]:
 
 
 def _reply(
-    store: Store, model: ChatModel, user_id: str, thread: Thread, answering: MessageItem, last_seq: int
+    store: Store,
+    model: ChatModel,
+    user_id: str,
+    thread: Thread,
+    answering: MessageItem,
+    last_seq: int,
+    key: RequestKey | None = None,
 ) -> MessageItem:
-    """Answer ``answering`` and append the reply after the chat's newest message."""
+    """Answer ``answering`` and append the reply after the chat's newest message; with ``key``
+    (a keyed regenerate), the key's marker goes with the reply."""
     head = thread.head
     completion = _complete(model, head.model, _window(thread, answering))
     message_id = new_id()
@@ -154,11 +162,16 @@ def _reply(
             reply_to_seq=answered.seq,
             created_at=utc_now(),
         )
+        marker = None if key is None else (key.key_hash, _marker(key, answered, reply_seq=reply.seq))
         try:
-            store.messages.append_reply(user_id, reply, answered)
+            store.messages.append_reply(user_id, reply, answered, marker)
         except ConditionFailed as exc:
             if exc.failed(REPLY) and store.messages.landed(reply, user_id):
                 return reply
+            if key is not None and exc.failed(REPLY_MARKER):
+                stored = store.messages.get_marker(user_id, key.key_hash)
+                if stored is not None:
+                    raise _Repeat(stored) from None
             if exc.failed(CHAT) or exc.failed(SESSION):
                 raise NotFound("Chat not found.") from exc
             if exc.failed(ANSWERED):  # answered meanwhile (a concurrent regenerate): count it once
@@ -234,12 +247,13 @@ def send_message(
     return _exchange(user_message, reply)
 
 
-def _marker(key: RequestKey, message: MessageItem) -> SendMarkerItem:
+def _marker(key: RequestKey, message: MessageItem, reply_seq: int | None = None) -> SendMarkerItem:
     return SendMarkerItem(
         session_id=message.session_id,
         chat_id=message.chat_id,
         seq=message.seq,
         message_id=message.message_id,
+        reply_seq=reply_seq,
         request_hash=key.request_hash,
         expires_at=expiry(),
     )
@@ -253,6 +267,11 @@ def _answer_stored(
     if key is None or marker.request_hash != key.request_hash:
         raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request.")
     session_id, chat_id = marker.session_id, marker.chat_id
+    if marker.reply_seq is not None:  # a keyed regenerate's reply
+        user, reply = store.messages.get_pair(user_id, session_id, chat_id, marker.seq, marker.reply_seq)
+        if user is None or reply is None:
+            raise NotFound("The messages this Idempotency-Key stored no longer exist.")
+        return _exchange(user, reply)
     user_message = store.messages.get(user_id, session_id, chat_id, marker.seq)
     if user_message is None or user_message.message_id != marker.message_id:
         raise NotFound("The message this Idempotency-Key stored no longer exists.")
@@ -268,9 +287,28 @@ def _answer_stored(
     return _exchange(user_message, reply)
 
 
-def regenerate(store: Store, model: ChatModel, user_id: str, session_id: str, chat_id: str) -> Exchange:
+def regenerate(
+    store: Store, model: ChatModel, user_id: str, session_id: str, chat_id: str, key: RequestKey | None = None
+) -> Exchange:
     """A new reply to the chat's last user message; earlier replies stay. Two requests before
-    the model (the thread, the session's answer on sending) and the reply's transaction."""
+    the model (the thread, the session's answer on sending) and the reply's transaction.
+
+    Under an ``Idempotency-Key`` the reply's transaction writes the key's marker, and a repeat
+    reads it first (one more request): a regenerate DynamoDB committed but answered with an
+    error is answered on the repeat, without a second reply or model call."""
+    if key is not None:
+        stored = store.messages.get_marker(user_id, key.key_hash)
+        if stored is not None:
+            return _answer_stored(store, model, user_id, key, stored)
+    try:
+        return _regenerate(store, model, user_id, session_id, chat_id, key)
+    except _Repeat as repeat:
+        return _answer_stored(store, model, user_id, key, repeat.marker)
+
+
+def _regenerate(
+    store: Store, model: ChatModel, user_id: str, session_id: str, chat_id: str, key: RequestKey | None
+) -> Exchange:
     thread = _thread(store, user_id, session_id, chat_id, following_pointer=False)
     refusal = _refusal(store.sessions.get(user_id, session_id), chat_id)
     if refusal is not None:
@@ -280,5 +318,5 @@ def regenerate(store: Store, model: ChatModel, user_id: str, session_id: str, ch
         answering = store.messages.last_user_message(user_id, session_id, chat_id, thread.newest[-1].seq)
     if answering is None:
         raise NothingToRegenerate("The chat has no user message to answer.")
-    reply = _reply(store, model, user_id, thread, answering, thread.last_seq)
+    reply = _reply(store, model, user_id, thread, answering, thread.last_seq, key)
     return _exchange(answering, reply)

@@ -31,7 +31,7 @@ USAGE_FIELDS = ("promptTokens", "completionTokens", "totalTokens")
 
 USER_MESSAGE, SESSION_CHECK, MARKER = 0, 1, 2
 """Item indexes in a user message's transaction (for cancellation reasons)."""
-REPLY, ANSWERED, CHAT, SESSION = 0, 1, 2, 3
+REPLY, ANSWERED, CHAT, SESSION, REPLY_MARKER = 0, 1, 2, 3, 4
 """Item indexes in a reply's transaction."""
 
 
@@ -106,7 +106,13 @@ class MessageStore:
             ops.append(marker_put(user_id, *marker))
         self.table.transact(ops)
 
-    def append_reply(self, user_id: str, reply: MessageItem, answered: MessageItem) -> None:
+    def append_reply(
+        self,
+        user_id: str,
+        reply: MessageItem,
+        answered: MessageItem,
+        marker: tuple[str, SendMarkerItem] | None = None,
+    ) -> None:
         """The reply at its seq (only if free), the answered user message turning ``complete``
         (conditioned on the status read, and remembering its first reply), and the counters of
         chat and session: +1 for the reply, +1 more for a user message answered for the first
@@ -120,45 +126,46 @@ class MessageStore:
         }
         counters = "messageCount = messageCount + :n, " + ", ".join(f"{f} = {f} + :{f}" for f in USAGE_FIELDS)
         now = reply.created_at
-        self.table.transact(
-            [
-                {
-                    "Put": {
-                        "Item": {**keys.message_key(user_id, session_id, chat_id, reply.seq), **reply.to_item()},
-                        "ConditionExpression": "attribute_not_exists(PK)",
-                    }
-                },
-                {
-                    "Update": {
-                        "Key": dict(keys.message_key(user_id, session_id, chat_id, answered.seq)),
-                        "UpdateExpression": "SET #status = :complete, replySeq = if_not_exists(replySeq, :seq)",
-                        "ConditionExpression": "#status = :was",
-                        "ExpressionAttributeNames": {"#status": "status"},
-                        "ExpressionAttributeValues": {
-                            ":complete": "complete",
-                            ":seq": reply.seq,
-                            ":was": answered.status,
-                        },
-                    }
-                },
-                {
-                    "Update": {
-                        "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
-                        "UpdateExpression": f"SET updatedAt = :now, {counters}",
-                        "ConditionExpression": "attribute_exists(PK)",
-                        "ExpressionAttributeValues": {":now": now, ":n": counted, **usage_values},
-                    }
-                },
-                {
-                    "Update": {
-                        "Key": dict(keys.session_key(user_id, session_id)),
-                        "UpdateExpression": f"SET updatedAt = :now, {counters}",
-                        "ConditionExpression": "attribute_exists(PK)",
-                        "ExpressionAttributeValues": {":now": now, ":n": counted, **usage_values},
-                    }
-                },
-            ]
-        )
+        ops: list[Item] = [
+            {
+                "Put": {
+                    "Item": {**keys.message_key(user_id, session_id, chat_id, reply.seq), **reply.to_item()},
+                    "ConditionExpression": "attribute_not_exists(PK)",
+                }
+            },
+            {
+                "Update": {
+                    "Key": dict(keys.message_key(user_id, session_id, chat_id, answered.seq)),
+                    "UpdateExpression": "SET #status = :complete, replySeq = if_not_exists(replySeq, :seq)",
+                    "ConditionExpression": "#status = :was",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {
+                        ":complete": "complete",
+                        ":seq": reply.seq,
+                        ":was": answered.status,
+                    },
+                }
+            },
+            {
+                "Update": {
+                    "Key": dict(keys.chat_key(user_id, session_id, chat_id)),
+                    "UpdateExpression": f"SET updatedAt = :now, {counters}",
+                    "ConditionExpression": "attribute_exists(PK)",
+                    "ExpressionAttributeValues": {":now": now, ":n": counted, **usage_values},
+                }
+            },
+            {
+                "Update": {
+                    "Key": dict(keys.session_key(user_id, session_id)),
+                    "UpdateExpression": f"SET updatedAt = :now, {counters}",
+                    "ConditionExpression": "attribute_exists(PK)",
+                    "ExpressionAttributeValues": {":now": now, ":n": counted, **usage_values},
+                }
+            },
+        ]
+        if marker is not None:
+            ops.append(marker_put(user_id, *marker))
+        self.table.transact(ops)
 
     def get(self, user_id: str, session_id: str, chat_id: str, seq: int) -> MessageItem | None:
         item = self.table.get(keys.message_key(user_id, session_id, chat_id, seq))
