@@ -285,7 +285,9 @@ def _body_size(event: dict[str, Any]) -> int:
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):
         return len(base64.b64decode(body, validate=False))
-    return len(body.encode())
+    # "surrogatepass": a body may carry lone surrogates (JSON escapes in the event decode to
+    # them); it is measured here and refused by validation, not crashed on.
+    return len(body.encode("utf-8", "surrogatepass"))
 
 
 def lambda_handler_for(router: Router) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
