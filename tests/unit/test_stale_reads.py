@@ -52,7 +52,7 @@ CREATE_MARKER = 4  # with a previous chat: chat, session, previous chat's flag, 
 ACTIVATE_TARGET, ACTIVATE_SESSION, ACTIVATE_PREVIOUS = 0, 1, 2
 DELETE_CHAT, DELETE_CHAT_SESSION = 0, 1
 USER_MESSAGE, USER_SESSION, USER_MARKER = 0, 1, 2
-REPLY_MESSAGE, REPLY_ANSWERED, REPLY_CHAT, REPLY_SESSION = 0, 1, 2, 3
+REPLY_MESSAGE, REPLY_ANSWERED, REPLY_CHAT, REPLY_SESSION, REPLY_MARKER = 0, 1, 2, 3, 4
 
 E = TypeVar("E", bound=Exception)
 
@@ -741,6 +741,29 @@ def test_reply_replayed_after_it_landed_is_refused_and_known_as_ours(table: str,
     exc = refused(table, lambda: store.messages.append_reply(USER, reply, answered))
     assert failed_items(exc) == [REPLY_MESSAGE, REPLY_ANSWERED]
     assert store.messages.landed(reply, USER)
+
+
+def test_keyed_regenerate_repeated_after_its_reply_landed_stores_no_second_reply(table: str, store: Store) -> None:
+    """A regenerate under a key stores its reply and marker, but its caller sees a failure; the
+    repeat reads the thread afresh and builds a reply at the next (free) seq: refused at the
+    key's marker only, so the message gets no second regenerated reply."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    answered = send_user(store, sid, cid)
+    store.messages.append_reply(USER, reply_message(thread(store, sid, cid), answered), answered)
+    answered = thread(store, sid, cid).newest[1]
+    assert (answered.seq, answered.status) == (1, "complete")
+    key_hash = "9" * 64
+
+    def marker(reply: MessageItem) -> tuple[str, SendMarkerItem]:
+        key, record = marker_for(answered, key_hash)
+        return key, record.model_copy(update={"reply_seq": reply.seq})
+
+    first = reply_message(thread(store, sid, cid), answered)
+    store.messages.append_reply(USER, first, answered, marker(first))
+    repeat = reply_message(thread(store, sid, cid), answered)
+    exc = refused(table, lambda: store.messages.append_reply(USER, repeat, answered, marker(repeat)))
+    assert failed_items(exc) == [REPLY_MARKER]
 
 
 def test_reply_after_its_chat_was_deleted_is_refused(table: str, store: Store) -> None:
