@@ -35,12 +35,11 @@ class CreateSessionRequest(_Request):
 
 
 class UpdateSessionRequest(_Request):
-    """PATCH: only the fields present change; ``metadata`` replaces the whole map.
+    """PATCH: only the fields present change; ``metadata`` replaces the whole map (``{}``
+    empties it). Neither may be ``null``."""
 
-    ``None`` is only the "absent" default here, never a value a client may send: a session
-    always has a name and a metadata map (``{}`` empties it), so ``null`` for either is refused
-    instead of being stored where every later read expects a value."""
-
+    # None is only the "absent" default, never a value a client may send: a session always has
+    # a name and a metadata map, and a stored null broke every later read of the session.
     name: Name | None = None
     metadata: Metadata | None = None
 
