@@ -10,9 +10,11 @@ path uses is privilege nobody needs. Reading the code and listing actions by han
 How:
 
 - Every handler is driven, in one world, through the paths the tests cover: happy paths,
-  already-in-that-state paths, not found, refusals, each ``Idempotency-Key`` path, and DynamoDB
-  fighting back through the project's fault injector (lost answers, collisions, unprocessed
-  batches), so the retry reads run too. The stream consumer gets removal events.
+  already-in-that-state paths, not found, refusals, each ``Idempotency-Key`` path, DynamoDB
+  fighting back through the project's fault injector (lost answers, writes committed but
+  answered 503, collisions, unprocessed batches), and replies raced by a concurrent commit
+  staged while the handler waits for the model, so the retry reads run too. The stream
+  consumer gets removal events.
 - Each invocation runs with the environment the template gives that function (its own and the
   global variables, references resolved to this world), as after a cold start: the key
   parameter and the cursor secret are read the deployed way, from SSM Parameter Store and
@@ -26,6 +28,8 @@ How:
   SecureString read under a customer-managed key also ``kms:Decrypt`` on that key (through SSM).
 - The function's statements in ``template.yaml`` are evaluated the same way (intrinsics
   resolved, the KMS condition both ways), and the two sets of pairs must be equal.
+- The derivation is only as good as the paths driven: every place in the store and the
+  services that can send a DynamoDB request must have sent one during the drive.
 """
 
 from __future__ import annotations
@@ -253,7 +257,7 @@ def granted(module: str, world: World, customer_key: bool) -> set[Grant]:
         if not (isinstance(policy, dict) and "Statement" in policy):
             continue  # a SAM policy template, checked apart
         for statement in policy["Statement"]:
-            assert set(statement) <= {"Effect", "Action", "Resource", "Condition"}, statement
+            assert set(statement) <= {"Sid", "Effect", "Action", "Resource", "Condition"}, statement
             assert statement["Effect"] == "Allow", statement
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             listed = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
@@ -288,7 +292,7 @@ TEMPLATE_VARIABLES = {
 # --- calls to IAM --------------------------------------------------------------------------------
 
 
-def needed(call: AwsCall, world: World, parameter_key: str | None) -> set[Grant]:
+def needed(call: AwsCall, parameter_key: str | None) -> set[Grant]:
     """The (action, resource) pairs IAM checks for ``call``. ``parameter_key``: the customer-
     managed KMS key of the SecureString parameter, None for the AWS-managed ``aws/ssm`` key
     (which needs no grant: its key policy admits the account's principals through SSM)."""
@@ -464,6 +468,7 @@ class Driver:
         return self._run("purge_deleted", None, lambda: handler(event, LambdaContext()))
 
     def set_faults(self, spec: str) -> None:
+        """The injector's faults from now on (``FAULTS_OFF``: none)."""
         parsed = parse_spec(spec)
         assert parsed is not None, spec
         self.injector.spec = parsed
@@ -474,12 +479,16 @@ class Driver:
         its reads and its reply's transaction, where a concurrent request's commit lands. It
         runs before the model answers, so the handler meets it, every time."""
         done: list[bool] = []
+        failed: list[BaseException] = []
         original = self.model.next_reply
 
         def next_reply(request: dict[str, Any], authorization: str) -> Reply:
             if not done:
                 done.append(True)
-                action()
+                try:
+                    action()
+                except BaseException as exc:  # shown by the block, not lost in the server's thread
+                    failed.append(exc)
             return original(request, authorization)
 
         self.monkeypatch.setattr(self.model, "next_reply", next_reply)
@@ -487,6 +496,8 @@ class Driver:
             yield
         finally:
             self.monkeypatch.setattr(self.model, "next_reply", original)
+        if failed:
+            raise failed[0]
         assert done, "the model was not called"
 
     @contextmanager
@@ -527,6 +538,7 @@ def expect(result: Result, status: int, code: str | None = None) -> Any:
 
 
 def key(name: str) -> dict[str, str]:
+    """A fresh ``Idempotency-Key`` header: keys are per user and route, never reused by accident."""
     return {"Idempotency-Key": f"{name}-{uuid.uuid4().hex[:8]}"}
 
 
@@ -1020,7 +1032,7 @@ class Observed:
         out: dict[Grant, AwsCall] = {}
         for call in self.calls:
             if call.module == module:
-                for pair in needed(call, self.world, self.parameter_key if customer_key else None):
+                for pair in needed(call, self.parameter_key if customer_key else None):
                     out.setdefault(pair, call)
         return out
 
@@ -1169,7 +1181,7 @@ def test_the_recorded_calls_name_only_this_worlds_resources(observed: Observed) 
     """The calls went to the table, parameter and secret the template's references name (so the
     ARNs compared above are the deployed ones), never to an index or another table."""
     for call in observed.calls:
-        for _, resource in needed(call, observed.world, observed.parameter_key):
+        for _, resource in needed(call, observed.parameter_key):
             assert resource in {
                 observed.world.table_arn,
                 parameter_arn(PARAMETER_NAME),
