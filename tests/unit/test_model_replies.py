@@ -264,3 +264,34 @@ def test_no_time_left_answers_504_without_calling_the_model(table: str, model: U
     )
     assert sent.status == 504, sent
     assert model.calls == 0
+
+
+def test_retries_stay_inside_the_deadline(table: str, model: Upstream, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``MODEL_MAX_RETRIES`` retries a server error after a short backoff while the deadline
+    leaves room, and never a reply that was read and refused (it would be refused again)."""
+    monkeypatch.setenv("MODEL_MAX_RETRIES", "1")
+    reset_caches()
+    sid, chat_id = setup_chat()
+    model.script = [Reply(status=500), Reply(content="second try")]
+    sent = invoke("send_message", session=sid, chat=chat_id, body={"content": "hello"})
+    assert sent.status == 201 and sent.body["assistantMessage"]["content"] == "second try"
+    assert model.calls == 2
+
+    model.script = [Reply(raw=b"not json"), Reply(content="never asked")]
+    assert invoke("send_message", session=sid, chat=chat_id, body={"content": "again"}).status == 502
+    assert model.calls == 3
+
+
+def test_no_retry_when_the_backoff_would_pass_the_deadline(
+    table: str, model: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODEL_MAX_RETRIES", "3")
+    monkeypatch.setenv("MODEL_TIMEOUT_SECONDS", "1")
+    reset_caches()
+    sid, chat_id = setup_chat()
+    model.default = Reply(status=500)
+    started = time.monotonic()
+    sent = invoke("send_message", session=sid, chat=chat_id, body={"content": "hello"})
+    assert sent.status == 502
+    assert model.calls == 1  # a 0.5 s backoff plus a second attempt does not fit in 1 s
+    assert time.monotonic() - started < 1.0
