@@ -8,6 +8,7 @@ transaction whose answer was lost replay the same token, and DynamoDB does not a
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Mapping
@@ -32,6 +33,17 @@ def plain(value: Any) -> Any:
     if isinstance(value, list):
         return [plain(v) for v in value]
     return value
+
+
+PAGE_BYTES = 4 * 1024 * 1024
+"""What a page's items may take in a Lambda response (6 MB in all), as :func:`wire_size` counts."""
+
+
+def wire_size(item: Item) -> int:
+    """An item's size in a Lambda response: JSON (non-ASCII escaped) inside the JSON string the
+    runtime writes, which escapes every backslash and quote once more. An upper bound of what
+    its view in a page takes."""
+    return len(json.dumps(json.dumps(item, default=str)))
 
 
 def new_token() -> str:
@@ -144,12 +156,16 @@ class Table:
         forward: bool,
         projection: str | None = None,
         names: Mapping[str, str] | None = None,
+        max_bytes: int = PAGE_BYTES,
     ) -> tuple[list[Item], str | None]:
         """``limit`` items after ``after_sk``, and the sort key to continue from (or None).
 
         Asks for one item more than the page so the last page is known to be the last, and
         keeps querying while DynamoDB stops at its 1 MB response cap, so a page is never
-        short unless the listing has ended.
+        short unless the listing has ended. A page also ends before its items pass
+        ``max_bytes`` as the response will carry them (Lambda answers at most 6 MB): then it is
+        shorter than ``limit`` and its cursor continues after its last item, so following
+        cursors still returns every item exactly once.
         """
         items: list[Item] = []
         start = {keys.PK: pk, keys.SK: after_sk} if after_sk else None
@@ -173,6 +189,11 @@ class Table:
             start = resp.get("LastEvaluatedKey")
             if not start:
                 break
+        used = 0
+        for n, item in enumerate(items[:limit]):
+            used += wire_size(item)
+            if used > max_bytes and n > 0:
+                return items[:n], items[n - 1][keys.SK]
         if len(items) > limit:
             return items[:limit], items[limit - 1][keys.SK]
         return items, None
