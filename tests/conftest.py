@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,6 +43,7 @@ from tests.parallel import (  # noqa: E402, F401 - xdist hooks (groups, summarie
     pytest_terminal_summary,
     pytest_testnodedown,
     pytest_unconfigure,
+    pytest_xdist_auto_num_workers,
     pytest_xdist_make_scheduler,
 )
 from tests.servers import dynamodb_server  # noqa: E402
@@ -59,17 +63,36 @@ except ImportError:
 @contextmanager
 def moto_table() -> Iterator[str]:
     """A fresh moto account with the table created from the definition in template.yaml."""
+    from unittest import mock
+
     from moto import mock_aws
 
-    from local_stack.template import ensure_table
+    from local_stack import template
 
+    parsed = _parsed_template()
     with mock_aws():
         reset_caches()
-        import boto3
-
-        ensure_table(boto3.client("dynamodb"), os.environ["TABLE_NAME"])
+        # What made a table cost a quarter of a second was not moto but a new boto3 client and
+        # parsing template.yaml twice; both are made once per process (moto serves a client in
+        # every mock_aws, each time with a fresh account).
+        with mock.patch.object(template, "load", lambda *_: copy.deepcopy(parsed)):
+            template.ensure_table(_setup_client(), os.environ["TABLE_NAME"])
         yield os.environ["TABLE_NAME"]
     reset_caches()
+
+
+@functools.cache
+def _parsed_template() -> dict[str, Any]:
+    from local_stack import template
+
+    return template.load()
+
+
+@functools.cache
+def _setup_client() -> Any:
+    import boto3
+
+    return boto3.client("dynamodb")
 
 
 @contextmanager

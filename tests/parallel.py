@@ -102,11 +102,20 @@ def _shared(item: pytest.Item) -> set[str]:
         for definition in info.name2fixturedefs.get(name, ()):
             if not getattr(definition.func, "__module__", "").startswith("tests."):
                 continue  # pytest's own (tmp_path_factory, ...) hold no server
+            if getattr(definition, "_autouse", False):
+                continue  # every test has it: each worker sets it up for itself
             if definition.scope == "session":
                 shared.add(name)
             elif definition.scope in ("module", "package"):
                 shared.add(item.nodeid.split("::", 1)[0])
     return shared
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: a worker per CPU and one more, since some groups mostly wait (the fault tier on
+    injected delays and retries, the stacks' tests on their worker processes)."""
+    return len(os.sched_getaffinity(0)) + 1
 
 
 @pytest.hookimpl(optionalhook=True)
