@@ -45,7 +45,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks"
-LENGTHS = (10, 100, 400, 1_000, 10_000)
+LENGTHS = (10, 20, 100, 400, 1_000, 10_000)
 RACE_WRITERS = 20
 DYNAMODB_ITEM_LIMIT = 400 * 1024
 SERVICE = "this service"

@@ -230,7 +230,7 @@ def test_a_send_costs_three_requests_and_the_same_units_at_any_length(table: str
 SEND_WRITE_UNITS = 12.0
 """User message 2 + the session's condition check 2; reply 2 + the answered message 2 + chat 2 +
 session 2 (transactions charge twice; a ``ConditionCheck`` is charged as a write)."""
-SEND_READ_UNITS = (2.0, 18.0, 18.0)
+SEND_READ_UNITS = (1.0, 9.0, 9.0)
 """The thread query: the head and up to ``CONTEXT_MAX_MESSAGES`` (100) messages of 400
 characters, one unit per 4 KB, at 10, 200 and 10,000 stored messages."""
 

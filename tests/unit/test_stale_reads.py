@@ -19,6 +19,7 @@ and runs these tests against the result: each of those mutants fails at least on
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
@@ -900,3 +901,29 @@ def test_reply_whose_append_landed_but_whose_answer_was_lost_stores_it_once(
     chat = store.chats.get(USER, sid, cid)
     assert (chat.message_count, chat.total_tokens) == (2, 18)
     assert store.sessions.get(USER, sid).total_tokens == 18
+
+
+def test_a_send_whose_eventually_consistent_read_missed_a_message_retries_consistently(
+    table: str, store: Store, model: Upstream, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A send reads the thread eventually consistent (half the read units); that read is stale,
+    missing a message another writer stored a moment before. The user message's seq is then
+    taken, the write is refused, and the retry reads consistently and lands after it: no
+    repeat, no gap, and the model is shown the message it had missed."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    stale = thread(store, sid, cid)
+    send_user(store, sid, cid, "landed meanwhile")
+    read_thread = store.messages.thread
+    consistency: list[bool] = []
+
+    def eventually(user_id: str, session_id: str, chat_id: str, max_messages: int, consistent: bool = True) -> Thread:
+        consistency.append(consistent)
+        return read_thread(user_id, session_id, chat_id, max_messages, consistent) if consistent else stale
+
+    monkeypatch.setattr(store.messages, "thread", eventually)
+    exchange = conversation.send_message(store, get_chat_model(), USER, sid, cid, "after it")
+    assert consistency == [False, True]
+    assert (exchange.user_message.seq, exchange.assistant_message.seq) == (2, 3)
+    assert [m["seq"] for m in stored_messages(table, cid)] == [1, 2, 3]
+    assert "landed meanwhile" in json.dumps(model.received[-1])

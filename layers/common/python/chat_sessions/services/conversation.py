@@ -86,9 +86,22 @@ def _target(store: Store, user_id: str, session_id: str, chat_id: str | None) ->
     return session.active_chat_id
 
 
-def _thread(store: Store, user_id: str, session_id: str, chat_id: str, following_pointer: bool) -> Thread:
+def _thread(
+    store: Store, user_id: str, session_id: str, chat_id: str, following_pointer: bool, consistent: bool = True
+) -> Thread:
+    """The chat's thread. Read eventually consistent (``consistent`` False, half the read
+    units) only where a stale read cannot do harm: a send's user message takes the seq after
+    the newest message it read with ``attribute_not_exists``, so a read that missed newer
+    messages makes the write refused and the retry reads consistently. A head not found by an
+    eventually consistent read is looked for again consistently before answering 404."""
+    max_messages = get_settings().context_max_messages
     try:
-        return store.messages.thread(user_id, session_id, chat_id, get_settings().context_max_messages)
+        try:
+            return store.messages.thread(user_id, session_id, chat_id, max_messages, consistent)
+        except NotFound:
+            if consistent:
+                raise
+            return store.messages.thread(user_id, session_id, chat_id, max_messages, consistent=True)
     except NotFound as exc:
         if following_pointer:  # the pointer named a chat deleted since: read the pointer again
             raise Stale("the active chat was deleted between two reads") from exc
@@ -209,9 +222,13 @@ def send_message(
     message_id = new_id()
     following_pointer = chat_id is None
 
+    attempts = 0
+
     def store_user_message() -> tuple[Thread, MessageItem]:
+        nonlocal attempts
+        attempts += 1
         target = _target(store, user_id, session_id, chat_id)
-        thread = _thread(store, user_id, session_id, target, following_pointer)
+        thread = _thread(store, user_id, session_id, target, following_pointer, consistent=attempts > 1)
         message = MessageItem(
             message_id=message_id,
             chat_id=target,

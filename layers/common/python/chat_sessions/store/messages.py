@@ -51,10 +51,12 @@ class MessageStore:
     def __init__(self, table: Table) -> None:
         self.table = table
 
-    def thread(self, user_id: str, session_id: str, chat_id: str, max_messages: int) -> Thread:
+    def thread(self, user_id: str, session_id: str, chat_id: str, max_messages: int, consistent: bool = True) -> Thread:
         """The head and the newest ``max_messages`` messages: one bounded query, whatever the
-        length of the chat. ``NotFound`` when the chat has no head (no such chat)."""
+        length of the chat. ``NotFound`` when the chat has no head (no such chat, or, read
+        eventually consistent, one created a moment ago)."""
         items = self.table.query(
+            consistent,
             KeyConditionExpression="PK = :pk AND begins_with(SK, :head)",
             ExpressionAttributeValues={
                 ":pk": keys.session_partition(user_id, session_id),

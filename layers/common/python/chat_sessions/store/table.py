@@ -143,8 +143,8 @@ class Table:
             return None
         return updated
 
-    def query(self, **kwargs: Any) -> list[Item]:
-        resp = self.call("query", TableName=self.table_name, ConsistentRead=True, **kwargs)
+    def query(self, consistent: bool = True, **kwargs: Any) -> list[Item]:
+        resp = self.call("query", TableName=self.table_name, ConsistentRead=consistent, **kwargs)
         return [plain(i) for i in resp.get("Items", [])]
 
     def page(
