@@ -90,7 +90,8 @@ def activate_chat(store: Store, user_id: str, session_id: str, chat_id: str) -> 
 def delete_chat(store: Store, user_id: str, session_id: str, chat_id: str) -> None:
     """A chat that is gone by a retry was deleted: by an earlier attempt of this request whose
     answer was lost, or by a concurrent delete. Either way the answer is 204, after making sure
-    its messages are purged."""
+    its messages are purged. A chat not found on the first attempt is purged too before the
+    404, so a client's retry finishes a purge that failed after the chat item went."""
     attempts = 0
 
     def attempt() -> None:
@@ -99,8 +100,8 @@ def delete_chat(store: Store, user_id: str, session_id: str, chat_id: str) -> No
         try:
             session, chat = store.chats.get_with_session(user_id, session_id, chat_id)
         except NotFound:
+            store.chats.purge(user_id, session_id, chat_id)  # what an earlier attempt may not have done
             if attempts > 1:
-                store.chats.purge(user_id, session_id, chat_id)  # what the lost attempt may not have done
                 return
             raise
         store.chats.delete(user_id, session_id, chat, session.active_chat_id, utc_now())

@@ -83,7 +83,10 @@ def resume_session(store: Store, user_id: str, session_id: str) -> Session:
 
 
 def delete_session(store: Store, user_id: str, session_id: str) -> None:
-    """A session that is gone by a retry was deleted (see ``chats.delete_chat``): 204."""
+    """A session that is gone by a retry was deleted (see ``chats.delete_chat``): 204. A session
+    not found is purged all the same before the 404: a DELETE whose purge failed (throttled,
+    DynamoDB unavailable) after the session item went is finished by the client's retry, not
+    only by the table's stream."""
     attempts = 0
 
     def attempt() -> None:
@@ -92,8 +95,8 @@ def delete_session(store: Store, user_id: str, session_id: str) -> None:
         try:
             item = store.sessions.get(user_id, session_id)
         except NotFound:
+            store.sessions.purge(user_id, session_id)  # what an earlier attempt may not have done
             if attempts > 1:
-                store.sessions.purge(user_id, session_id)  # what the lost attempt may not have done
                 return
             raise
         store.sessions.delete(user_id, session_id, item.status)
