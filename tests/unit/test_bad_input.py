@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -92,14 +93,19 @@ def world(shared_world: tuple[dict[str, str], bytes]) -> Iterator[dict[str, str]
 
 def raw_items(table_name: str) -> bytes:
     """Every item as DynamoDB returns it (typed attribute values), in a fixed order, as bytes."""
-    import boto3
-
-    client = boto3.client("dynamodb")
     items: list[dict[str, Any]] = []
-    for page in client.get_paginator("scan").paginate(TableName=table_name):
+    for page in _client().get_paginator("scan").paginate(TableName=table_name):
         items.extend(page["Items"])
     rows = sorted(json.dumps(item, sort_keys=True, default=_binary) for item in items)
     return "\n".join(rows).encode()
+
+
+@functools.cache
+def _client() -> Any:
+    """One client for the module's scans (a new one costs more than the scan)."""
+    import boto3
+
+    return boto3.client("dynamodb")
 
 
 def _binary(value: Any) -> str:
