@@ -280,7 +280,9 @@ def _answer_stored(
     store: Store, model: ChatModel, user_id: str, key: RequestKey | None, marker: SendMarkerItem
 ) -> Exchange:
     """A repeat of a send whose user message is stored: its first reply if it has one, else
-    a reply now (under the same rules as a regenerate)."""
+    a reply now. The repeat finishes the request its first attempt began, when the chat was
+    active and the session too, so a chat switched or a session paused since does not refuse
+    it (a reply, like any reply, needs only its chat to exist)."""
     if key is None or marker.request_hash != key.request_hash:
         raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request.")
     session_id, chat_id = marker.session_id, marker.chat_id
@@ -296,9 +298,6 @@ def _answer_stored(
         reply = store.messages.get(user_id, session_id, chat_id, user_message.reply_seq)
         if reply is not None:
             return _exchange(user_message, reply)
-    refusal = _refusal(store.sessions.get(user_id, session_id), chat_id)
-    if refusal is not None:
-        raise refusal
     thread = _thread(store, user_id, session_id, chat_id, following_pointer=False)
     reply = _reply(store, model, user_id, thread, user_message, thread.last_seq)
     return _exchange(user_message, reply)
