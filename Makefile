@@ -74,9 +74,11 @@ openapi: venv
 # The static checks side by side (and the environments they need), then pytest on parallel
 # workers; tests that share a server or a world run on one worker (tests/parallel.py). cfn-lint
 # runs inside pytest (tests/test_template.py), so `checks` leaves it out. pytest's exit status is
-# make's; its last lines are the slowest ten tests and the total.
+# make's; its last lines are the slowest ten tests and the total. Before pytest, the mutation
+# check (`make mutants`): every condition of the store removed in turn must fail a fast test.
 test:
 	@$(MAKE) --no-print-directory --jobs=4 --keep-going --output-sync=target checks
+	$(BIN)/python -m tests.mutation
 	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 checks: lint typecheck sam-validate $(DYNAMODB_LOCAL)
