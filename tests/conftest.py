@@ -39,6 +39,7 @@ for name in ("DYNAMODB_ENDPOINT", "OPENAI_BASE_URL", "OPENAI_API_KEY_PARAMETER")
 from tests.parallel import (  # noqa: E402, F401 - xdist hooks (groups, summaries), made this conftest's own
     pytest_collection_modifyitems,
     pytest_configure,
+    pytest_runtest_logreport,
     pytest_sessionfinish,
     pytest_terminal_summary,
     pytest_testnodedown,

@@ -4,7 +4,9 @@ Groups. Tests that share a server or a world run on one worker, so each is start
 sharing a session-scoped fixture of ours (the local stack, a DynamoDB server, the fault tier's
 DynamoDB Local, ...) form one group, and so do the tests of a module with a module-scoped
 fixture; a test in two groups joins them; ``@pytest.mark.xdist_group(name)`` works as well.
-Other tests go one by one to whichever worker is free. Groups start first, the largest first.
+Other tests go one by one to whichever worker is free. The longest units of work start first
+(by the last run's times, kept in ``.pytest_cache``, else by a guess), so that no long test
+starts late and ends the run after the others.
 
 xdist's own ``loadgroup`` marks a test's group in its id, which this pytest no longer lets a
 plugin change, so the workers write each test's group to a file and the controller's scheduler
@@ -53,8 +55,8 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """In each worker: find the groups, put them first (largest first, then in collection order),
-    and write each grouped test's group for the controller."""
+    """In each worker: find the groups, order the work (see :func:`_order`) and write each
+    grouped test's group for the controller."""
     folder = os.environ.get(GROUPS_DIR)
     if not _is_worker(config) or not folder:
         return
@@ -75,20 +77,64 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for key in parent:
         names.setdefault(find(key), key)  # a readable name: the first key of the group
     groups = {nodeid: names[find(keys[0])] for nodeid, keys in keys_of.items() if keys}
-    size: dict[str, int] = {}
-    for group in groups.values():
-        size[group] = size.get(group, 0) + 1
-    position = {item.nodeid: i for i, item in enumerate(items)}
-    items.sort(
-        key=lambda item: (
-            (0, -size[groups[item.nodeid]], groups[item.nodeid]) if item.nodeid in groups else (1, 0, ""),
-            position[item.nodeid],
-        )
-    )
+    workers = int(config.workerinput.get("workercount", 2))  # type: ignore[attr-defined]
+    items[:] = _order(items, groups, _last_durations(config), workers)
     target = Path(folder) / f"{config.workerinput['workerid']}.json"  # type: ignore[attr-defined]
     temporary = target.with_suffix(".tmp")
     temporary.write_text(json.dumps(groups))
     temporary.replace(target)
+
+
+def _order(
+    items: list[pytest.Item], groups: dict[str, str], durations: dict[str, float], workers: int
+) -> list[pytest.Item]:
+    """The units of work (a group, or a test of its own) longest first, so the long ones start
+    at once instead of ending the run late. A test's length is what it took in the last run
+    (``.pytest_cache``), else a guess: a Hypothesis test a minute, a test sharing a server three
+    seconds, any other half a second. xdist hands each worker one unit and, to a worker whose
+    unit is a single test, the next one too (it runs a test only once it knows the next); so the
+    shortest units come right after the first ``workers``, for those workers to hold instead of
+    another long one."""
+    units: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        units.setdefault(groups.get(item.nodeid, item.nodeid), []).append(item)
+
+    def guess(item: pytest.Item) -> float:
+        if item.nodeid in durations:
+            return durations[item.nodeid]
+        if getattr(getattr(item, "obj", None), "is_hypothesis_test", False):
+            return 60.0
+        return 3.0 if _uses_a_server(item) else 0.5
+
+    cost = {name: sum(guess(item) for item in members) for name, members in units.items()}
+    longest = sorted(units, key=lambda name: -cost[name])  # stable: collection order breaks ties
+    first, rest = longest[:workers], longest[workers:]
+    shortest = sorted(rest[-workers:], key=lambda name: cost[name]) if len(rest) > workers else []
+    queue = first + shortest + [name for name in rest if name not in shortest]
+    return [item for name in queue for item in units[name]]
+
+
+DURATIONS_KEY = "chat-sessions/test-durations"
+_durations: dict[str, float] = {}
+
+
+def _last_durations(config: pytest.Config) -> dict[str, float]:
+    cache = getattr(config, "cache", None)
+    return dict(cache.get(DURATIONS_KEY, {})) if cache is not None else {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    """Each test's time (setup, call and teardown), kept by the process that prints the results."""
+    _durations[report.nodeid] = _durations.get(report.nodeid, 0.0) + report.duration
+
+
+def _uses_a_server(item: pytest.Item) -> bool:
+    info = getattr(item, "_fixtureinfo", None)
+    return info is not None and any(
+        definition.scope == "session" and getattr(definition.func, "__module__", "").startswith("tests.")
+        for name in item.fixturenames  # type: ignore[attr-defined]
+        for definition in info.name2fixturedefs.get(name, ())
+    )
 
 
 def _shared(item: pytest.Item) -> set[str]:
@@ -157,6 +203,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> Iterator[N
     summary, later, runs them again, unseen.)"""
     yield
     config = session.config
+    if not _is_worker(config) and _durations and getattr(config, "cache", None) is not None:
+        config.cache.set(DURATIONS_KEY, {**_last_durations(config), **_durations})
     workeroutput = getattr(config, "workeroutput", None)
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     if workeroutput is None or reporter is None:
