@@ -45,7 +45,10 @@ def test_one_chat_range_never_holds_another_chats_items() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "abc", SID.lower(), SID + "#", "#" + SID[1:], "../" + SID[3:], SID[:-1] + "/", SID[:25], "8" + SID[1:]]
+    "bad",
+    ["", "abc", SID.lower(), SID + "#", "#" + SID[1:], "../" + SID[3:], SID[:-1] + "/", SID[:25], "8" + SID[1:]],
+    # Fixed ids: the values hold a fresh ULID, and xdist workers must collect the same names.
+    ids=["empty", "short", "lower-case", "hash-after", "hash-before", "path", "slash", "25-chars", "beyond-range"],
 )
 def test_ids_not_of_the_server_form_are_not_found(bad: str) -> None:
     assert not is_valid_id(bad)
