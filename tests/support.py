@@ -100,13 +100,19 @@ def invoke(
     return Result(response["statusCode"], json.loads(text) if text else None, response.get("headers") or {})
 
 
-def table_items(table_name: str) -> list[dict[str, Any]]:
-    """Every item in the table (tests only: the service never scans)."""
+def table_items(table_name: str, raw: bool = False) -> list[dict[str, Any]]:
+    """Every item in the table (tests only: the service never scans); ``raw`` in DynamoDB's wire
+    format (``{"S": ...}``), to size items by DynamoDB's rules."""
     import boto3
 
-    client = boto3.resource("dynamodb", endpoint_url=os.environ.get("DYNAMODB_ENDPOINT")).Table(table_name)
+    endpoint = os.environ.get("DYNAMODB_ENDPOINT")
+    client: Any = (
+        boto3.client("dynamodb", endpoint_url=endpoint)
+        if raw
+        else boto3.resource("dynamodb", endpoint_url=endpoint).Table(table_name)
+    )
     items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = {"TableName": table_name} if raw else {}
     while True:
         page = client.scan(**kwargs)
         items.extend(page["Items"])

@@ -4,31 +4,15 @@ without meeting DynamoDB's 400 KB item limit (issue 8, defect 11)."""
 from __future__ import annotations
 
 import json
-from typing import Any
-
-import boto3
 
 from benchmarks.capacity import item_size
 from chat_sessions.config import get_settings
 from chat_sessions.models import MAX_CONTENT
-from tests.support import invoke
+from tests.support import invoke, table_items
 from tests.upstream import Reply, Upstream
 
 ITEM_LIMIT = 400 * 1024
 EMOJI = "\U0001f600"  # 4 bytes of UTF-8; a JSON encoder escapes it to 12 bytes
-
-
-def raw_items(table: str) -> list[dict[str, Any]]:
-    """Every item in DynamoDB's wire format, to size it by DynamoDB's rules."""
-    client = boto3.client("dynamodb")
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": table}
-    while True:
-        page = client.scan(**kwargs)
-        items.extend(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            return items
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def test_the_largest_exchange_is_stored_and_replayed_under_the_item_limit(table: str, model: Upstream) -> None:
@@ -49,7 +33,7 @@ def test_the_largest_exchange_is_stored_and_replayed_under_the_item_limit(table:
     assert first.body["userMessage"]["content"] == content
     assert first.body["assistantMessage"]["content"] == longest
 
-    sizes = {f"{i['SK']['S'][:40]}": item_size(i) for i in raw_items(table)}
+    sizes = {f"{i['SK']['S'][:40]}": item_size(i) for i in table_items(table, raw=True)}
     assert max(sizes.values()) < ITEM_LIMIT, sizes
     records = [size for sk, size in sizes.items() if sk.startswith("POST ")]
     assert len(records) == 1 and records[0] < 1024, sizes  # the record points at the messages

@@ -12,7 +12,7 @@ from typing import Any
 from chat_sessions import keys
 from chat_sessions.errors import NotFound
 from chat_sessions.items import ChatHeadItem, ChatItem, CreateMarkerItem, SessionItem, checked_changes
-from chat_sessions.store.markers import MarkerExists, marker_put
+from chat_sessions.store import markers
 from chat_sessions.store.outcomes import ConditionFailed
 from chat_sessions.store.table import Item, Table
 
@@ -123,16 +123,7 @@ class ChatStore:
         if previous is not None:
             ops.append(chat_flag(user_id, session_id, previous, False, chat.created_at))
         ops.append({"Put": {"Item": {**keys.head_key(user_id, session_id, chat.chat_id), **head_of(chat).to_item()}}})
-        if marker is not None:
-            ops.append(marker_put(user_id, *marker))
-        try:
-            self.table.transact(ops)
-        except ConditionFailed as exc:
-            if exc.failed(0):
-                return  # the chat exists: an earlier attempt of this request landed, its answer lost
-            if marker is not None and exc.failed(len(ops) - 1):
-                raise MarkerExists from exc
-            raise
+        markers.create(self.table, user_id, ops, marker)
 
     def activate(self, user_id: str, session_id: str, chat_id: str, previous: str | None, now: str) -> None:
         """The target on, the previous active chat off and the session's pointer moved, all

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from chat_sessions import keys
 from chat_sessions.items import CreateMarkerItem, StoredItem
+from chat_sessions.store.outcomes import ConditionFailed
 from chat_sessions.store.table import Item, Table
 
 
@@ -26,6 +27,23 @@ def marker_put(user_id: str, key_hash: str, record: StoredItem) -> Item:
             "ConditionExpression": "attribute_not_exists(PK)",
         }
     }
+
+
+def create(table: Table, user_id: str, ops: list[Item], marker: tuple[str, StoredItem] | None) -> None:
+    """A create's transaction (its new item first), with the key's marker last when there is
+    one. Success when the new item already exists (a new id nobody else has: an earlier attempt
+    of this request landed and its answer was lost); :class:`MarkerExists` when the key created
+    something before; any other refusal is raised as it is."""
+    if marker is not None:
+        ops = [*ops, marker_put(user_id, *marker)]
+    try:
+        table.transact(ops)
+    except ConditionFailed as exc:
+        if exc.failed(0):
+            return
+        if marker is not None and exc.failed(len(ops) - 1):
+            raise MarkerExists from exc
+        raise
 
 
 def get_created(table: Table, user_id: str, key_hash: str) -> CreateMarkerItem | None:

@@ -13,7 +13,7 @@ from chat_sessions import keys
 from chat_sessions.errors import NotFound, SessionLimitReached
 from chat_sessions.items import CreateMarkerItem, QuotaItem, SessionItem, checked_changes
 from chat_sessions.session_status import HOLDS_QUOTA, Transition
-from chat_sessions.store.markers import MarkerExists, marker_put
+from chat_sessions.store import markers
 from chat_sessions.store.outcomes import ConditionFailed
 from chat_sessions.store.table import Item, Table
 
@@ -65,15 +65,9 @@ class SessionStore:
             },
             quota_increment(user_id, max_active),
         ]
-        if marker is not None:
-            ops.append(marker_put(user_id, *marker))
         try:
-            self.table.transact(ops)
+            markers.create(self.table, user_id, ops, marker)  # the marker before the quota: that create holds a place
         except ConditionFailed as exc:
-            if exc.failed(0):
-                return  # the session exists: an earlier attempt of this request landed, its answer lost
-            if marker is not None and exc.failed(2):
-                raise MarkerExists from exc  # checked before the quota: that create holds a place
             if exc.failed(1):
                 raise limit_reached(max_active) from exc
             raise
