@@ -1,9 +1,11 @@
 """Running the tests on pytest-xdist workers (``make test``: ``-n auto --dist loadgroup``).
 
 Groups. Tests that share a server or a world run on one worker, so each is started once: tests
-sharing a session-scoped fixture of ours (the local stack, a DynamoDB server, the fault tier's
-DynamoDB Local, ...) form one group, and so do the tests of a module with a module-scoped
-fixture; a test in two groups joins them; ``@pytest.mark.xdist_group(name)`` works as well.
+sharing a session-scoped fixture of ours (the local stack, the fault tier's DynamoDB Local, ...)
+form one group, and so do the tests of a module with a module-scoped fixture; a test in two
+groups joins them; ``@pytest.mark.xdist_group(name)`` works as well. A server that starts in a
+second or so (``PER_WORKER``) is rather started by each worker that needs it: grouping its
+tests would put them all on one worker.
 Other tests go one by one to whichever worker is free. The longest units of work start first
 (by the last run's times, kept in ``.pytest_cache``, else by a guess), so that no long test
 starts late and ends the run after the others.
@@ -114,6 +116,8 @@ def _order(
     return [item for name in queue for item in units[name]]
 
 
+# Session-scoped fixtures cheap enough for every worker to start its own (moto's server: ~1 s).
+PER_WORKER = {"dynamodb_endpoint"}
 DURATIONS_KEY = "chat-sessions/test-durations"
 _durations: dict[str, float] = {}
 
@@ -151,7 +155,8 @@ def _shared(item: pytest.Item) -> set[str]:
             if getattr(definition, "_autouse", False):
                 continue  # every test has it: each worker sets it up for itself
             if definition.scope == "session":
-                shared.add(name)
+                if name not in PER_WORKER:
+                    shared.add(name)
             elif definition.scope in ("module", "package"):
                 shared.add(item.nodeid.split("::", 1)[0])
     return shared
