@@ -19,6 +19,7 @@ from pydantic.alias_generators import to_camel
 Count = Annotated[int, Field(ge=0)]
 TokenCount = Annotated[int, Field(ge=0, le=10**12)]
 Text = Annotated[str, Field(min_length=1)]
+Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 SessionStatus = Literal["active", "paused"]
 Role = Literal["user", "assistant"]
@@ -64,7 +65,7 @@ class _Totals(StoredItem):
 class SessionItem(_Totals):
     item_type: Literal["session"] = Field(alias="type", default="session")
     session_id: Text
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Name
     status: SessionStatus
     active_chat_id: Text | None = None
     chat_count: Count
@@ -78,7 +79,7 @@ class ChatItem(_Totals):
     item_type: Literal["chat"] = Field(alias="type", default="chat")
     chat_id: Text
     session_id: Text
-    name: Annotated[str, Field(min_length=1, max_length=200)]
+    name: Name
     model: Text
     system_prompt: Text | None = None
     active: bool
