@@ -229,3 +229,80 @@ def invoke_with_env(env: dict[str, str], module: str, **kwargs: Any) -> Any:
             else:
                 os.environ[name] = value
         get_settings.cache_clear()
+
+
+def idempotency_records(table: str, user: str = "alice") -> list[dict[str, Any]]:
+    from chat_sessions import keys
+
+    return [i for i in table_items(table) if i[keys.PK] == keys.idempotency_pk(user) and "status" in i]
+
+
+def test_a_claim_whose_writes_fail_is_released_so_a_retry_runs(
+    server_table: str, injector: FaultInjector, model: Upstream
+) -> None:
+    """The claim's ``PutItem`` commits and every answer to it is lost (the SDK's replays too):
+    Powertools gives up, the client gets ``503``. Left behind, the claim would answer every
+    retry ``409`` "still in progress" until it expired (the fault tier's CI failure); released,
+    the retry with the same key runs and creates the session once."""
+    key = {"Idempotency-Key": "k-claimed"}
+    faults(injector, "seed=1,lost_write=1")
+    failed = invoke("create_session", body={"name": "s"}, headers=key)
+    assert (failed.status, failed.body["error"]["code"]) == (503, "unavailable"), failed
+    assert injected(injector, "lost_write") >= 4  # the claim's 3 tries, then the release
+    faults(injector, "seed=1")
+    assert idempotency_records(server_table) == []
+    retried = invoke("create_session", body={"name": "s"}, headers=key)
+    assert retried.status == 201, retried
+    assert invoke("create_session", body={"name": "s"}, headers=key).body == retried.body
+    assert [s["sessionId"] for s in kinds(server_table, "session")] == [retried.body["sessionId"]]
+
+
+def test_a_release_leaves_another_requests_claim(server_table: str, injector: FaultInjector) -> None:
+    """Request A holds the key while B, whose claim was refused, releases what it may have left
+    (as it would after its claim's answers were lost). The owner condition keeps A's claim:
+    without it, B would delete it and a third request would run the operation beside A."""
+    from chat_sessions import idempotency, keys
+    from chat_sessions.store import plain_dynamodb_client
+
+    client = plain_dynamodb_client()
+    released: list[bool] = []
+
+    def first() -> dict[str, Any]:
+        (claim,) = idempotency_records(server_table)
+        key = {name: {"S": claim[name]} for name in (keys.PK, keys.SK)}
+        held = client.get_item(TableName=server_table, Key=key, ConsistentRead=True)["Item"]
+        other = idempotency._OwnedClaims(client, "request-b")
+        with pytest.raises(client.exceptions.ConditionalCheckFailedException):
+            other.put_item(
+                TableName=server_table,
+                Item=held,
+                ConditionExpression="attribute_not_exists(#pk)",
+                ExpressionAttributeNames={"#pk": keys.PK},
+            )
+        released.append(other.release())
+        assert [r["status"] for r in idempotency_records(server_table)] == ["INPROGRESS"]
+        return {"status": 200, "body": {}}
+
+    assert idempotency.run_once("alice", "op", "k", {"n": 1}, first) == {"status": 200, "body": {}}
+    assert released == [True]
+    assert [r["status"] for r in idempotency_records(server_table)] == ["COMPLETED"]
+
+
+def test_a_release_leaves_a_record_whose_completion_landed(server_table: str, injector: FaultInjector) -> None:
+    """The operation ran; Powertools' update to COMPLETED commits and its answers are lost. The
+    caller still gets the result, and the status condition keeps the completed record, so a
+    repeat replays it instead of running the operation again."""
+    from chat_sessions import idempotency
+
+    runs: list[int] = []
+
+    def operation() -> dict[str, Any]:
+        runs.append(1)
+        faults(injector, "seed=1,lost_write=1")
+        return {"status": 201, "body": {"n": len(runs)}}
+
+    assert idempotency.run_once("alice", "op", "k", {"n": 1}, operation) == {"status": 201, "body": {"n": 1}}
+    faults(injector, "seed=1")
+    assert [r["status"] for r in idempotency_records(server_table)] == ["COMPLETED"]
+    assert idempotency.run_once("alice", "op", "k", {"n": 1}, operation) == {"status": 201, "body": {"n": 1}}
+    assert runs == [1]

@@ -6,6 +6,8 @@ construction. The record's key is the operation name and the header value; its v
 hash covers method, path and body, so the same key with another request is refused (422), a
 repeat returns the stored response, and a repeat while the first is still running gets 409.
 Failed requests leave no record (Powertools deletes it), so a retry after a 502 runs again.
+When Powertools' own writes fail (throttled, or an answer lost past the SDK's retries), the
+request releases the claim it may have left, so a retry runs instead of meeting "in progress".
 """
 
 from __future__ import annotations
@@ -23,12 +25,15 @@ from aws_lambda_powertools.utilities.idempotency import (
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyInconsistentStateError,
+    IdempotencyPersistenceLayerError,
     IdempotencyValidationError,
 )
+from botocore.exceptions import BotoCoreError, ClientError
 
 from chat_sessions import keys
 from chat_sessions.config import get_settings
 from chat_sessions.errors import Conflict, IdempotencyKeyReused, ValidationFailed
+from chat_sessions.observability import logger
 from chat_sessions.store import plain_dynamodb_client
 
 HEADER = "idempotency-key"
@@ -57,6 +62,9 @@ def checked_key(value: str | None) -> str | None:
 
 
 OWNER_ATTR = "owner"
+STATUS_ATTR = "status"  # Powertools' record status attribute, and its value while a request runs
+IN_PROGRESS = "INPROGRESS"
+RELEASE_ATTEMPTS = 3  # each is the SDK's own 3 tries
 
 
 class _OwnedClaims:
@@ -72,8 +80,10 @@ class _OwnedClaims:
     def __init__(self, client: Any, owner: str) -> None:
         self._client = client
         self._owner = owner
+        self._claimed: tuple[str, dict[str, Any]] | None = None  # (table, key) of the claim tried
 
     def put_item(self, **kwargs: Any) -> Any:
+        self._claimed = (kwargs["TableName"], {k: kwargs["Item"][k] for k in (keys.PK, keys.SK)})
         kwargs["Item"] = {**kwargs["Item"], OWNER_ATTR: {"S": self._owner}}
         kwargs["ConditionExpression"] = f"({kwargs['ConditionExpression']}) OR #owner = :owner"
         kwargs["ExpressionAttributeNames"] = {**kwargs.get("ExpressionAttributeNames", {}), "#owner": OWNER_ATTR}
@@ -83,6 +93,35 @@ class _OwnedClaims:
         }
         return self._client.put_item(**kwargs)
 
+    def release(self) -> bool:
+        """Delete this request's claim if it is still in progress, and only then.
+
+        Called when Powertools' own writes failed: the claim may have landed (its answer lost),
+        or the write that would have completed or removed it may not have. Left in place, it
+        would answer every retry "still in progress" until it expires. The conditions keep the
+        delete to this request's own unfinished claim: another request's claim, or a record a
+        lost answer had in fact completed (a retry must replay it), stays. True when nothing of
+        this request's is left in progress."""
+        if self._claimed is None:
+            return True
+        table, key = self._claimed
+        for _ in range(RELEASE_ATTEMPTS):
+            try:
+                self._client.delete_item(
+                    TableName=table,
+                    Key=key,
+                    ConditionExpression="#owner = :owner AND #status = :in_progress",
+                    ExpressionAttributeNames={"#owner": OWNER_ATTR, "#status": STATUS_ATTR},
+                    ExpressionAttributeValues={":owner": {"S": self._owner}, ":in_progress": {"S": IN_PROGRESS}},
+                )
+                return True
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    return True
+            except BotoCoreError:
+                pass
+        return False
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
 
@@ -90,24 +129,41 @@ class _OwnedClaims:
 def run_once(
     user_id: str, operation: str, key: str, request: dict[str, Any], produce: Callable[[], dict[str, Any]]
 ) -> dict[str, Any]:
-    """Run ``produce`` at most once per (user, operation, key); return its stored result."""
+    """Run ``produce`` at most once per (user, operation, key); return its stored result.
+
+    When Powertools cannot write its record, the claim is released (:meth:`_OwnedClaims.release`)
+    and the error goes on to the caller (429/503), unless ``produce`` had already finished: then
+    its result is the answer, and a repeat finds what it stored through the operation's own
+    marker (creates, sends and regenerates keep one) or meets a state change already made."""
+    claims = _OwnedClaims(plain_dynamodb_client(), str(uuid.uuid4()))
     persistence = DynamoDBPersistenceLayer(
         table_name=get_settings().table_name,
         key_attr=keys.PK,
         sort_key_attr=keys.SK,
         static_pk_value=keys.idempotency_pk(user_id),
         expiry_attr=EXPIRY_ATTR,
-        boto3_client=cast(Any, _OwnedClaims(plain_dynamodb_client(), str(uuid.uuid4()))),
+        boto3_client=cast(Any, claims),
     )
+    produced: list[dict[str, Any]] = []
 
     def once(call: dict[str, Any]) -> dict[str, Any]:
-        return produce()
+        produced.append(produce())
+        return produced[0]
 
     guarded = idempotent_function(
         data_keyword_argument="call", persistence_store=persistence, config=config, key_prefix=operation
     )(once)
     try:
         result: dict[str, Any] = guarded(call={"key": key, "request": request})
+    except IdempotencyPersistenceLayerError:
+        released = claims.release()
+        logger.warning(
+            "idempotency record not written",
+            extra={"operation": operation, "claim_released": released, "produced": bool(produced)},
+        )
+        if produced:
+            return produced[0]
+        raise
     except IdempotencyValidationError as exc:
         raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request.") from exc
     except IdempotencyAlreadyInProgressError as exc:
