@@ -409,6 +409,10 @@ class Gateway:
 
     def _handle(self, request: HttpRequest) -> HttpResponse:
         path = urlsplit(request.target).path or "/"
+        from local_stack import console  # the web console at / and POST /local/token (local only)
+
+        if (local := console.serve(request, self.secret)) is not None:
+            return local
         if request.method in ("GET", "HEAD"):
             public = self._public(path, urlsplit(request.target).query)
             if public is not None:
