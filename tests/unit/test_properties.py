@@ -13,8 +13,8 @@ moto, the model reached with the real ``openai`` client on a local scripted serv
    with nothing stored but the user's message, ``unanswered``, and every listing still 200.
 
 The moto world is built once per test function and shared by its examples (an example must not
-break what the next one sees: that is the property). Run time on an idle 2-core machine: about
-15 s for 150 bodies and 40 s for 100 replies (replies at the 128 KiB limit make the scans heavy).
+break what the next one sees: that is the property), and each example scans the table once,
+comparing it with what the previous example left (:class:`Snapshot`).
 """
 
 from __future__ import annotations
@@ -177,6 +177,29 @@ def strict(model: Any, body: Any) -> Any:
     return model.model_validate(body, strict=True)
 
 
+class Snapshot:
+    """The table's items as the previous example left them: each example scans the table once
+    (moto's scan of a table of 128 KiB replies is most of this module's run time), and what it
+    added or changed is the difference from the snapshot. Examples share one world and run one
+    at a time, so nothing else writes between two scans."""
+
+    def __init__(self, table: str) -> None:
+        self.table = table
+        self.items = self._scan()
+
+    def _scan(self) -> dict[str, dict[str, Any]]:
+        return {json.dumps(i, sort_keys=True, default=str): i for i in table_items(self.table)}
+
+    def changes(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(items new or changed, items gone or changed) since the last call; the snapshot
+        moves to now, also when the example goes on to fail, so a shrink starts from the truth."""
+        now = self._scan()
+        added = [i for k, i in now.items() if k not in self.items]
+        removed = [i for k, i in self.items.items() if k not in now]
+        self.items = now
+        return added, removed
+
+
 def read_everything(session_id: str, chat_ids: list[str], page_size: str = "100") -> None:
     """Every read of the session and its chats answers 200 with bodies of the contract's shape
     (messages: the first and the last ``page_size``, each item checked)."""
@@ -213,21 +236,21 @@ def assert_error_shape(status: int, body: Any) -> None:
 
 
 @pytest.fixture
-def world(table: str, model: Upstream) -> Iterator[dict[str, str]]:
+def world(table: str, model: Upstream) -> Iterator[dict[str, Any]]:
     sid = str(invoke("create_session", body={"name": "s", "metadata": {"k": "v"}}).body["sessionId"])
     chat = str(invoke("create_chat", session=sid, body={"name": "c"}).body["chatId"])
     assert invoke("send_message", session=sid, chat=chat, body={"content": "hi"}).status == 201
-    yield {"session": sid, "chat": chat, "table": table}
+    yield {"session": sid, "chat": chat, "table": table, "items": Snapshot(table)}
 
 
 @BODY_SETTINGS
 @given(data=st.data())
-def test_no_body_poisons_stored_data(world: dict[str, str], data: st.DataObject) -> None:
+def test_no_body_poisons_stored_data(world: dict[str, Any], data: st.DataObject) -> None:
     module = data.draw(st.sampled_from(WRITES), label="module")
     raw = data.draw(bodies(module), label="body")
     key = data.draw(idempotency_keys, label="Idempotency-Key")
     headers = {} if key is None else {"Idempotency-Key": key}
-    before = table_items(world["table"])
+    snapshot: Snapshot = world["items"]
 
     kwargs: dict[str, Any] = {"session": world["session"], "chat": world["chat"], "headers": headers}
     if raw is not None:
@@ -238,8 +261,9 @@ def test_no_body_poisons_stored_data(world: dict[str, str], data: st.DataObject)
     assert result.status in ALLOWED[module], (module, result)
     if result.status >= 400:
         assert_error_shape(result.status, result.body)
-        assert table_items(world["table"]) == before, (module, result)
+        assert snapshot.changes() == ([], []), (module, result)
         return
+    snapshot.changes()  # the next example's "before"
     session_id, chat_ids = world["session"], [world["chat"]]
     if module in ("create_session", "update_session", "pause_session", "resume_session"):
         answered = strict(Session, result.body)
@@ -412,24 +436,23 @@ def model_replies(draw: st.DrawFn) -> tuple[bytes, Any]:
 
 
 @pytest.fixture
-def chat_world(table: str, model: Upstream) -> Iterator[tuple[str, str]]:
+def chat_world(table: str, model: Upstream) -> Iterator[tuple[str, str, Snapshot]]:
     sid = str(invoke("create_session", body={"name": "s"}).body["sessionId"])
     chat = str(invoke("create_chat", session=sid, body={"name": "c", "model": ASKED_MODEL}).body["chatId"])
-    yield sid, chat
+    yield sid, chat, Snapshot(table)
 
 
 @REPLY_SETTINGS
 @given(data=st.data())
 def test_no_model_reply_poisons_stored_data(
-    chat_world: tuple[str, str], table: str, model: Upstream, data: st.DataObject
+    chat_world: tuple[str, str, Snapshot], model: Upstream, data: st.DataObject
 ) -> None:
-    sid, chat_id = chat_world
+    sid, chat_id, snapshot = chat_world
 
     raw, value = data.draw(model_replies(), label="reply")
     status = data.draw(st.sampled_from([200] * 9 + [400, 429, 500, 503]), label="upstream status")
     operation = data.draw(st.sampled_from(["send_message", "send_to_active_chat", "regenerate"]), label="operation")
     model.default = Reply(status=status, raw=raw)
-    before = table_items(table)
 
     if operation == "regenerate":
         result = invoke("regenerate", session=sid, chat=chat_id)
@@ -438,7 +461,7 @@ def test_no_model_reply_poisons_stored_data(
 
     expected = readable_reply(value, get_settings().max_reply_bytes) if status == 200 else None
     event(f"{operation}: {'readable' if expected else 'unreadable'} -> {result.status}")
-    added = [i for i in table_items(table) if i not in before and "role" in i]
+    added = [i for i in snapshot.changes()[0] if "role" in i]
     if result.status == 409:  # regenerate before any user message
         assert result.body["error"]["code"] == "nothing_to_regenerate" and added == []
     elif expected is None:
