@@ -14,11 +14,13 @@ response back to HTTP. It also serves the OpenAPI document and Swagger UI, which
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
 import re
 import signal
+import socket
 import sys
 import threading
 import time
@@ -26,19 +28,21 @@ import traceback
 import uuid
 import warnings
 from collections.abc import Callable
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from email.utils import formatdate
+from http import HTTPStatus
 from pathlib import Path
-from socketserver import TCPServer
+from socketserver import BaseRequestHandler, ThreadingTCPServer
 from typing import Any, Protocol, TextIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+import h11
 import jwt
 from jwt.warnings import InsecureKeyLengthWarning
 
 from local_stack import template as cfn
 from local_stack.template import Route
+from local_stack.workers import WorkerBusy
 
 DEFAULT_PORT = 3000
 DEFAULT_SECRET = "local-dev-secret"  # noqa: S105 - the contract's documented local-only secret
@@ -349,31 +353,22 @@ class Invoker(Protocol):
 
 
 class PoolInvoker:
-    """Invokes handlers in Lambda-like worker processes (one invocation at a time per worker,
-    handler modules imported on the first request, like a cold start). A pool that breaks
-    (a worker died) is replaced, as Lambda replaces a crashed execution environment."""
+    """Invokes handlers in Lambda-like worker processes (``local_stack.workers``): per-function
+    concurrency, a bounded wait for a free worker that does not count against the function's
+    timeout, and a timed-out invocation stopped (its worker killed) before the gateway answers."""
 
-    def __init__(self, import_paths: list[str], concurrency: int | None = None) -> None:
+    def __init__(self, import_paths: list[str], concurrency: int | None = None, **options: float) -> None:
         from local_stack.workers import WorkerPool
 
-        self._factory = lambda: WorkerPool(import_paths, concurrency)
-        self._pool = self._factory()
-        self._lock = threading.Lock()
+        self.pool = WorkerPool(import_paths, concurrency, **options)
 
     def __call__(self, route: Route, function: FunctionConfig, event: dict[str, Any]) -> Any:
-        pool = self._pool
-        try:
-            return pool.invoke(
-                route.module, route.handler, function.name, function.timeout_s, event, function.memory_mb
-            )
-        except BrokenProcessPool:
-            with self._lock:
-                if self._pool is pool:
-                    self._pool = self._factory()
-            raise
+        return self.pool.invoke(
+            route.module, route.handler, function.name, function.timeout_s, event, function.memory_mb
+        )
 
     def shutdown(self) -> None:
-        self._pool.shutdown()
+        self.pool.shutdown()
 
 
 # --- the gateway ------------------------------------------------------------------------------
@@ -431,8 +426,13 @@ class Gateway:
         )
         try:
             result = self.invoke(matcher.route, function, event)
-        except TimeoutError:
-            self._note(f"{function.name} did not answer within its {function.timeout_s:g} s timeout")
+        except WorkerBusy as exc:  # Lambda's throttling (concurrency limit): API Gateway's 429
+            self._note(f"{function.name} throttled: {exc}")
+            return error_response(
+                429, "rate_limited", f"{function.name} is busy; retry shortly.", [("Retry-After", "1")]
+            )
+        except TimeoutError as exc:  # the worker was killed first: nothing of it commits later
+            self._note(str(exc) or f"{function.name} did not answer within its {function.timeout_s:g} s timeout")
             return error_response(500, "internal_error", f"{function.name} timed out.")
         except Exception:
             self._trace(f"{function.name} raised")
@@ -506,109 +506,213 @@ def swagger_asset(path: str) -> Path:
 
 # --- the HTTP server --------------------------------------------------------------------------
 
-
-class _PayloadTooLarge(Exception):
-    pass
-
-
-class _BadRequest(Exception):
-    pass
+READ_TIMEOUT_S = 30.0  # a request must arrive whole within this; an idle keep-alive connection ends
+MAX_HEADER_BYTES = 64 * 1024
 
 
-class GatewayServer(ThreadingHTTPServer):
-    """One thread per connection, so concurrent requests race as they do when deployed."""
+class _Refused(Exception):
+    """A request the server answers itself, before any routing, and then closes the connection."""
+
+    def __init__(self, response: HttpResponse, method: str = "-", target: str = "-") -> None:
+        super().__init__(response.status)
+        self.response = response
+        self.method = method
+        self.target = target
+
+
+class _Closed(Exception):
+    """The client went away, or sent nothing more within the read timeout between requests."""
+
+
+class GatewayServer(ThreadingTCPServer):
+    """One thread per connection, so concurrent requests race as they do when deployed.
+
+    HTTP/1.1 is parsed by h11 (a small, strict, well-kept parser with no dependencies of its own;
+    httpx already depends on it): the request line, header syntax, ``Content-Length`` (digits only)
+    and chunk sizes (hex only) are checked there, and whatever it refuses is answered ``400`` with
+    the contract's error body. A request must arrive whole within ``read_timeout`` seconds (a
+    promised body that never comes cannot hold a thread), and a body over 10 MB is refused with
+    ``413`` as soon as it is announced or, chunked, as soon as it passes the limit."""
 
     daemon_threads = True
+    allow_reuse_address = True
     request_queue_size = 128
 
-    def __init__(self, address: tuple[str, int], gateway: Gateway, log: TextIO | None = None) -> None:
+    def __init__(
+        self,
+        address: tuple[str, int],
+        gateway: Gateway,
+        log: TextIO | None = None,
+        read_timeout: float = READ_TIMEOUT_S,
+    ) -> None:
         self.gateway = gateway
         self.log = log or sys.stderr
-        super().__init__(address, _RequestHandler)
-
-    def server_bind(self) -> None:
-        # HTTPServer.server_bind looks up the host's FQDN, which can stall with no DNS.
-        TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name = str(host)
-        self.server_port = int(port)
+        self.read_timeout = read_timeout
+        super().__init__(address, _Connection)
+        self.server_port = int(self.server_address[1])
 
 
-class _RequestHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+def _status_line(status: int) -> bytes:
+    try:
+        return HTTPStatus(status).phrase.encode()
+    except ValueError:
+        return b""
+
+
+class _Connection(BaseRequestHandler):
     server: GatewayServer
 
-    def _serve(self) -> None:
-        started = time.perf_counter()
-        try:
-            body = self._read_body()
-        except _PayloadTooLarge:
-            self.close_connection = True
-            response = error_response(413, "payload_too_large", "The request body is larger than 10 MB.")
-        except _BadRequest as exc:
-            self.close_connection = True
-            response = error_response(400, "validation_error", str(exc))
-        else:
-            request = HttpRequest(
-                method=self.command,
-                target=self.path,
-                headers=list(self.headers.items()),
-                body=body,
-                source_ip=str(self.client_address[0]),
-                protocol=self.request_version,
-                server_port=self.server.server_port,
-            )
+    def handle(self) -> None:
+        sock: socket.socket = self.request
+        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        while True:
+            started = time.perf_counter()
+            try:
+                request = self._read_request(sock, conn)
+            except _Closed:
+                return
+            except _Refused as refused:
+                self._send(sock, conn, refused.response, refused.method, started, refused.target, close=True)
+                self._linger(sock)
+                return
             response = self.server.gateway.handle(request)
-        self._write(response)
-        elapsed = (time.perf_counter() - started) * 1000
-        path = urlsplit(self.path).path
-        print(f"{self.command} {path} {response.status} {elapsed:.0f}ms", file=self.server.log, flush=True)
+            if not self._send(sock, conn, response, request.method, started, request.target):
+                return
+            if conn.our_state is h11.MUST_CLOSE or conn.their_state is not h11.DONE:
+                return
+            try:
+                conn.start_next_cycle()
+            except h11.ProtocolError:
+                return
 
-    # BaseHTTPRequestHandler dispatches on these names; every method goes through the routes.
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+    def _next_event(self, sock: socket.socket, conn: h11.Connection, deadline: float) -> Any:
+        while True:
+            event = conn.next_event()
+            if event is not h11.NEED_DATA:
+                return event
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError
+            sock.settimeout(remaining)
+            conn.receive_data(sock.recv(65536))
 
-    def _read_body(self) -> bytes:
-        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
-            chunks: list[bytes] = []
-            total = 0
-            while True:
-                line = self.rfile.readline(1024).split(b";", 1)[0].strip()
-                try:
-                    size = int(line, 16)
-                except ValueError as exc:
-                    raise _BadRequest("Malformed chunked body.") from exc
-                if size == 0:
-                    while self.rfile.readline(1024).strip():  # trailers
-                        pass
-                    return b"".join(chunks)
-                total += size
-                if total > MAX_PAYLOAD_BYTES:
-                    raise _PayloadTooLarge
-                chunks.append(self.rfile.read(size))
-                self.rfile.readline(8)
+    def _read_request(self, sock: socket.socket, conn: h11.Connection) -> HttpRequest:
+        deadline = time.monotonic() + self.server.read_timeout
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError as exc:
-            raise _BadRequest("Content-Length is not a number.") from exc
-        if length < 0:
-            raise _BadRequest("Content-Length is negative.")
-        if length > MAX_PAYLOAD_BYTES:
-            raise _PayloadTooLarge
-        return self.rfile.read(length) if length else b""
+            event = self._next_event(sock, conn, deadline)
+        except TimeoutError as exc:
+            if conn.trailing_data[0]:  # part of a request line or of the headers, then nothing
+                raise _Refused(self._incomplete()) from exc
+            raise _Closed from exc  # idle between requests: just close
+        except OSError as exc:  # reset by the client
+            raise _Closed from exc
+        except h11.RemoteProtocolError as exc:
+            raise _Refused(error_response(400, "validation_error", f"Malformed HTTP request: {exc}.")) from exc
+        if isinstance(event, h11.ConnectionClosed):
+            raise _Closed
+        assert isinstance(event, h11.Request)
+        method, target = event.method.decode("ascii"), event.target.decode("latin-1")
+        headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers.raw_items()]
+        length = next((value for name, value in headers if name.lower() == "content-length"), None)
+        if length is not None and int(length) > MAX_PAYLOAD_BYTES:  # h11 checked it is digits only
+            raise _Refused(_too_large(), method, target)
+        if conn.they_are_waiting_for_100_continue:
+            conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+        body = bytearray()
+        try:
+            while True:
+                part = self._next_event(sock, conn, deadline)
+                if isinstance(part, h11.Data):
+                    body += part.data
+                    if len(body) > MAX_PAYLOAD_BYTES:
+                        raise _Refused(_too_large(), method, target)
+                elif isinstance(part, h11.EndOfMessage):
+                    break
+                elif isinstance(part, h11.ConnectionClosed):
+                    raise _Closed
+        except h11.RemoteProtocolError as exc:
+            raise _Refused(
+                error_response(400, "validation_error", f"Malformed HTTP request: {exc}."), method, target
+            ) from exc
+        except TimeoutError as exc:
+            raise _Refused(self._incomplete(), method, target) from exc
+        except OSError as exc:
+            raise _Closed from exc
+        return HttpRequest(
+            method=method,
+            target=target,
+            headers=headers,
+            body=bytes(body),
+            source_ip=str(self.client_address[0]),
+            protocol=f"HTTP/{event.http_version.decode('ascii')}",
+            server_port=self.server.server_port,
+        )
 
-    def _write(self, response: HttpResponse) -> None:
-        self.send_response(response.status)
-        for name, value in response.headers:
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(response.body)))
-        if self.close_connection:
-            self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command != "HEAD" and response.body:
-            self.wfile.write(response.body)
+    def _incomplete(self) -> HttpResponse:
+        return error_response(
+            400, "validation_error", f"The request did not arrive in full within {self.server.read_timeout:g} s."
+        )
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        return  # one line per request is written by _serve, with the time taken
+    def _send(
+        self,
+        sock: socket.socket,
+        conn: h11.Connection,
+        response: HttpResponse,
+        method: str,
+        started: float,
+        target: str,
+        close: bool = False,
+    ) -> bool:
+        """Write the response (and one log line); False if the client is gone."""
+        headers = [(name, value) for name, value in response.headers if name.lower() not in _HOP_BY_HOP]
+        headers.append(("Date", formatdate(usegmt=True)))
+        headers.append(("Server", "chat-sessions-local"))
+        no_body = response.status in (204, 304) or response.status < 200
+        if not no_body:
+            headers.append(("Content-Length", str(len(response.body))))
+        if close:
+            headers.append(("Connection", "close"))
+        try:
+            data = (
+                conn.send(
+                    h11.Response(status_code=response.status, headers=headers, reason=_status_line(response.status))
+                )
+                or b""
+            )
+            if response.body and not no_body and method != "HEAD":
+                data += conn.send(h11.Data(data=response.body)) or b""
+            data += conn.send(h11.EndOfMessage()) or b""
+            sock.settimeout(self.server.read_timeout)
+            sock.sendall(data)
+            ok = True
+        except (h11.LocalProtocolError, OSError):
+            ok = False
+        elapsed = (time.perf_counter() - started) * 1000
+        path = urlsplit(target).path if target != "-" else "-"
+        print(f"{method or '-'} {path} {response.status} {elapsed:.0f}ms", file=self.server.log, flush=True)
+        return ok
+
+    def _linger(self, sock: socket.socket) -> None:
+        """Before closing on a refused request, let the client read the answer: stop sending, and
+        discard what it still sends for a moment (closing with unread data would reset the
+        connection, and the client could lose the answer)."""
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_WR)
+            sock.settimeout(0.5)
+            deadline = time.monotonic() + 2.0
+            received = 0
+            while time.monotonic() < deadline and received < 2 * MAX_PAYLOAD_BYTES:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                received += len(data)
+
+
+def _too_large() -> HttpResponse:
+    return error_response(413, "payload_too_large", "The request body is larger than 10 MB.")
+
+
+_HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive", "date", "server"}
 
 
 # --- python -m local_stack ---------------------------------------------------------------------
