@@ -28,7 +28,8 @@ help:
 	@echo "make openapi    regenerate openapi.json from the code"
 	@echo "make bench      run the cost benchmark (writes benchmarks/results.md)"
 	@echo "make mutants    remove each condition of the store in turn; the fast tests must catch every one"
-	@echo "make build      sam build (needs python3.12 on PATH)"
+	@echo "make build      sam build (finds Python 3.12: PATH, pyenv, uv; or Docker)"
+	@echo "make deploy     build and deploy to AWS (guided the first time); make destroy deletes the stack"
 	@echo "make dynamodb-local  install Amazon's DynamoDB Local into .cache/ (make test does it on first use)"
 
 $(BIN)/.installed: requirements-dev.txt constraints.txt layers/common/python/requirements.txt
@@ -110,8 +111,31 @@ bench: venv $(BIN)/.bench-installed
 mutants: venv
 	$(BIN)/python -m tests.mutation
 
+# sam build with a Python 3.12 it finds (PATH, pyenv, uv) or in Docker; else it says how to get one.
 build: $(SAM_VENV)/bin/.installed
-	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --template template.yaml
+	$(BIN)/python -m local_stack.build
+
+# The first deploy asks (sam deploy --guided) and saves the answers in samconfig.local.toml
+# (git-ignored, copied from samconfig.toml's defaults); later ones read them. README, "Deploy to AWS".
+SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+SAM_LOCAL_CONFIG := $(CURDIR)/samconfig.local.toml
+.PHONY: deploy destroy outputs
+deploy: venv build
+	@if [ -f $(SAM_LOCAL_CONFIG) ]; then \
+	  $(SAM) deploy --config-file $(SAM_LOCAL_CONFIG); \
+	else \
+	  cp samconfig.toml $(SAM_LOCAL_CONFIG) && $(SAM) deploy --guided --config-file $(SAM_LOCAL_CONFIG); \
+	fi
+	@$(MAKE) --no-print-directory outputs
+
+outputs: $(SAM_VENV)/bin/.installed
+	@$(SAM) list stack-outputs --config-file $(SAM_LOCAL_CONFIG) --output table
+
+# Deletes the stack (asks first). The table is kept (DeletionPolicy: Retain): README says how to delete it.
+destroy: $(SAM_VENV)/bin/.installed
+	@test -f $(SAM_LOCAL_CONFIG) || { echo "no samconfig.local.toml: nothing was deployed from this clone" >&2; exit 1; }
+	$(SAM) delete --config-file $(SAM_LOCAL_CONFIG)
+	@echo "The table (DeletionPolicy: Retain) is kept; to delete it too: aws dynamodb delete-table --table-name <TableName>"
 
 clean:
 	rm -rf $(VENV) $(SAM_VENV) .aws-sam .pytest_cache .mypy_cache .ruff_cache

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import functools
 import json
+import os
 import re
 import subprocess
 import sys
@@ -163,9 +164,39 @@ def test_table_and_globals() -> None:
     glob = TEMPLATE["Globals"]["Function"]
     assert glob["Architectures"] == ["arm64"] and glob["Runtime"].startswith("python3.")
     assert "POWERTOOLS_SERVICE_NAME" in glob["Environment"]["Variables"]
-    api = TEMPLATE["Resources"]["HttpApi"]["Properties"]["Auth"]
+
+
+def test_the_authorizer_trusts_the_given_issuer_else_its_own_user_pool() -> None:
+    """No JwtIssuer: the stack's own Cognito pool and client (a Condition); else the given
+    issuer and audience. The outputs name what a first token needs (README, "Deploy to AWS")."""
+    params = TEMPLATE["Parameters"]
+    assert params["JwtIssuer"]["Default"] == "" and params["JwtAudience"]["Default"] == ""
+    assert TEMPLATE["Conditions"]["CreateUserPool"] == {"Fn::Equals": [{"Ref": "JwtIssuer"}, ""]}
+    resources = TEMPLATE["Resources"]
+    assert resources["UserPool"]["Condition"] == "CreateUserPool"
+    assert resources["UserPoolClient"]["Condition"] == "CreateUserPool"
+    client = resources["UserPoolClient"]["Properties"]
+    assert client["GenerateSecret"] is False and "ALLOW_USER_PASSWORD_AUTH" in client["ExplicitAuthFlows"]
+    assert resources["UserPool"]["Properties"]["AdminCreateUserConfig"]["AllowAdminCreateUserOnly"] is True
+    api = resources["HttpApi"]["Properties"]["Auth"]
     jwt = api["Authorizers"][api["DefaultAuthorizer"]]["JwtConfiguration"]
-    assert jwt == {"issuer": {"Ref": "JwtIssuer"}, "audience": {"Ref": "JwtAudience"}}
+    pool_issuer = {"Fn::Sub": "https://cognito-idp.${AWS::Region}.${AWS::URLSuffix}/${UserPool}"}
+    assert jwt == {
+        "issuer": {"Fn::If": ["CreateUserPool", pool_issuer, {"Ref": "JwtIssuer"}]},
+        "audience": {"Fn::If": ["CreateUserPool", [{"Ref": "UserPoolClient"}], {"Ref": "JwtAudience"}]},
+    }
+    outputs = TEMPLATE["Outputs"]
+    assert {"ApiUrl", "TableName", "UserPoolId", "UserPoolClientId", "JwtIssuer"} <= set(outputs)
+    assert outputs["UserPoolId"]["Condition"] == outputs["UserPoolClientId"]["Condition"] == "CreateUserPool"
+
+
+def test_snapstart_is_a_parameter_off_by_default() -> None:
+    param = TEMPLATE["Parameters"]["SnapStart"]
+    assert param["Default"] == "None" and param["AllowedValues"] == ["None", "PublishedVersions"]
+    glob = TEMPLATE["Globals"]["Function"]
+    assert glob["SnapStart"] == {"ApplyOn": {"Ref": "SnapStart"}}
+    # SnapStart applies to published versions only: the API must call one (the alias).
+    assert glob["AutoPublishAlias"]
 
 
 def test_no_module_but_keys_writes_key_strings() -> None:
@@ -189,7 +220,45 @@ def test_no_module_but_store_imports_boto3() -> None:
     assert importers == ["layers/common/python/chat_sessions/store/__init__.py"]
 
 
-def test_cfn_lint_is_clean() -> None:
+# The two ways to deploy: the stack's own Cognito user pool (the defaults), or an OIDC issuer
+# given (the user pool, its client and their outputs left out by the CreateUserPool condition).
+VARIANTS = {
+    "own-user-pool": {},
+    "given-issuer": {"JwtIssuer": "https://issuer.example.com/", "JwtAudience": "chat-sessions-api"},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
+def variant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """template.yaml with the variant's parameter values as defaults: the defaults are what
+    cfn-lint and sam evaluate the conditions with."""
+    text = (ROOT / "template.yaml").read_text()
+    for name, value in VARIANTS[request.param].items():
+        text, count = re.subn(
+            rf"(\n  {name}:\n    Type: [A-Za-z]+\n    Default: )\"\"", rf"\g<1>{json.dumps(value)}", text
+        )
+        assert count == 1, f"no empty Default for {name}"
+    path = tmp_path_factory.mktemp(request.param) / "template.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_cfn_lint_is_clean(variant: Path) -> None:
     cfn_lint = Path(sys.executable).parent / "cfn-lint"
-    result = subprocess.run([str(cfn_lint), str(ROOT / "template.yaml")], capture_output=True, text=True)
+    result = subprocess.run([str(cfn_lint), str(variant)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_sam_validate_lint_is_clean(variant: Path) -> None:
+    """``sam validate --lint`` (SAM's translator, then cfn-lint on the result), offline, from the
+    pinned SAM CLI in .venv-sam that ``make test`` installs (``make sam-validate``)."""
+    sam = ROOT / ".venv-sam" / "bin" / "sam"
+    assert sam.is_file(), "the SAM CLI is missing: make sam-validate installs it into .venv-sam"
+    result = subprocess.run(
+        [str(sam), "validate", "--lint", "--region", "us-east-1", "--template", str(variant)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SAM_CLI_TELEMETRY": "0"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "is a valid SAM Template" in result.stdout + result.stderr
