@@ -29,6 +29,7 @@ help:
 	@echo "make bench      run the cost benchmark (writes benchmarks/results.md)"
 	@echo "make mutants    remove each condition of the store in turn; the fast tests must catch every one"
 	@echo "make build      sam build (finds Python 3.12: PATH, pyenv, uv; or Docker)"
+	@echo "make invoke     FN=<LogicalId> EVENT=events/<op>.json: one function, locally, without Docker"
 	@echo "make deploy     build and deploy to AWS (guided the first time); make destroy deletes the stack"
 	@echo "make dynamodb-local  install Amazon's DynamoDB Local into .cache/ (make test does it on first use)"
 
@@ -110,6 +111,13 @@ bench: venv $(BIN)/.bench-installed
 .PHONY: mutants
 mutants: venv
 	$(BIN)/python -m tests.mutation
+
+# `sam local invoke` without Docker: make invoke FN=CreateSessionFunction EVENT=events/create_session.json
+# (ARGS="-v" prints the environment the template gave it). DynamoDB: DYNAMODB_ENDPOINT, else embedded.
+.PHONY: invoke
+invoke: venv
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<op>.json [ARGS=-v]" >&2; exit 2; }
+	@$(BIN)/python -m local_stack.invoke $(FN) $(EVENT) $(ARGS)
 
 # sam build with a Python 3.12 it finds (PATH, pyenv, uv) or in Docker; else it says how to get one.
 build: $(SAM_VENV)/bin/.installed

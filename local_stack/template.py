@@ -6,6 +6,10 @@ neither can drift from what ``sam deploy`` creates.
 
 from __future__ import annotations
 
+import functools
+import os
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -126,3 +130,101 @@ def ensure_table(client: Any, table_name: str) -> bool:
             TableName=table_name, TimeToLiveSpecification={"Enabled": True, "AttributeName": ttl}
         )
     return True
+
+
+# --- each function's environment, as Lambda sets it -------------------------------------------
+
+LOCAL_TABLE = "chat-sessions-local"
+
+NOT_EMULATED = {
+    "OpenAIApiKeyParameterName": "an SSM parameter name: locally the key is OPENAI_API_KEY (none for the local model)",
+}
+"""Parameters whose value names an AWS resource the local stack does not emulate: a variable
+set from one is left out locally, so the code takes its local path instead of calling AWS."""
+
+
+@dataclass(frozen=True)
+class FunctionEnvironment:
+    """A function's ``Environment`` from the template (``Globals`` then its own), evaluated for
+    the local stack: parameters take their defaults, the table is the local one; what names a
+    resource the local stack does not have (a Secrets Manager secret, an SSM parameter) is left
+    out, with the reason."""
+
+    variables: dict[str, str]
+    left_out: dict[str, str]
+
+
+class _NoLocalValue(Exception):
+    pass
+
+
+def _local_value(value: Any, template: dict[str, Any], table: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    if isinstance(value, dict) and len(value) == 1:
+        ((name, arg),) = value.items()
+        if name == "Ref" and isinstance(arg, str):
+            return _ref(arg, template, table)
+        if name == "Fn::Sub" and isinstance(arg, str):
+            return re.sub(r"\$\{([^}!]+)\}", lambda m: _ref(m.group(1), template, table), arg)
+    raise _NoLocalValue(f"{value!r} has no local value")
+
+
+def _ref(name: str, template: dict[str, Any], table: str) -> str:
+    pseudo = {"AWS::Region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), "AWS::Partition": "aws"}
+    if name in pseudo:
+        return pseudo[name]
+    parameter = template.get("Parameters", {}).get(name)
+    if parameter is not None:
+        if name in NOT_EMULATED:
+            raise _NoLocalValue(NOT_EMULATED[name])
+        if "Default" not in parameter:
+            raise _NoLocalValue(f"parameter {name} has no default")
+        default = parameter["Default"]
+        return ",".join(map(str, default)) if isinstance(default, list) else str(default)
+    resource = template.get("Resources", {}).get(name)
+    if resource is not None and resource["Type"] == "AWS::DynamoDB::Table":
+        return table
+    kind = resource["Type"] if resource is not None else "unknown"
+    raise _NoLocalValue(f"{name} ({kind}) is not emulated locally")
+
+
+def function_environment(
+    name: str, template: dict[str, Any] | None = None, table: str | None = None
+) -> FunctionEnvironment:
+    """The environment the template gives function ``name`` (its logical id), evaluated locally."""
+    template = template or _cached_template()
+    table = table or os.environ.get("TABLE_NAME") or LOCAL_TABLE
+    resource = functions(template).get(name)
+    declared = {
+        **template.get("Globals", {}).get("Function", {}).get("Environment", {}).get("Variables", {}),
+        **((resource or {}).get("Properties", {}).get("Environment", {}).get("Variables", {})),
+    }
+    variables, left_out = {}, {}
+    for variable, value in declared.items():
+        try:
+            variables[variable] = _local_value(value, template, table)
+        except _NoLocalValue as exc:
+            left_out[variable] = str(exc)
+    return FunctionEnvironment(variables, left_out)
+
+
+def environment_for(name: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+    """What a local execution environment of function ``name`` starts with: the template's
+    variables for it, under the given environment (default ``os.environ``: the stack's own
+    settings and whatever the user exported win, as ``sam local invoke --env-vars`` does)."""
+    base = dict(os.environ if base is None else base)
+    if name not in functions(_cached_template()):
+        return base
+    return {**function_environment(name, table=base.get("TABLE_NAME")).variables, **base}
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: Path, mtime_ns: int) -> dict[str, Any]:
+    return load(path)
+
+
+def _cached_template() -> dict[str, Any]:
+    return _load_cached(TEMPLATE, TEMPLATE.stat().st_mtime_ns)

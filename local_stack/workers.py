@@ -200,11 +200,13 @@ class _Worker:
     """One worker process bound to one function, and the pipe to it."""
 
     def __init__(self, paths: list[str], module: str, handler: str, function_name: str, init_timeout: float) -> None:
+        from local_stack.template import environment_for  # the function's template Environment under ours
+
         context = _mp_context()
         self.conn, child = context.Pipe()
         self.process = context.Process(
             target=_worker_main,
-            args=(child, paths, dict(os.environ), module, handler, function_name),
+            args=(child, paths, environment_for(function_name), module, handler, function_name),
             name=f"worker-{function_name}",
             daemon=True,
         )

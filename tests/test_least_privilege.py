@@ -956,11 +956,66 @@ def collisions(d: Driver) -> None:
             ("send_message", {"session": sid, "chat": second, "body": {"content": "x"}, "headers": key("c")}),
             ("send_to_active_chat", {"session": sid, "body": {"content": "x"}}),
             ("delete_session", {"session": sid}),
+            ("update_chat", {"session": sid, "chat": first, "body": {"name": "x"}}),
+            ("archive_session", {"session": sid}),
         ):
             expect(d.call(module, user=u, **kwargs), 409, "conflict")
     with d.faults("seed=1,write_conflict=1"):
         expect(d.call("update_session", user=u, session=sid, body={"name": "x"}), 409, "conflict")
-        expect(d.call("update_chat", user=u, session=sid, chat=first, body={"name": "x"}), 409, "conflict")
+
+
+def archived_in_the_model_call(d: Driver, user: str, sid: str) -> None:
+    """A concurrent archive: the session item's status changed as its request would change it."""
+    from chat_sessions import keys
+
+    d.backend.update_item(
+        TableName=d.world.table,
+        Key=keys.session_key(user, sid),
+        UpdateExpression="SET #status = :archived",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":archived": "archived"},
+    )
+
+
+def archived_sessions(d: Driver) -> None:
+    """Archive (an active session, again: no change, a paused one); every write in an archived
+    session refused (each read back after its refusal, or refused by the status read first);
+    reads work; a reply whose session was archived while the model answered; unarchive (and
+    of a session that is not archived); delete an archived session."""
+    u = d.user()
+    sid = session(d, u)
+    first, second = chat(d, u, sid, "a"), chat(d, u, sid, "b")
+    expect(d.call("send_message", user=u, session=sid, chat=second, body={"content": "hi"}), 201)
+    paused = session(d, u, "p")
+    expect(d.call("pause_session", user=u, session=paused), 200)
+    assert expect(d.call("archive_session", user=u, session=paused), 200)["status"] == "archived"
+    assert expect(d.call("archive_session", user=u, session=sid), 200)["status"] == "archived"
+    expect(d.call("archive_session", user=u, session=sid), 200)
+    expect(d.call("archive_session", user=u, session=MISSING), 404)
+    where: dict[str, Any] = {"user": u, "session": sid}
+    for module, kwargs in (
+        ("update_session", {"body": {"name": "x"}}),
+        ("pause_session", {}),
+        ("resume_session", {}),
+        ("create_chat", {"body": {"name": "x"}}),
+        ("update_chat", {"chat": first, "body": {"name": "x"}}),
+        ("update_chat", {"chat": first, "body": {"model": "gpt-4o"}}),
+        ("activate_chat", {"chat": first}),
+        ("delete_chat", {"chat": first}),
+        ("send_message", {"chat": second, "body": {"content": "x"}}),
+        ("send_to_active_chat", {"body": {"content": "x"}}),
+        ("regenerate", {"chat": second}),
+    ):
+        expect(d.call(module, **where, **kwargs), 409, "session_archived")
+    expect(d.call("get_session", **where), 200)
+    expect(d.call("list_messages", **where, chat=second), 200)
+    assert expect(d.call("unarchive_session", **where), 200)["status"] == "paused"
+    expect(d.call("unarchive_session", **where), 200)
+    expect(d.call("unarchive_session", user=u, session=MISSING), 404)
+    expect(d.call("resume_session", **where), 200)
+    with d.at_model_call(lambda: archived_in_the_model_call(d, u, sid)):
+        expect(d.call("send_message", **where, chat=second, body={"content": "x"}), 409, "session_archived")
+    expect(d.call("delete_session", user=u, session=paused), 204)
 
 
 def unprocessed_batches(d: Driver) -> None:
@@ -1012,6 +1067,7 @@ SCENARIOS: list[Callable[[Driver], None]] = [
     committed_but_answered_503,
     raced_replies,
     collisions,
+    archived_sessions,
     unprocessed_batches,
     stream_removals,
 ]

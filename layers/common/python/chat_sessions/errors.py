@@ -64,12 +64,25 @@ class NothingToRegenerate(Conflict):
     code = "nothing_to_regenerate"
 
 
+class SessionArchived(Conflict):
+    """The session is archived: read-only until unarchived."""
+
+    code = "session_archived"
+
+
 class IdempotencyKeyReused(ServiceError):
     status, code = 422, "idempotency_key_reused"
 
 
 class RateLimited(ServiceError):
     status, code = 429, "rate_limited"
+
+
+class TokenBudgetExhausted(ServiceError):
+    """The caller's tokens this month reached ``MONTHLY_TOKEN_BUDGET``; ``Retry-After`` says
+    when the next month begins."""
+
+    status, code = 429, "token_budget_exhausted"
 
 
 RETRY_AFTER_SECONDS = "1"

@@ -21,7 +21,7 @@ TokenCount = Annotated[int, Field(ge=0, le=10**12)]
 Text = Annotated[str, Field(min_length=1)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 
-SessionStatus = Literal["active", "paused"]
+SessionStatus = Literal["active", "paused", "archived"]
 Role = Literal["user", "assistant"]
 MessageStatus = Literal["complete", "unanswered"]
 

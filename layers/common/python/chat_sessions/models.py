@@ -85,7 +85,7 @@ class Usage(_Response):
 class Session(_Response):
     session_id: str
     name: str
-    status: Literal["active", "paused"]
+    status: Literal["active", "paused", "archived"]
     active_chat_id: str | None
     chat_count: int
     message_count: int

@@ -28,8 +28,15 @@ TRANSITIONS: dict[tuple[SessionStatus, SessionStatus], Transition] = {
     for t in (
         Transition("active", "paused", quota=-1),
         Transition("paused", "active", quota=1),
+        Transition("active", "archived", quota=-1),
+        Transition("paused", "archived", quota=0),
+        Transition("archived", "paused", quota=0),
     )
 }
+
+READ_ONLY: SessionStatus = "archived"
+"""The status in which a session accepts no change but ``unarchive`` and ``DELETE``: every write
+to it or its chats is conditioned on the session not having it."""
 
 HOLDS_QUOTA: frozenset[SessionStatus] = frozenset({"active"})
 """Statuses that occupy a place under ``MAX_ACTIVE_SESSIONS`` (deleting one frees it)."""

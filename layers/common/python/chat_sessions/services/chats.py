@@ -1,4 +1,8 @@
-"""Chat operations: create (becomes active), list, get, update, activate, delete."""
+"""Chat operations: create (becomes active), list, get, update, activate, delete.
+
+In an archived session every write here answers ``409 session_archived``: each transaction is
+conditioned on the session not being archived, and the status read before it (or after its
+refusal) names the answer."""
 
 from __future__ import annotations
 
@@ -11,7 +15,8 @@ from chat_sessions.items import ChatItem
 from chat_sessions.models import Chat, ChatPage, CreateChatRequest, UpdateChatRequest
 from chat_sessions.services.request_keys import RequestKey, created_marker, first_created
 from chat_sessions.services.retry import optimistic
-from chat_sessions.store import Store
+from chat_sessions.services.sessions import writable
+from chat_sessions.store import ConditionFailed, Store
 from chat_sessions.store.markers import MarkerExists
 from chat_sessions.views import chat_view
 
@@ -25,7 +30,7 @@ def create_chat(
     marker = created_marker(key, session_id, chat_id)
 
     def attempt() -> Chat:
-        session = store.sessions.get(user_id, session_id)
+        session = writable(store.sessions.get(user_id, session_id))
         now = utc_now()
         item = ChatItem(
             chat_id=chat_id,
@@ -69,7 +74,17 @@ def update_chat(store: Store, user_id: str, session_id: str, chat_id: str, reque
         return get_chat(store, user_id, session_id, chat_id)
     removes = [field for field, value in changes.items() if value is None]
     sets = {field: value for field, value in changes.items() if value is not None}
-    return chat_view(optimistic(lambda: store.chats.update(user_id, session_id, chat_id, sets, removes, utc_now())))
+    def attempt() -> Chat:
+        try:
+            return chat_view(store.chats.update(user_id, session_id, chat_id, sets, removes, utc_now()))
+        except ConditionFailed:  # the session's check: archived, gone, or unarchived since
+            try:
+                writable(store.sessions.get(user_id, session_id))
+            except NotFound:
+                raise NotFound("Chat not found.") from None
+            raise
+
+    return optimistic(attempt)
 
 
 def activate_chat(store: Store, user_id: str, session_id: str, chat_id: str) -> Chat:
@@ -77,6 +92,7 @@ def activate_chat(store: Store, user_id: str, session_id: str, chat_id: str) -> 
 
     def attempt() -> Chat:
         session, chat = store.chats.get_with_session(user_id, session_id, chat_id)
+        writable(session)
         previous = session.active_chat_id
         if previous == chat_id and chat.active:
             return chat_view(chat)
@@ -104,6 +120,7 @@ def delete_chat(store: Store, user_id: str, session_id: str, chat_id: str) -> No
             if attempts > 1:
                 return
             raise
+        writable(session)
         store.chats.delete(user_id, session_id, chat, session.active_chat_id, utc_now())
 
     optimistic(attempt)

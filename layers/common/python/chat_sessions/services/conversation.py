@@ -30,6 +30,7 @@ from chat_sessions.errors import (
     NotFound,
     NothingToRegenerate,
     ServiceError,
+    SessionArchived,
     SessionPaused,
 )
 from chat_sessions.ids import new_id
@@ -41,6 +42,8 @@ from chat_sessions.services.request_keys import RequestKey, expiry
 from chat_sessions.services.retry import Stale, optimistic
 from chat_sessions.store import ConditionFailed, Store
 from chat_sessions.store.messages import (
+from chat_sessions.services.sessions import writable
+from chat_sessions.session_status import READ_ONLY
     ANSWERED,
     CHAT,
     MARKER,
@@ -67,6 +70,8 @@ def _refusal(session: SessionItem, chat_id: str) -> ServiceError | None:
     if session.status != "active":
         return SessionPaused("The session is paused; resume it to send messages.")
     if session.active_chat_id != chat_id:
+    if session.status == READ_ONLY:
+        return SessionArchived("The session is archived; unarchive it to send messages.")
         return ChatNotActive("Only the session's active chat accepts messages; activate this chat first.")
     return None
 
@@ -78,7 +83,7 @@ def _target(store: Store, user_id: str, session_id: str, chat_id: str | None) ->
     session = store.sessions.get(user_id, session_id)
     if session.active_chat_id is None:
         if session.status != "active":
-            raise SessionPaused("The session is paused; resume it to send messages.")
+            raise _refusal(session, "") or SessionPaused("The session is paused; resume it to send messages.")
         raise NoActiveChat("The session has no active chat; create or activate one first.")
     refusal = _refusal(session, session.active_chat_id)
     if refusal is not None:
@@ -185,7 +190,9 @@ def _reply(
                 stored = store.messages.get_marker(user_id, key.key_hash)
                 if stored is not None:
                     raise _Repeat(stored) from None
-            if exc.failed(CHAT) or exc.failed(SESSION):
+            if exc.failed(SESSION):  # gone (404), archived while the model answered (409), or
+                writable(store.sessions.get(user_id, head.session_id))  # unarchived since: again
+            if exc.failed(CHAT):
                 raise NotFound("Chat not found.") from exc
             if exc.failed(ANSWERED):  # answered meanwhile (a concurrent regenerate): count it once
                 current = store.messages.get(user_id, head.session_id, head.chat_id, answered.seq)

@@ -1,19 +1,19 @@
-"""Session operations: create, list, get, update, pause, resume, delete."""
+"""Session operations: create, list, get, update, pause, resume, archive, unarchive, delete."""
 
 from __future__ import annotations
 
 from chat_sessions import cursors, keys
 from chat_sessions.clock import utc_now
 from chat_sessions.config import get_settings
-from chat_sessions.errors import NotFound
+from chat_sessions.errors import NotFound, SessionArchived
 from chat_sessions.ids import new_id
 from chat_sessions.items import SessionItem
 from chat_sessions.items import SessionStatus as Status
 from chat_sessions.models import CreateSessionRequest, Session, SessionPage, UpdateSessionRequest
 from chat_sessions.services.request_keys import RequestKey, created_marker, first_created
 from chat_sessions.services.retry import optimistic
-from chat_sessions.session_status import transition
-from chat_sessions.store import Store
+from chat_sessions.session_status import READ_ONLY, transition
+from chat_sessions.store import ConditionFailed, Store
 from chat_sessions.store.markers import MarkerExists
 from chat_sessions.views import session_view
 
@@ -53,15 +53,38 @@ def get_session(store: Store, user_id: str, session_id: str) -> Session:
 
 
 def update_session(store: Store, user_id: str, session_id: str, request: UpdateSessionRequest) -> Session:
+    """Refused in an archived session (read-only): the write's condition, read back after a
+    refusal to tell "archived" from "gone"."""
     changes = request.model_dump(exclude_unset=True)
     if not changes:
         return get_session(store, user_id, session_id)
-    return session_view(optimistic(lambda: store.sessions.update(user_id, session_id, changes, utc_now())))
+
+    def attempt() -> Session:
+        try:
+            return session_view(store.sessions.update(user_id, session_id, changes, utc_now()))
+        except ConditionFailed:
+            writable(store.sessions.get(user_id, session_id))  # NotFound when it is gone
+            raise  # unarchived meanwhile: try again
+
+    return optimistic(attempt)
 
 
-def _set_status(store: Store, user_id: str, session_id: str, status: Status) -> Session:
+def writable(session: SessionItem) -> SessionItem:
+    """``session``, unless it is archived (read-only): then ``409 session_archived``."""
+    if session.status == READ_ONLY:
+        raise SessionArchived("The session is archived; unarchive it to change it.")
+    return session
+
+
+def _set_status(store: Store, user_id: str, session_id: str, status: Status, allowed_from: set[Status]) -> Session:
+    """Move to ``status`` from one of ``allowed_from``. A session in any other status is
+    answered unchanged, unless it is archived: an archived session this may not leave answers
+    ``session_archived``. The write is conditioned on the status read (a stale read retries)."""
+
     def attempt() -> Session:
         item = store.sessions.get(user_id, session_id)
+        if item.status not in allowed_from:
+            return session_view(writable(item) if item.status != status else item)
         change = transition(item.status, status)
         if change is None:
             return session_view(item)
@@ -73,13 +96,25 @@ def _set_status(store: Store, user_id: str, session_id: str, status: Status) -> 
 
 
 def pause_session(store: Store, user_id: str, session_id: str) -> Session:
-    """Pausing an already paused session answers it unchanged."""
-    return _set_status(store, user_id, session_id, "paused")
+    """Pausing an already paused session answers it unchanged; an archived one is refused."""
+    return _set_status(store, user_id, session_id, "paused", {"active"})
 
 
 def resume_session(store: Store, user_id: str, session_id: str) -> Session:
     """Resuming an active session answers it unchanged (it holds its quota slot already)."""
-    return _set_status(store, user_id, session_id, "active")
+    return _set_status(store, user_id, session_id, "active", {"paused"})
+
+
+def archive_session(store: Store, user_id: str, session_id: str) -> Session:
+    """Archived: read-only, and no longer holding a place under ``MAX_ACTIVE_SESSIONS``.
+    Archiving an archived session answers it unchanged."""
+    return _set_status(store, user_id, session_id, "archived", {"active", "paused"})
+
+
+def unarchive_session(store: Store, user_id: str, session_id: str) -> Session:
+    """Back to ``paused`` (taking no place: resuming it takes one, within the limit). A session
+    that is not archived is answered unchanged."""
+    return _set_status(store, user_id, session_id, "paused", {"archived"})
 
 
 def delete_session(store: Store, user_id: str, session_id: str) -> None:

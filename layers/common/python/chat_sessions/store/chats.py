@@ -12,6 +12,7 @@ from typing import Any
 from chat_sessions import keys
 from chat_sessions.errors import NotFound
 from chat_sessions.items import ChatHeadItem, ChatItem, CreateMarkerItem, SessionItem, checked_changes
+from chat_sessions.session_status import READ_ONLY
 from chat_sessions.store import markers
 from chat_sessions.store.outcomes import ConditionFailed
 from chat_sessions.store.table import Item, Table
@@ -36,7 +37,8 @@ def session_switch(
     message_delta: int = 0,
 ) -> Item:
     """The session half of every active-chat change, conditioned on the active chat read
-    (``previous``; None: the session exists and has no active chat)."""
+    (``previous``; None: the session exists and has no active chat) and on the session not
+    being archived."""
     values: Item = {":now": now, ":dc": chat_delta, ":dm": message_delta}
     update = "SET updatedAt = :now, chatCount = chatCount + :dc, messageCount = messageCount + :dm"
     if new is None:
@@ -44,16 +46,19 @@ def session_switch(
     else:
         update = update.replace("SET ", "SET activeChatId = :new, ", 1)
         values[":new"] = new
+    # Never in an archived session (read-only): the refusal is told apart by reading it again.
+    values[":archived"] = READ_ONLY
     if previous is None:
-        condition = "attribute_exists(PK) AND attribute_not_exists(activeChatId)"
+        condition = "attribute_exists(PK) AND attribute_not_exists(activeChatId) AND #status <> :archived"
     else:
-        condition = "activeChatId = :prev"
+        condition = "activeChatId = :prev AND #status <> :archived"
         values[":prev"] = previous
     return {
         "Update": {
             "Key": dict(keys.session_key(user_id, session_id)),
             "UpdateExpression": update,
             "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": values,
         }
     }
@@ -67,6 +72,22 @@ def chat_flag(user_id: str, session_id: str, chat_id: str, active: bool, now: st
             "UpdateExpression": "SET active = :new, updatedAt = :now",
             "ConditionExpression": "active = :old",
             "ExpressionAttributeValues": {":new": active, ":old": not active, ":now": now},
+        }
+    }
+
+
+UPDATE_CHAT, UPDATE_SESSION, UPDATE_HEAD = 0, 1, 2
+"""Item indexes in a chat update's transaction."""
+
+
+def session_writable(user_id: str, session_id: str) -> Item:
+    """A check that the session exists and is not archived (read-only)."""
+    return {
+        "ConditionCheck": {
+            "Key": dict(keys.session_key(user_id, session_id)),
+            "ConditionExpression": "attribute_exists(PK) AND #status <> :archived",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":archived": READ_ONLY},
         }
     }
 
@@ -139,27 +160,22 @@ class ChatStore:
     def update(
         self, user_id: str, session_id: str, chat_id: str, sets: dict[str, Any], removes: list[str], now: str
     ) -> ChatItem:
-        """A PATCH of the name alone is one request. One that changes what the head holds
-        (model, system prompt) changes chat and head in one transaction, conditioned on the
-        chat existing, then reads the chat back."""
+        """The chat (and, for a change of what the head holds, model or system prompt, the head)
+        in one transaction, conditioned on the chat existing and on its session not being
+        archived, then the chat read back: two requests."""
         checked_changes(ChatItem, sets, removes)
         key = keys.chat_key(user_id, session_id, chat_id)
         head_sets = {k: v for k, v in sets.items() if k in HEAD_FIELDS}
         head_removes = [k for k in removes if k in HEAD_FIELDS]
-        if not head_sets and not head_removes:
-            updated = self.table.patch(key, sets, removes, now)
-            if updated is None:
-                raise NotFound("Chat not found.")
-            return ChatItem.from_item(updated)
+        ops = [self.table.patch_op(key, sets, removes, now), session_writable(user_id, session_id)]
+        if head_sets or head_removes:
+            ops.append(self.table.patch_op(keys.head_key(user_id, session_id, chat_id), head_sets, head_removes, None))
         try:
-            self.table.transact(
-                [
-                    self.table.patch_op(key, sets, removes, now),
-                    self.table.patch_op(keys.head_key(user_id, session_id, chat_id), head_sets, head_removes, None),
-                ]
-            )
+            self.table.transact(ops)
         except ConditionFailed as exc:
-            raise NotFound("Chat not found.") from exc
+            if exc.failed(UPDATE_CHAT) or exc.failed(UPDATE_HEAD):
+                raise NotFound("Chat not found.") from exc
+            raise  # the session's check (UPDATE_SESSION): the caller reads why
         return self.get(user_id, session_id, chat_id)
 
     def delete(self, user_id: str, session_id: str, chat: ChatItem, active_chat_id: str | None, now: str) -> int:

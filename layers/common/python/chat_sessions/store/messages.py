@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from chat_sessions import keys
 from chat_sessions.errors import NotFound
 from chat_sessions.items import ChatHeadItem, MessageItem, SendMarkerItem
+from chat_sessions.session_status import READ_ONLY
 from chat_sessions.store.markers import marker_put
 from chat_sessions.store.table import Item, Table, plain
 
@@ -118,7 +119,9 @@ class MessageStore:
         """The reply at its seq (only if free), the answered user message turning ``complete``
         (conditioned on the status read, and remembering its first reply), and the counters of
         chat and session: +1 for the reply, +1 more for a user message answered for the first
-        time. The chat and the session must still exist."""
+        time. The chat and the session must still exist, the session not archived (a reply
+        whose session was archived while the model answered is refused: nothing lands in an
+        archived session)."""
         session_id, chat_id = reply.session_id, reply.chat_id
         counted = 2 if answered.status == "unanswered" else 1
         usage_values = {
@@ -160,8 +163,14 @@ class MessageStore:
                 "Update": {
                     "Key": dict(keys.session_key(user_id, session_id)),
                     "UpdateExpression": f"SET updatedAt = :now, {counters}",
-                    "ConditionExpression": "attribute_exists(PK)",
-                    "ExpressionAttributeValues": {":now": now, ":n": counted, **usage_values},
+                    "ConditionExpression": "attribute_exists(PK) AND #status <> :archived",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {
+                        ":now": now,
+                        ":n": counted,
+                        ":archived": READ_ONLY,
+                        **usage_values,
+                    },
                 }
             },
         ]

@@ -12,10 +12,10 @@ from typing import Any
 from chat_sessions import keys
 from chat_sessions.errors import NotFound, SessionLimitReached
 from chat_sessions.items import CreateMarkerItem, QuotaItem, SessionItem, checked_changes
-from chat_sessions.session_status import HOLDS_QUOTA, Transition
+from chat_sessions.session_status import HOLDS_QUOTA, READ_ONLY, Transition
 from chat_sessions.store import markers
 from chat_sessions.store.outcomes import ConditionFailed
-from chat_sessions.store.table import Item, Table
+from chat_sessions.store.table import Item, Table, plain
 
 
 def limit_reached(max_active: int) -> SessionLimitReached:
@@ -87,11 +87,20 @@ class SessionStore:
         return [SessionItem.from_item(i) for i in items], last
 
     def update(self, user_id: str, session_id: str, sets: dict[str, Any], now: str) -> SessionItem:
+        """One request, conditioned on the session existing and not being archived; a refusal
+        is raised as ``ConditionFailed`` for the caller to read why."""
         checked_changes(SessionItem, sets, [])
-        updated = self.table.patch(keys.session_key(user_id, session_id), sets, [], now)
-        if updated is None:
-            raise NotFound("Session not found.")
-        return SessionItem.from_item(updated)
+        key = keys.session_key(user_id, session_id)
+        patch = self.table.patch_op(key, sets, [], now)["Update"]
+        updated = self.table.update(
+            key,
+            UpdateExpression=patch["UpdateExpression"],
+            ConditionExpression="attribute_exists(PK) AND #status <> :archived",
+            ExpressionAttributeNames={**patch.get("ExpressionAttributeNames", {}), "#status": "status"},
+            ExpressionAttributeValues={**patch.get("ExpressionAttributeValues", {}), ":archived": READ_ONLY},
+            ReturnValues="ALL_NEW",
+        )["Attributes"]
+        return SessionItem.from_item(plain(updated))
 
     def set_status(self, user_id: str, session_id: str, change: Transition, now: str, max_active: int) -> None:
         """The status flip conditioned on the status it replaces (so two pauses cannot both

@@ -1,0 +1,26 @@
+"""POST /sessions/{sessionId}/archive: make the session read-only and free its active-session slot."""
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+
+from chat_sessions import api
+from chat_sessions.models import Session
+from chat_sessions.services import sessions
+from chat_sessions.store import get_store
+
+router = Router()
+
+
+@router.post(
+    "/sessions/<sessionId>/archive",
+    summary="Archive a session",
+    tags=["sessions"],
+    responses=api.responses(200, Session, 409, 422),
+)
+def archive_session(sessionId: str, key: api.IdempotencyKey = None) -> Response[Any]:
+    return api.respond(router, 200, lambda: sessions.archive_session(get_store(), api.user_id(router), sessionId))
+
+
+lambda_handler = api.lambda_handler_for(router)
