@@ -40,10 +40,10 @@ from chat_sessions.models import Exchange
 from chat_sessions.observability import metrics
 from chat_sessions.services.request_keys import RequestKey, expiry
 from chat_sessions.services.retry import Stale, optimistic
-from chat_sessions.store import ConditionFailed, Store
-from chat_sessions.store.messages import (
 from chat_sessions.services.sessions import writable
 from chat_sessions.session_status import READ_ONLY
+from chat_sessions.store import ConditionFailed, Store
+from chat_sessions.store.messages import (
     ANSWERED,
     CHAT,
     MARKER,
@@ -67,11 +67,11 @@ class _Repeat(Exception):
 
 def _refusal(session: SessionItem, chat_id: str) -> ServiceError | None:
     """Why the session refuses messages to ``chat_id`` (None: it accepts them)."""
+    if session.status == READ_ONLY:
+        return SessionArchived("The session is archived; unarchive it to send messages.")
     if session.status != "active":
         return SessionPaused("The session is paused; resume it to send messages.")
     if session.active_chat_id != chat_id:
-    if session.status == READ_ONLY:
-        return SessionArchived("The session is archived; unarchive it to send messages.")
         return ChatNotActive("Only the session's active chat accepts messages; activate this chat first.")
     return None
 
