@@ -1,0 +1,23 @@
+"""The browser tier: one local stack and one Playwright driver for the console's tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from playwright.sync_api import Playwright, sync_playwright
+
+from tests.integration.conftest import local_stack
+
+
+@pytest.fixture(scope="session")
+def console_stack() -> Iterator[str]:
+    """``python -m local_stack`` (serving the console at /) on a free port: its base URL."""
+    with local_stack(MAX_ACTIVE_SESSIONS="100") as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def playwright() -> Iterator[Playwright]:
+    with sync_playwright() as driver:
+        yield driver

@@ -1,0 +1,147 @@
+"""The web console in a real browser (Debian's Chromium) against the local stack.
+
+Each test signs in as users of its own, so the tests share one stack without seeing each other.
+No sleeps: every step waits on an expectation that the page reaches a state (Playwright polls).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from playwright.sync_api import Playwright, Route, expect
+
+from tests.browser.driver import (
+    active_chat,
+    browser_context,
+    chat_button,
+    create_chat,
+    create_session,
+    open_console,
+    send,
+    session_button,
+    sign_in,
+)
+from tests.integration.conftest import client, new_user, ok
+
+
+def test_a_user_works_in_two_chats_finds_it_all_after_a_reload_and_a_second_user_sees_none(
+    console_stack: str, playwright: Playwright
+) -> None:
+    alice = new_user("alice")
+    with browser_context(playwright) as context:
+        page = open_console(context, console_stack)
+        sign_in(page, alice)
+        expect(page.get_by_text("No sessions yet.")).to_be_visible()
+        create_session(page, "Trip planning")
+        expect(session_button(page, "Trip planning")).to_have_attribute("aria-current", "true")
+        create_chat(page, "Flights")
+        create_chat(page, "Hotels")
+        expect(active_chat(page)).to_have_count(1)
+        expect(active_chat(page)).to_contain_text("Hotels")
+
+        chat_button(page, "Flights").click()  # the switch
+        expect(active_chat(page)).to_contain_text("Flights")
+        expect(page.locator("#chat-title")).to_have_text("Flights")
+
+        # The pending state, seen while the send is held on its way to the API.
+        seen: dict[str, Any] = {}
+
+        def hold(route: Route) -> None:
+            seen["pending"] = page.locator("#pending").is_visible()
+            seen["send disabled"] = page.get_by_role("button", name="Send").is_disabled()
+            seen["placeholder"] = page.locator("#messages li.sending").inner_text()
+            route.continue_()
+
+        page.route(re.compile(r".*/chats/[^/]+/messages$"), hold)
+        send(page, "Which airport is closest?")
+        page.unroute(re.compile(r".*/chats/[^/]+/messages$"))
+        assert seen["pending"] and seen["send disabled"], seen
+        assert "Which airport is closest?" in seen["placeholder"]
+        expect(page.locator("#pending")).to_be_hidden()
+        expect(page.locator("#announcer")).to_contain_text("Reply: [local model] You said: 'Which airport is closest?'")
+        expect(page.get_by_role("button", name="Send")).to_be_enabled()
+        expect(session_button(page, "Trip planning")).to_contain_text("2 chats · 2 messages")
+
+        page.reload()
+        expect(page.locator("#user-name")).to_have_text(alice)
+        expect(session_button(page, "Trip planning")).to_have_attribute("aria-current", "true")
+        expect(page.locator("#chat-list button.open")).to_have_count(2)
+        expect(active_chat(page)).to_contain_text("Flights")
+        expect(page.locator("#chat-title")).to_have_text("Flights")
+        messages = page.locator("#messages li")
+        expect(messages).to_have_count(2)
+        expect(messages.nth(0)).to_contain_text("Which airport is closest?")
+        expect(messages.nth(1)).to_contain_text("[local model] You said: 'Which airport is closest?'")
+        session_id = page.evaluate("localStorage.getItem('chat-sessions-console.sessionId')")
+
+        chat_button(page, "Hotels").click()
+        expect(page.locator("#chat-title")).to_have_text("Hotels")
+        expect(page.locator("#messages li")).to_have_count(0)
+
+    # Another user, in a browser of their own, even one that remembers the first user's session.
+    with browser_context(playwright) as context:
+        page = open_console(context, console_stack)
+        sign_in(page, new_user("bob"))
+        expect(page.get_by_text("No sessions yet.")).to_be_visible()
+        page.evaluate("id => localStorage.setItem('chat-sessions-console.sessionId', id)", session_id)
+        page.reload()
+        expect(page.get_by_text("No sessions yet.")).to_be_visible()
+        expect(page.locator("#session-title")).to_have_text("No session selected")
+        expect(page.get_by_text("Trip planning")).to_have_count(0)
+        expect(page.get_by_text("Flights")).to_have_count(0)
+        expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def test_an_api_error_is_shown_in_words_and_nothing_typed_is_lost(console_stack: str, playwright: Playwright) -> None:
+    with browser_context(playwright) as context:
+        page = open_console(context, console_stack)
+        sign_in(page, new_user("carol"))
+        create_session(page, "Paused work")
+        create_chat(page, "Notes")
+        page.get_by_role("button", name="Pause", exact=True).click()
+        expect(page.locator("#session-meta")).to_contain_text("Status: paused")
+
+        box = page.get_by_label("Message", exact=True)
+        box.fill("Are you there?")
+        box.press("Enter")
+        alert = page.get_by_role("alert")
+        expect(alert).to_be_visible()
+        expect(alert).to_contain_text("Could not send the message:")
+        expect(alert).to_contain_text("session_paused, HTTP 409")
+        expect(box).to_have_value("Are you there?")
+        expect(page.locator("#messages li")).to_have_count(0)
+
+        page.get_by_role("button", name="Resume", exact=True).click()
+        expect(page.locator("#session-meta")).to_contain_text("Status: active")
+        expect(alert).to_be_hidden()
+        send(page, "Are you there?")
+
+
+def test_the_history_is_paged_as_the_user_scrolls_back(console_stack: str, playwright: Playwright) -> None:
+    user = new_user("dave")
+    with client(console_stack, user) as http:
+        session = ok(http.post("/sessions", json={"name": "Long talk"}), 201)
+        chat = ok(http.post(f"/sessions/{session['sessionId']}/chats", json={"name": "Everything"}), 201)
+        messages = f"/sessions/{session['sessionId']}/chats/{chat['chatId']}/messages"
+        for n in range(1, 4):
+            # Tall messages: two of them overflow the history, so only scrolling back shows the top.
+            content = f"question {n}" + "\nand more" * 30
+            ok(http.post(messages, json={"content": content}), 201)
+    with browser_context(playwright, viewport=(1280, 400)) as context:
+        page = context.pages[0]
+        page.goto(console_stack + "/?pageSize=2")
+        sign_in(page, user)
+        session_button(page, "Long talk").click()
+        seqs = page.locator("#messages li")
+        expect(seqs).to_have_count(2)
+        expect(seqs.first).to_have_attribute("data-seq", "5")
+        expect(page.locator("#history-start")).to_be_hidden()
+
+        history = page.locator("#history")
+        for shown in (4, 6):
+            history.evaluate("el => { el.scrollTop = 0; }")  # scrolling back loads the page before
+            expect(seqs).to_have_count(shown)
+        expect(page.locator("#history-start")).to_be_visible()
+        expect(page.get_by_role("button", name="Load earlier messages")).to_be_hidden()
+        assert [seqs.nth(i).get_attribute("data-seq") for i in range(6)] == ["1", "2", "3", "4", "5", "6"]

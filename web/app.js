@@ -1,0 +1,750 @@
+// The chat-sessions console: sessions, their chats, the active chat's history and a message box,
+// against the API at the configured URL. Plain DOM, no framework and no build step; every string
+// from the API is put in the page as text (textContent), never as HTML.
+
+import { Api, ApiError, tokenSubject } from "./api.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+// How many messages a history page holds (`?pageSize=` overrides it, for trying the paging).
+const PAGE_SIZE = clamp(Number(params.get("pageSize")) || 20, 1, 100);
+const SESSIONS_PAGE = 50;
+const store = {
+  get: (name) => localStorage.getItem(`chat-sessions-console.${name}`) || "",
+  set: (name, value) =>
+    value ? localStorage.setItem(`chat-sessions-console.${name}`, value) : localStorage.removeItem(`chat-sessions-console.${name}`),
+};
+
+const state = {
+  api: null,
+  sessions: [],
+  sessionsCursor: null,
+  session: null, // the selected session
+  chats: [],
+  messages: [], // the active chat's loaded messages, oldest first
+  historyCursor: null,
+  historyChatId: null,
+  loadingEarlier: false,
+  sending: false,
+};
+
+// --- helpers ------------------------------------------------------------------------------------
+
+function clamp(n, low, high) {
+  return Math.min(high, Math.max(low, Math.trunc(n)));
+}
+
+function h(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === false || value === null || value === undefined) continue;
+    if (name === "onclick") node.addEventListener("click", value);
+    else if (name === "class") node.className = value;
+    else node.setAttribute(name, value === true ? "" : String(value));
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined && child !== false) node.append(child);
+  }
+  return node;
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+function when(iso) {
+  const date = new Date(iso);
+  return Number.isNaN(date.getTime()) ? "" : date.toLocaleString();
+}
+
+function announce(text) {
+  // Cleared first so the same words twice are still read out.
+  $("announcer").textContent = "";
+  requestAnimationFrame(() => ($("announcer").textContent = text));
+}
+
+/** An API error in words: what failed, what the API said, and its code and status. */
+function describe(doing, error) {
+  if (!(error instanceof ApiError)) return `Could not ${doing}: ${error?.message || error}.`;
+  if (error.status === 0) return `Could not ${doing}: ${error.message}`;
+  let text = `Could not ${doing}: ${error.message.replace(/\.?$/, ".")}`;
+  const details = Array.isArray(error.details) ? error.details : [];
+  const said = details.map((d) => d && (d.msg || d.message)).filter(Boolean);
+  if (said.length) text += ` (${said.join("; ")})`;
+  if ((error.status === 404 || error.status === 405) && /archive/.test(doing)) {
+    text += " This API may not support archiving yet.";
+  }
+  if (error.status === 404 && /fork|edit/.test(doing)) text += " This API may not support branches yet.";
+  if (error.status === 401) text += " Sign in again, or paste a new token in Settings.";
+  return `${text} [${error.code}, HTTP ${error.status}]`;
+}
+
+function showError(text) {
+  $("error-text").textContent = text;
+  $("error").hidden = false;
+}
+
+function clearError() {
+  $("error").hidden = true;
+  $("error-text").textContent = "";
+}
+
+/** Run an action; an API error is shown in words (and a refused token signs the user out). */
+async function attempt(doing, action) {
+  clearError();
+  try {
+    return await action();
+  } catch (error) {
+    showError(describe(doing, error));
+    if (error instanceof ApiError && error.status === 401) showSignIn();
+    return undefined;
+  }
+}
+
+/** A modal dialog asking for a text (or, with no label, a yes/no); resolves null on cancel. */
+function ask({ title, label, value = "", multiline = false, confirm = "OK", danger = false, maxlength = 200 }) {
+  return new Promise((resolve) => {
+    const opener = document.activeElement;
+    const titleId = `dialog-title-${crypto.randomUUID()}`;
+    const field = label
+      ? h(multiline ? "textarea" : "input", { id: "dialog-field", required: true, maxlength, rows: multiline ? 5 : null })
+      : null;
+    if (field) field.value = value;
+    const dialog = h(
+      "dialog",
+      { "aria-labelledby": titleId },
+      h(
+        "form",
+        { method: "dialog" },
+        h("h2", { id: titleId }, title),
+        field ? [h("label", { for: "dialog-field" }, label), field] : null,
+        h(
+          "div",
+          { class: "buttons" },
+          h("button", { type: "submit", value: "cancel", formnovalidate: true }, "Cancel"),
+          h("button", { type: "submit", value: "ok", class: danger ? "danger" : null }, confirm),
+        ),
+      ),
+    );
+    dialog.addEventListener("close", () => {
+      const ok = dialog.returnValue === "ok";
+      resolve(ok ? (field ? field.value.trim() : true) : null);
+      dialog.remove();
+      if (opener && opener.isConnected) opener.focus();
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    if (field) field.select();
+  });
+}
+
+// --- signing in -------------------------------------------------------------------------------
+
+function apiFromSettings() {
+  return new Api(store.get("apiUrl"), store.get("token"));
+}
+
+function showSignIn() {
+  $("app").hidden = true;
+  $("whoami").hidden = true;
+  $("sign-out").hidden = true;
+  $("sign-in").hidden = false;
+  $("user-input").focus();
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const user = $("user-input").value.trim();
+  if (!user) return;
+  const api = new Api(store.get("apiUrl"), null);
+  const minted = await attempt("sign in", async () => {
+    try {
+      return await api.localToken(user);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 404) {
+        throw new ApiError(
+          404,
+          error.code,
+          "this API does not mint tokens (only the local stack has POST /local/token); paste a token in Settings",
+        );
+      }
+      throw error;
+    }
+  });
+  if (!minted) return;
+  store.set("token", minted.token);
+  store.set("sessionId", "");
+  await start();
+}
+
+function signOut() {
+  for (const name of ["token", "sessionId"]) store.set(name, "");
+  state.api = null;
+  state.session = null;
+  $("api-token").value = "";
+  clearError();
+  showSignIn();
+  announce("Signed out.");
+}
+
+function toggleSettings() {
+  const open = $("settings").hidden;
+  $("settings").hidden = !open;
+  $("settings-toggle").setAttribute("aria-expanded", String(open));
+  if (open) {
+    $("api-url").value = store.get("apiUrl");
+    $("api-token").value = store.get("token");
+    $("api-url").focus();
+  }
+}
+
+async function saveSettings(event) {
+  event.preventDefault();
+  const url = $("api-url").value.trim();
+  const token = $("api-token").value.trim();
+  const changed = url !== store.get("apiUrl") || token !== store.get("token");
+  store.set("apiUrl", url);
+  store.set("token", token);
+  if (changed) store.set("sessionId", "");
+  toggleSettings();
+  announce("Settings saved.");
+  await start();
+}
+
+// --- sessions ---------------------------------------------------------------------------------
+
+async function start() {
+  const token = store.get("token");
+  if (!token) {
+    showSignIn();
+    return;
+  }
+  state.api = apiFromSettings();
+  $("sign-in").hidden = true;
+  $("app").hidden = false;
+  $("whoami").hidden = false;
+  $("sign-out").hidden = false;
+  $("user-name").textContent = tokenSubject(token) || "(a token with no user)";
+  $("status-filter").value = store.get("statusFilter");
+  await loadSessions();
+  const remembered = store.get("sessionId");
+  if (remembered) await selectSession(remembered, { quiet: true });
+  else renderSession();
+  loadUsage();
+}
+
+async function loadSessions(more = false) {
+  const status = $("status-filter").value;
+  const page = await attempt("list the sessions", () =>
+    state.api.listSessions({ limit: SESSIONS_PAGE, cursor: more ? state.sessionsCursor : null, status: status || null }),
+  );
+  if (!page) return;
+  state.sessions = more ? [...state.sessions, ...page.items] : page.items;
+  state.sessionsCursor = page.nextCursor;
+  renderSessions();
+}
+
+async function loadUsage() {
+  const summary = $("usage-summary");
+  try {
+    const usage = await state.api.usage();
+    const s = usage.sessions || {};
+    summary.textContent =
+      `You: ${plural(s.active ?? 0, "active session")}, ${s.paused ?? 0} paused, ${s.archived ?? 0} archived; ` +
+      `${plural(usage.messages ?? 0, "message")}, ${plural(usage.usage?.totalTokens ?? 0, "token")}` +
+      (usage.tokenBudget ? ` (${usage.periodUsage?.totalTokens ?? 0} of ${usage.tokenBudget} this month)` : "");
+    summary.hidden = false;
+  } catch {
+    summary.hidden = true; // GET /me/usage is optional: an API without it shows the per-session counts only
+  }
+}
+
+function sessionLine(session) {
+  const usage = session.usage || {};
+  return `${plural(session.chatCount ?? 0, "chat")} · ${plural(session.messageCount ?? 0, "message")} · ${plural(usage.totalTokens ?? 0, "token")}`;
+}
+
+function renderSessions() {
+  const list = $("session-list");
+  list.replaceChildren(
+    ...state.sessions.map((session) => {
+      const current = state.session?.sessionId === session.sessionId;
+      return h(
+        "li",
+        {},
+        h(
+          "button",
+          {
+            type: "button",
+            class: "open",
+            "aria-current": current ? "true" : null,
+            "data-session-id": session.sessionId,
+            onclick: () => selectSession(session.sessionId),
+          },
+          h("span", { class: "name" }, session.name, h("span", { class: `badge ${session.status}` }, session.status)),
+          h("span", { class: "meta" }, sessionLine(session)),
+        ),
+      );
+    }),
+  );
+  $("no-sessions").hidden = state.sessions.length > 0;
+  $("more-sessions").hidden = !state.sessionsCursor;
+}
+
+function replaceSession(session) {
+  state.sessions = state.sessions.map((s) => (s.sessionId === session.sessionId ? session : s));
+  if (state.session?.sessionId === session.sessionId) state.session = session;
+  renderSessions();
+  renderSession();
+}
+
+async function createSession(event) {
+  event.preventDefault();
+  const input = $("new-session-name");
+  const name = input.value.trim();
+  if (!name) return;
+  const session = await attempt("create the session", () => state.api.createSession(name));
+  if (!session) return;
+  input.value = "";
+  if (!$("status-filter").value || $("status-filter").value === "active") state.sessions = [session, ...state.sessions];
+  announce(`Session ${session.name} created.`);
+  await selectSession(session.sessionId, { session });
+  $("new-chat-name").focus();
+  loadUsage();
+}
+
+async function selectSession(sessionId, { session = null, quiet = false } = {}) {
+  clearError();
+  try {
+    state.session = session || (await state.api.getSession(sessionId));
+  } catch (error) {
+    state.session = null;
+    store.set("sessionId", "");
+    // A remembered session that is gone (deleted elsewhere, another user's) is simply forgotten.
+    if (!(quiet && error instanceof ApiError && error.status === 404)) showError(describe("open the session", error));
+    renderSessions();
+    renderSession();
+    return;
+  }
+  store.set("sessionId", state.session.sessionId);
+  renderSessions();
+  renderSession();
+  await loadChats();
+}
+
+function renderSession() {
+  const session = state.session;
+  $("session-details").hidden = !session;
+  if (!session) {
+    $("session-title").textContent = "No session selected";
+    state.chats = [];
+    renderChats();
+    return;
+  }
+  $("session-title").textContent = session.name;
+  $("session-meta").textContent = `Status: ${session.status} · ${sessionLine(session)} · created ${when(session.createdAt)}`;
+  $("pause-session").hidden = session.status !== "active";
+  $("resume-session").hidden = session.status !== "paused";
+  $("archive-session").hidden = session.status === "archived";
+  $("unarchive-session").hidden = session.status !== "archived";
+}
+
+async function sessionAction(action, doing) {
+  const sid = state.session.sessionId;
+  const session = await attempt(doing, () => state.api.sessionAction(sid, action));
+  if (!session) return;
+  replaceSession(session);
+  announce(`Session ${session.name} is ${session.status}.`);
+  loadUsage();
+}
+
+async function renameSession() {
+  const name = await ask({ title: "Rename the session", label: "Session name", value: state.session.name, confirm: "Rename" });
+  if (!name) return;
+  const session = await attempt("rename the session", () => state.api.renameSession(state.session.sessionId, name));
+  if (session) {
+    replaceSession(session);
+    announce(`Session renamed to ${session.name}.`);
+  }
+}
+
+async function deleteSession() {
+  const session = state.session;
+  const sure = await ask({
+    title: `Delete the session “${session.name}” with its chats and messages?`,
+    confirm: "Delete",
+    danger: true,
+  });
+  if (!sure) return;
+  const done = await attempt("delete the session", async () => (await state.api.deleteSession(session.sessionId), true));
+  if (!done) return;
+  state.sessions = state.sessions.filter((s) => s.sessionId !== session.sessionId);
+  state.session = null;
+  store.set("sessionId", "");
+  renderSessions();
+  renderSession();
+  announce(`Session ${session.name} deleted.`);
+  $("new-session-name").focus();
+  loadUsage();
+}
+
+// --- chats ------------------------------------------------------------------------------------
+
+async function loadChats() {
+  const sid = state.session.sessionId;
+  const chats = await attempt("list the chats", () => state.api.allChats(sid));
+  if (!chats || state.session?.sessionId !== sid) return;
+  state.chats = chats;
+  renderChats();
+  await loadHistory();
+}
+
+function activeChat() {
+  return state.chats.find((chat) => chat.active) || null;
+}
+
+function renderChats() {
+  $("chat-list").replaceChildren(
+    ...state.chats.map((chat) =>
+      h(
+        "li",
+        {},
+        h(
+          "button",
+          {
+            type: "button",
+            class: "open",
+            "aria-current": chat.active ? "true" : null,
+            "data-chat-id": chat.chatId,
+            onclick: () => switchChat(chat),
+          },
+          h("span", { class: "name" }, chat.name, chat.active ? h("span", { class: "badge active" }, "active") : null),
+          h("span", { class: "meta" }, `${plural(chat.messageCount ?? 0, "message")}${chat.forkedFrom ? ` · forked at #${chat.forkedFrom.seq}` : ""}`),
+        ),
+        h("button", { type: "button", "aria-label": `Rename chat ${chat.name}`, onclick: () => renameChat(chat) }, "Rename"),
+        h("button", { type: "button", class: "danger", "aria-label": `Delete chat ${chat.name}`, onclick: () => deleteChat(chat) }, "Delete"),
+      ),
+    ),
+  );
+  $("no-chats").hidden = !state.session || state.chats.length > 0;
+}
+
+async function createChat(event) {
+  event.preventDefault();
+  const input = $("new-chat-name");
+  const name = input.value.trim();
+  if (!name) return;
+  const sid = state.session.sessionId;
+  const chat = await attempt("create the chat", () => state.api.createChat(sid, name));
+  if (!chat) return;
+  input.value = "";
+  announce(`Chat ${chat.name} created; it is the active chat.`);
+  await refreshSession();
+  $("message-input").focus();
+}
+
+/** The selected session, its chats and the active chat's history, fetched again. */
+async function refreshSession() {
+  const session = await attempt("refresh the session", () => state.api.getSession(state.session.sessionId));
+  if (session) replaceSession(session);
+  await loadChats();
+}
+
+async function switchChat(chat) {
+  if (chat.active) {
+    $("message-input").focus();
+    return;
+  }
+  const switched = await attempt("switch to the chat", () => state.api.activateChat(chat.sessionId, chat.chatId));
+  if (!switched) return;
+  announce(`Switched to chat ${switched.name}.`);
+  await refreshSession();
+}
+
+async function renameChat(chat) {
+  const name = await ask({ title: "Rename the chat", label: "Chat name", value: chat.name, confirm: "Rename" });
+  if (!name) return;
+  const renamed = await attempt("rename the chat", () => state.api.renameChat(chat.sessionId, chat.chatId, name));
+  if (!renamed) return;
+  state.chats = state.chats.map((c) => (c.chatId === renamed.chatId ? renamed : c));
+  renderChats();
+  renderConversationHeader();
+  announce(`Chat renamed to ${renamed.name}.`);
+}
+
+async function deleteChat(chat) {
+  const sure = await ask({ title: `Delete the chat “${chat.name}” and its messages?`, confirm: "Delete", danger: true });
+  if (!sure) return;
+  const done = await attempt("delete the chat", async () => (await state.api.deleteChat(chat.sessionId, chat.chatId), true));
+  if (!done) return;
+  announce(`Chat ${chat.name} deleted.`);
+  await refreshSession();
+  $("new-chat-name").focus();
+}
+
+// --- the active chat's history ------------------------------------------------------------------
+
+function renderConversationHeader() {
+  const chat = state.session ? activeChat() : null;
+  $("chat-title").textContent = chat ? chat.name : "No active chat";
+  $("chat-meta").textContent = chat
+    ? `${chat.model} · ${plural(chat.messageCount ?? 0, "message")} · ${plural(chat.usage?.totalTokens ?? 0, "token")}` +
+      (chat.systemPrompt ? ` · system prompt: ${chat.systemPrompt}` : "")
+    : state.session
+      ? "Create a chat (or pick one) to send messages."
+      : "Pick or create a session.";
+  const usable = Boolean(chat) && !state.sending;
+  $("message-input").disabled = !chat;
+  $("send").disabled = !usable;
+  $("regenerate").disabled = !usable || !state.messages.some((m) => m.role === "user");
+}
+
+async function loadHistory() {
+  const chat = activeChat();
+  state.messages = [];
+  state.historyCursor = null;
+  state.historyChatId = chat?.chatId || null;
+  if (chat) {
+    const page = await attempt("load the messages", () => state.api.messages(chat.sessionId, chat.chatId, PAGE_SIZE, null));
+    if (page && state.historyChatId === chat.chatId) {
+      state.messages = [...page.items].reverse();
+      state.historyCursor = page.nextCursor;
+    }
+  }
+  renderMessages();
+  renderConversationHeader();
+  scrollToEnd();
+}
+
+async function loadEarlier() {
+  const chat = activeChat();
+  if (!chat || !state.historyCursor || state.loadingEarlier) return;
+  state.loadingEarlier = true;
+  const history = $("history");
+  const before = history.scrollHeight - history.scrollTop;
+  try {
+    const page = await attempt("load earlier messages", () =>
+      state.api.messages(chat.sessionId, chat.chatId, PAGE_SIZE, state.historyCursor),
+    );
+    if (page && state.historyChatId === chat.chatId) {
+      const known = new Set(state.messages.map((m) => m.messageId));
+      state.messages = [...page.items.filter((m) => !known.has(m.messageId)).reverse(), ...state.messages];
+      state.historyCursor = page.nextCursor;
+      renderMessages();
+      history.scrollTop = history.scrollHeight - before; // keep the reader's place
+      announce(`${plural(page.items.length, "earlier message")} loaded.`);
+    }
+  } finally {
+    state.loadingEarlier = false;
+  }
+}
+
+function scrollToEnd() {
+  const history = $("history");
+  history.scrollTop = history.scrollHeight;
+}
+
+function messageItem(message) {
+  const mine = message.role === "user";
+  const actions = [];
+  if (!message.pending) {
+    actions.push(
+      h("button", { type: "button", onclick: () => forkAt(message), "aria-label": `Fork a new chat from message ${message.seq}` }, "Fork from here"),
+    );
+    if (mine) {
+      actions.push(h("button", { type: "button", onclick: () => editMessage(message), "aria-label": `Edit message ${message.seq}` }, "Edit"));
+    }
+  }
+  return h(
+    "li",
+    { class: `msg ${message.role}${message.pending ? " sending" : ""}`, "data-seq": message.seq ?? "", "aria-label": `${mine ? "You" : "Assistant"}, message ${message.seq ?? "(sending)"}` },
+    h(
+      "header",
+      {},
+      h("strong", {}, mine ? "You" : "Assistant"),
+      message.seq ? h("span", {}, `#${message.seq}`) : null,
+      message.model && !mine ? h("span", {}, message.model) : null,
+      message.createdAt ? h("time", { datetime: message.createdAt }, when(message.createdAt)) : null,
+      message.pending ? h("span", {}, "sending…") : null,
+      message.status && message.status !== "complete" ? h("span", { class: "warn" }, message.status) : null,
+    ),
+    h("div", { class: "content" }, message.content),
+    actions.length ? h("div", { class: "actions" }, actions) : null,
+  );
+}
+
+function renderMessages() {
+  $("messages").replaceChildren(...state.messages.map(messageItem));
+  const chat = state.session ? activeChat() : null;
+  $("load-earlier").hidden = !chat || !state.historyCursor;
+  $("history-start").hidden = !chat || Boolean(state.historyCursor) || state.messages.length === 0;
+}
+
+// --- sending, regenerating, branching ---------------------------------------------------------
+
+function setSending(sending) {
+  state.sending = sending;
+  $("pending").hidden = !sending;
+  $("send-form").setAttribute("aria-busy", String(sending));
+  renderConversationHeader();
+}
+
+/** Append what a send/regenerate answered and read the reply out. */
+function showExchange(result) {
+  const known = new Set(state.messages.map((m) => m.messageId));
+  for (const message of [result.userMessage, result.assistantMessage]) {
+    if (message && !known.has(message.messageId)) state.messages.push(message);
+  }
+  renderMessages();
+  scrollToEnd();
+  if (result.assistantMessage) announce(`Reply: ${result.assistantMessage.content}`);
+}
+
+async function afterExchange() {
+  // Counts (messages, tokens) changed on the chat and the session.
+  const sid = state.session.sessionId;
+  const [session, chats] = await Promise.all([
+    state.api.getSession(sid).catch(() => null),
+    state.api.allChats(sid).catch(() => null),
+  ]);
+  if (session && state.session?.sessionId === sid) replaceSession(session);
+  if (chats && state.session?.sessionId === sid) {
+    state.chats = chats;
+    renderChats();
+    renderConversationHeader();
+  }
+  loadUsage();
+}
+
+async function send(event) {
+  event.preventDefault();
+  const chat = activeChat();
+  const input = $("message-input");
+  const content = input.value.trim();
+  if (!chat || !content || state.sending) return;
+  clearError();
+  const placeholder = { role: "user", content, pending: true, messageId: `pending-${Date.now()}` };
+  state.messages.push(placeholder);
+  renderMessages();
+  scrollToEnd();
+  input.value = "";
+  setSending(true);
+  try {
+    const result = await state.api.send(chat.sessionId, chat.chatId, content);
+    state.messages = state.messages.filter((m) => m !== placeholder);
+    showExchange(result);
+    setSending(false);
+    await afterExchange();
+  } catch (error) {
+    state.messages = state.messages.filter((m) => m !== placeholder);
+    input.value = content; // nothing typed is lost
+    setSending(false);
+    showError(describe("send the message", error));
+    if (error instanceof ApiError && error.status === 401) {
+      showSignIn();
+      return;
+    }
+    // The user message may be stored unanswered (the model failed): show what the API holds.
+    if (error instanceof ApiError && error.status >= 500) await loadHistoryKeepingError();
+    renderMessages();
+  }
+  input.focus();
+}
+
+async function loadHistoryKeepingError() {
+  const text = $("error-text").textContent;
+  await loadHistory();
+  if (text) showError(text);
+}
+
+async function regenerate() {
+  const chat = activeChat();
+  if (!chat || state.sending) return;
+  clearError();
+  setSending(true);
+  let result;
+  try {
+    result = await state.api.regenerate(chat.sessionId, chat.chatId);
+  } catch (error) {
+    setSending(false);
+    showError(describe("regenerate the reply", error));
+    return;
+  }
+  setSending(false);
+  showExchange(result);
+  await afterExchange();
+}
+
+async function forkAt(message) {
+  const chat = activeChat();
+  const forked = await attempt("fork the chat", () => state.api.forkChat(chat.sessionId, chat.chatId, message.seq));
+  if (!forked) return;
+  announce(`Forked a new chat, ${forked.name}, from message ${message.seq}; it is the active chat.`);
+  await refreshSession();
+  $("message-input").focus();
+}
+
+async function editMessage(message) {
+  const content = await ask({
+    title: `Edit message ${message.seq} (a new chat branches off before it)`,
+    label: "Message",
+    value: message.content,
+    multiline: true,
+    confirm: "Send edited message",
+    maxlength: 32000,
+  });
+  if (!content) return;
+  const chat = activeChat();
+  setSending(true);
+  let result;
+  try {
+    result = await state.api.edit(chat.sessionId, chat.chatId, message.messageId, content);
+  } catch (error) {
+    setSending(false);
+    showError(describe("edit the message", error));
+    return;
+  }
+  setSending(false);
+  announce(`Edited in a new chat, ${result.chat?.name ?? ""}. Reply: ${result.assistantMessage?.content ?? ""}`);
+  await refreshSession();
+  $("message-input").focus();
+}
+
+// --- wiring -----------------------------------------------------------------------------------
+
+function wire() {
+  $("sign-in-form").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", signOut);
+  $("settings-toggle").addEventListener("click", toggleSettings);
+  $("settings-form").addEventListener("submit", saveSettings);
+  $("error-dismiss").addEventListener("click", clearError);
+  $("new-session-form").addEventListener("submit", createSession);
+  $("status-filter").addEventListener("change", () => {
+    store.set("statusFilter", $("status-filter").value);
+    loadSessions();
+  });
+  $("more-sessions").addEventListener("click", () => loadSessions(true));
+  $("rename-session").addEventListener("click", renameSession);
+  $("pause-session").addEventListener("click", () => sessionAction("pause", "pause the session"));
+  $("resume-session").addEventListener("click", () => sessionAction("resume", "resume the session"));
+  $("archive-session").addEventListener("click", () => sessionAction("archive", "archive the session"));
+  $("unarchive-session").addEventListener("click", () => sessionAction("unarchive", "unarchive the session"));
+  $("delete-session").addEventListener("click", deleteSession);
+  $("new-chat-form").addEventListener("submit", createChat);
+  $("send-form").addEventListener("submit", send);
+  $("message-input").addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing) {
+      event.preventDefault();
+      $("send-form").requestSubmit();
+    }
+  });
+  $("regenerate").addEventListener("click", regenerate);
+  $("load-earlier").addEventListener("click", loadEarlier);
+  // Scrolling back to the top of the history loads the page before it.
+  new IntersectionObserver((entries) => {
+    if (entries.some((entry) => entry.isIntersecting)) loadEarlier();
+  }, { root: $("history") }).observe($("load-earlier"));
+}
+
+wire();
+start();
