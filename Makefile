@@ -26,10 +26,12 @@ help:
 	@echo "make chat       terminal client against the running stack"
 	@echo "make test       lint, types, template checks, unit and integration tests"
 	@echo "make openapi    regenerate openapi.json from the code"
+	@echo "make schemathesis API_URL=<url> TOKEN=<jwt>  check openapi.json against a running stack"
 	@echo "make bench      run the cost benchmark (writes benchmarks/results.md)"
 	@echo "make mutants    remove each condition of the store in turn; the fast tests must catch every one"
 	@echo "make build      sam build (finds Python 3.12: PATH, pyenv, uv; or Docker)"
 	@echo "make invoke     FN=<LogicalId> EVENT=events/<op>.json: one function, locally, without Docker"
+	@echo "make e2e        API_URL=... TOKEN=...: the HTTP integration tests against any base URL"
 	@echo "make deploy     build and deploy to AWS (guided the first time); make destroy deletes the stack"
 	@echo "make dynamodb-local  install Amazon's DynamoDB Local into .cache/ (make test does it on first use)"
 
@@ -118,6 +120,13 @@ mutants: venv
 invoke: venv
 	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<LogicalId> EVENT=events/<op>.json [ARGS=-v]" >&2; exit 2; }
 	@$(BIN)/python -m local_stack.invoke $(FN) $(EVENT) $(ARGS)
+
+# The HTTP integration tests marked e2e against any base URL: a deployed stack or `make run`
+# (TOKEN: a bearer token of a user; TOKEN2, another user's, adds the tests that need two).
+.PHONY: e2e
+e2e: venv
+	@test -n "$(API_URL)" -a -n "$(TOKEN)" || { echo "usage: make e2e API_URL=https://... TOKEN=... [TOKEN2=...]" >&2; exit 2; }
+	E2E_API_URL="$(API_URL)" E2E_TOKEN="$(TOKEN)" E2E_TOKEN2="$(TOKEN2)" $(BIN)/python -m pytest -p no:cacheprovider -n 0 -m e2e tests/integration
 
 # sam build with a Python 3.12 it finds (PATH, pyenv, uv) or in Docker; else it says how to get one.
 build: $(SAM_VENV)/bin/.installed

@@ -7,6 +7,7 @@ see each other's data. Tests that need a differently configured stack start thei
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import uuid
@@ -57,9 +58,19 @@ def local_stack(**env: str) -> Iterator[str]:
         yield url
 
 
+# `make e2e API_URL=... TOKEN=... [TOKEN2=...]`: the tests marked ``e2e`` against any base URL (a
+# deployed stack, `make run`), as the users those tokens belong to; the others are deselected.
+E2E_API_URL = os.environ.get("E2E_API_URL", "").strip().rstrip("/")
+E2E_TOKENS = [t.strip() for t in (os.environ.get("E2E_TOKEN", ""), os.environ.get("E2E_TOKEN2", "")) if t.strip()]
+_e2e_users: dict[str, str] = {}  # a test's user names -> the given tokens, in order of first use
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[str]:
-    """The shared stack (MAX_ACTIVE_SESSIONS raised for the pagination tests)."""
+    """The shared stack (MAX_ACTIVE_SESSIONS raised for the pagination tests), or E2E_API_URL."""
+    if E2E_API_URL:
+        yield E2E_API_URL
+        return
     with local_stack(MAX_ACTIVE_SESSIONS="100") as url:
         yield url
 
@@ -68,12 +79,47 @@ def new_user(name: str = "user") -> str:
     return f"{name}-{uuid.uuid4().hex[:10]}"
 
 
+def _token_for(user: str) -> str:
+    """A token for ``user``: minted locally, or in e2e mode the next given token (a test's
+    first user is TOKEN's owner, its second TOKEN2's)."""
+    if not E2E_API_URL:
+        return make_token(user)
+    if user not in _e2e_users:
+        if len(_e2e_users) == len(E2E_TOKENS):
+            pytest.fail(f"this test needs more users than the {len(E2E_TOKENS)} token(s) given (TOKEN, TOKEN2)")
+        _e2e_users[user] = E2E_TOKENS[len(_e2e_users)]
+    return _e2e_users[user]
+
+
 def client(url: str, user: str | None = None, token: str | None = None) -> httpx.Client:
     """An HTTP client for the stack, authenticated as ``user`` (or with ``token``)."""
     headers = {}
     if user is not None or token is not None:
-        headers["Authorization"] = f"Bearer {token or make_token(str(user))}"
+        headers["Authorization"] = f"Bearer {token or _token_for(str(user))}"
     return httpx.Client(base_url=url, headers=headers, timeout=HTTP_TIMEOUT)
+
+
+def _session_ids(http: httpx.Client) -> set[str]:
+    return {s["sessionId"] for s in all_pages(http, "/sessions")}
+
+
+@pytest.fixture(autouse=True)
+def _e2e_cleanup() -> Iterator[None]:
+    """In e2e mode the users are real and keep their data: each test's new sessions are deleted
+    after it (their quota of active sessions is small), and its user names start afresh."""
+    if not E2E_API_URL:
+        yield
+        return
+    _e2e_users.clear()
+    before = {}
+    for token in E2E_TOKENS:
+        with client(E2E_API_URL, token=token) as http:
+            before[token] = _session_ids(http)
+    yield
+    for token in E2E_TOKENS:
+        with client(E2E_API_URL, token=token) as http:
+            for sid in _session_ids(http) - before[token]:
+                http.delete(f"/sessions/{sid}")
 
 
 def ok(response: httpx.Response, status: int = 200) -> Any:
@@ -117,9 +163,28 @@ def race(n: int, work: Callable[[int], T]) -> list[T]:
         return list(pool.map(run, range(n)))
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "e2e(users=1): also runs against any base URL (make e2e): needs only the HTTP API and that many users",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # The contract's default secret is 16 bytes; PyJWT warns on every HMAC key under 32.
     here = str(__file__).rsplit("/", 1)[0]
     for item in items:
         if str(item.path).startswith(here):
             item.add_marker(pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning"))
+    if not E2E_API_URL:
+        return
+    # e2e mode: only the tests marked e2e, and only those the given tokens have enough users for.
+    keep: list[pytest.Item] = []
+    drop: list[pytest.Item] = []
+    for item in items:
+        mark = item.get_closest_marker("e2e")
+        users = mark.kwargs.get("users", 1) if mark else None
+        (keep if users is not None and users <= len(E2E_TOKENS) else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

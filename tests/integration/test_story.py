@@ -10,8 +10,12 @@ import uuid
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.integration.conftest import all_pages, client, error_code, new_user, ok, race
+
+# Only the HTTP API and one user: `make e2e` runs these against any base URL too.
+pytestmark = pytest.mark.e2e
 
 THREADS = 20
 
