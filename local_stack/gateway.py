@@ -765,6 +765,42 @@ def _start_fault_injector(env: os._Environ[str] | dict[str, str], endpoint: str,
     )
 
 
+def _start_embedded_dynamodb(env: os._Environ[str] | dict[str, str], resources: Resources) -> tuple[str, str]:
+    """Amazon's DynamoDB Local when Java and its jar are here (``LOCAL_DYNAMODB=auto``, the
+    default), else moto; returns its URL and a description. DynamoDB Local is the default because
+    its cost per request does not grow with the table and its memory stays flat (README, "The
+    local stack under load"); moto copies every table a transaction touches, so a send slows down
+    and memory grows with every message stored. ``LOCAL_DATA_DIR`` keeps the tables on disk across
+    restarts, which only DynamoDB Local can do."""
+    from local_stack import dynamodb_local
+
+    choice = env.get("LOCAL_DYNAMODB", "").strip().lower() or "auto"
+    if choice not in ("auto", "dynamodb-local", "moto"):
+        resources.close()
+        sys.exit(f"LOCAL_DYNAMODB must be auto, dynamodb-local or moto, not {choice!r}")
+    data = env.get("LOCAL_DATA_DIR", "").strip()
+    missing = dynamodb_local.available()
+    if choice == "dynamodb-local" or (choice == "auto" and missing is None) or (data and choice != "moto"):
+        try:
+            instance = dynamodb_local.start(data_dir=Path(data) if data else None)
+        except dynamodb_local.DynamoDBLocalError as exc:
+            resources.close()
+            sys.exit(f"DynamoDB Local: {exc}")
+        resources.stops.append(lambda: instance.stop(timeout=3))
+        kept = f"tables kept in {Path(data).expanduser().resolve()}" if data else "in memory"
+        return instance.url, f"embedded DynamoDB Local ({kept}) at {instance.url}"
+    if data:
+        resources.close()
+        sys.exit("LOCAL_DATA_DIR needs DynamoDB Local (moto keeps nothing across restarts); unset LOCAL_DYNAMODB=moto")
+    from local_stack import dynamodb
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+    server, endpoint = dynamodb.start_in_thread()
+    resources.stops.append(server.shutdown)
+    why = f"; DynamoDB Local: {missing}" if choice == "auto" and missing else ""
+    return endpoint, f"embedded DynamoDB (moto, in memory{why}) at {endpoint}"
+
+
 def prepare_environment(env: os._Environ[str] | dict[str, str] = os.environ) -> Resources:
     """Environment defaults, then DynamoDB (the given endpoint, else an embedded one) with the
     table from template.yaml, then the model (the given one, else the local model). Runs before
@@ -792,13 +828,8 @@ def prepare_environment(env: os._Environ[str] | dict[str, str] = os.environ) -> 
     if endpoint:
         where = f"DynamoDB at {endpoint} (DYNAMODB_ENDPOINT)"
     else:
-        from local_stack import dynamodb
-
-        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-        server, endpoint = dynamodb.start_in_thread()
-        resources.stops.append(server.shutdown)
+        endpoint, where = _start_embedded_dynamodb(env, resources)
         env["DYNAMODB_ENDPOINT"] = endpoint
-        where = f"embedded DynamoDB (moto) at {endpoint}"
     client = boto3.client("dynamodb", endpoint_url=endpoint, region_name=env["AWS_DEFAULT_REGION"])
     created = cfn.ensure_table(client, env["TABLE_NAME"])
     _say(f"table {env['TABLE_NAME']} {'created' if created else 'found'} in {where}")

@@ -41,6 +41,7 @@ import time
 import traceback
 import uuid
 import warnings
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -52,20 +53,8 @@ DEFAULT_IDLE_SECONDS = 300.0
 INIT_TIMEOUT_S = 30.0  # the cold start (import of the handler module); Lambda allows 10 s
 STOP_GRACE_S = 1.0  # what running invocations get when the stack stops
 
-# Imported once by the fork server, shared by every worker forked from it. Third-party only: our
-# own modules read the environment when imported, and each worker gets its environment later.
-PRELOAD = [
-    "boto3",
-    "botocore.session",
-    "botocore.client",
-    "pydantic",
-    "aws_lambda_powertools",
-    "aws_lambda_powertools.event_handler",
-    "aws_lambda_powertools.logging",
-    "aws_lambda_powertools.utilities.idempotency",
-    "openai",
-    "httpx",
-]
+# Imported once by the fork server, shared by every worker forked from it (see the module).
+PRELOAD = ["local_stack._preload"]
 
 
 def _env_float(name: str, default: float, minimum: float) -> float:
@@ -271,6 +260,7 @@ class _Function:
     idle: list[_Worker] = field(default_factory=list)
     busy: set[_Worker] = field(default_factory=set)
     starting: int = 0
+    waiting: deque[object] = field(default_factory=deque)  # requests queued for a worker, first come first served
 
     @property
     def count(self) -> int:
@@ -349,26 +339,33 @@ class WorkerPool:
 
     def _acquire(self, key: str, module: str, handler: str, function_name: str) -> _Worker:
         deadline = time.monotonic() + self._queue_s
+        ticket = object()
         with self._changed:
-            while True:
-                if self._closed:
-                    raise WorkerBusy("the local stack is stopping")
-                function = self._functions.setdefault(key, _Function(self._limit))
-                while function.idle:
-                    worker = function.idle.pop()
-                    if worker.alive():
-                        function.busy.add(worker)
-                        return worker
-                    worker.kill()
-                if function.count < function.limit:
-                    function.starting += 1
-                    break
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise WorkerBusy(
-                        f"all {function.limit} workers of {function_name} stayed busy for {self._queue_s:g} s"
-                    )
-                self._changed.wait(remaining)
+            function = self._functions.setdefault(key, _Function(self._limit))
+            function.waiting.append(ticket)
+            try:
+                while True:
+                    if self._closed:
+                        raise WorkerBusy("the local stack is stopping")
+                    if function.waiting[0] is ticket:  # first in the queue: take a worker if there is one
+                        while function.idle:
+                            worker = function.idle.pop()  # the most recently used: warm, the others may retire
+                            if worker.alive():
+                                function.busy.add(worker)
+                                return worker
+                            worker.kill()
+                        if function.count < function.limit:
+                            function.starting += 1
+                            break
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise WorkerBusy(
+                            f"all {function.limit} workers of {function_name} stayed busy for {self._queue_s:g} s"
+                        )
+                    self._changed.wait(remaining)
+            finally:
+                function.waiting.remove(ticket)
+                self._changed.notify_all()  # the next in the queue may go now
         # A cold start, outside the lock: other functions' requests go on meanwhile.
         try:
             worker = _Worker(self._paths, module, handler, function_name, INIT_TIMEOUT_S * self._scale)
