@@ -459,6 +459,7 @@ async function switchChat(chat) {
   if (!switched) return;
   announce(`Switched to chat ${switched.name}.`);
   await refreshSession();
+  $("message-input").focus();
 }
 
 async function renameChat(chat) {
