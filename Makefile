@@ -75,6 +75,13 @@ sam-validate: $(SAM_VENV)/bin/.installed
 openapi: venv
 	$(BIN)/python -m local_stack.openapi > openapi.json
 
+# Schemathesis with the committed openapi.json against a running stack, local or deployed, with
+# the configuration `make test` uses (tests/schemathesis.toml: every check and phase, fixed seed).
+.PHONY: schemathesis
+schemathesis: venv
+	@test -n "$(API_URL)" && test -n "$(TOKEN)" || { echo "usage: make schemathesis API_URL=<base URL> TOKEN=<JWT>" >&2; exit 2; }
+	SCHEMATHESIS_TOKEN='$(TOKEN)' $(BIN)/schemathesis --config-file tests/schemathesis.toml run openapi.json --url '$(API_URL)'
+
 # The static checks side by side (and the environments they need), then pytest on parallel
 # workers; tests that share a server or a world run on one worker (tests/parallel.py). cfn-lint
 # runs inside pytest (tests/test_template.py), so `checks` leaves it out. pytest's exit status is

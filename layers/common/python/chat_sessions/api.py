@@ -29,7 +29,7 @@ from pydantic import BaseModel
 
 from chat_sessions import idempotency, invocation
 from chat_sessions.config import get_settings
-from chat_sessions.errors import Conflict, PayloadTooLarge, ServiceError, Unauthorized
+from chat_sessions.errors import Conflict, PayloadTooLarge, ServiceError, Unauthorized, ValidationFailed
 from chat_sessions.models import ErrorBody, Exchange
 from chat_sessions.observability import logger, metrics, tracer
 from chat_sessions.services.exchanges import exchange_ref, read_exchange
@@ -38,18 +38,27 @@ from chat_sessions.store import Collision, ConditionFailed, get_store
 from chat_sessions.store.outcomes import classify
 
 _ERROR_DESCRIPTIONS = {
-    400: "validation_error",
-    401: "unauthorized",
-    404: "not_found",
-    409: "conflict (contention outlasting retries), chat_not_active, session_paused, no_active_chat, "
-    "session_limit_reached, nothing_to_regenerate",
-    413: "payload_too_large",
-    422: "idempotency_key_reused",
-    429: "rate_limited (the model, or DynamoDB throttling; see Retry-After)",
-    502: "upstream_error",
-    503: "unavailable (DynamoDB could not answer; see Retry-After)",
-    504: "upstream_timeout",
+    400: "validation_error: malformed JSON, wrong types, out-of-range values, unknown fields, a cursor "
+    "the server did not issue for this listing, a malformed Idempotency-Key (`details` says where)",
+    401: "unauthorized: no token, or one that is not valid",
+    404: "not_found: no such resource for this caller (another user's resource answers the same), or an id "
+    "that is not of the server's form",
+    409: "conflict (a concurrent change outlasted the retries, or a request with this Idempotency-Key is "
+    "still running: retry), or this operation's state codes: chat_not_active, session_paused, "
+    "no_active_chat, session_limit_reached, nothing_to_regenerate",
+    413: "payload_too_large: the body is over the limit (512 KiB)",
+    422: "idempotency_key_reused: this Idempotency-Key was used with another request to this operation",
+    429: "rate_limited: the model, DynamoDB or the function's concurrency is throttling; retry after "
+    "`Retry-After` seconds",
+    500: "internal_error: a bug (no input should cause it)",
+    502: "upstream_error: the model failed; the user message stays stored, unanswered",
+    503: "unavailable: DynamoDB could not answer; retry after `Retry-After` seconds",
+    504: "upstream_timeout: the model did not answer in time; the user message stays stored, unanswered",
 }
+BASE_ERRORS = (400, 401, 404, 413, 429, 500, 503)
+"""What any operation may answer: a malformed request (any route refuses a broken body or an
+oversized one before routing on), no valid token, no such resource, throttling, a bug, and
+DynamoDB unavailable."""
 
 
 IdempotencyKey = Annotated[
@@ -88,6 +97,10 @@ def _error_body(code: str, message: str, details: list[dict[str, Any]] | None = 
     return {"error": error}
 
 
+def error_description(status: int) -> str:
+    return _ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase)
+
+
 def responses(success: int, model: type[BaseModel] | None, *errors: int) -> dict[int, Any]:
     """OpenAPI ``responses`` for a route: its success body and the error bodies it may send."""
     out: dict[int, Any] = {}
@@ -95,9 +108,9 @@ def responses(success: int, model: type[BaseModel] | None, *errors: int) -> dict
         out[success] = {"description": "No content"}
     else:
         out[success] = {"description": HTTPStatus(success).phrase, "content": {"application/json": {"model": model}}}
-    for status in (400, 401, 404, 429, 503, *errors):
+    for status in sorted({*BASE_ERRORS, *errors}):
         out[status] = {
-            "description": _ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase),
+            "description": error_description(status),
             "content": {"application/json": {"model": ErrorBody}},
         }
     return out
@@ -290,6 +303,22 @@ def _body_size(event: dict[str, Any]) -> int:
     return len(body.encode("utf-8", "surrogatepass"))
 
 
+_PARSED_AS_BODY = ("application/x-www-form-urlencoded", "multipart/")
+
+
+def _json_or_no_body(event: dict[str, Any]) -> bool:
+    """Every body of this API is JSON. Powertools would also parse a form or a multipart body
+    (and fails with a ``ValueError``, a 500, on a multipart type without a boundary), so any
+    other declared type is refused before it runs: a body that is not declared JSON, or a form
+    or multipart type even with no body. No ``Content-Type`` reads as JSON, as Powertools does."""
+    headers = event.get("headers") or {}
+    declared = next((str(v) for k, v in headers.items() if str(k).lower() == "content-type"), "")
+    media_type = declared.split(";", 1)[0].strip().lower()
+    if media_type in ("", "application/json"):
+        return True
+    return not (event.get("body") or media_type.startswith(_PARSED_AS_BODY))
+
+
 def lambda_handler_for(router: Router) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """The Lambda entry point for one route: logging with the request id as correlation id,
     tracing, metrics, a body-size guard, and Powertools routing and validation."""
@@ -302,12 +331,19 @@ def lambda_handler_for(router: Router) -> Callable[[dict[str, Any], Any], dict[s
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         started = time.perf_counter()
         idempotency.config.register_lambda_context(context)
+        refused: ServiceError | None = None
         if _body_size(event) > max_body:
-            exc = PayloadTooLarge(f"The body is larger than {max_body} bytes.")
+            refused = PayloadTooLarge(f"The body is larger than {max_body} bytes.")
+        elif not _json_or_no_body(event):
+            refused = ValidationFailed(
+                "The body must be JSON (Content-Type: application/json).",
+                details=[{"loc": ["header", "Content-Type"], "type": "unsupported_content_type"}],
+            )
+        if refused is not None:
             result = {
-                "statusCode": exc.status,
+                "statusCode": refused.status,
                 "headers": {"Content-Type": "application/json"},
-                "body": json.dumps(_error_body(exc.code, exc.message)),
+                "body": json.dumps(_error_body(refused.code, refused.message, refused.details)),
             }
         else:
             with invocation.running(context):

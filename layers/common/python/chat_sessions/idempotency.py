@@ -37,7 +37,9 @@ from chat_sessions.observability import logger
 from chat_sessions.store import plain_dynamodb_client
 
 HEADER = "idempotency-key"
-KEY_PATTERN = r"^[\x20-\x7e]{1,128}$"
+KEY_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?$"
+"""1..128 printable ASCII characters, neither first nor last a space: HTTP trims the spaces around
+a header value, so a key that began or ended with one could not arrive as it was sent."""
 _KEY_RE = re.compile(KEY_PATTERN)
 EXPIRY_ATTR = "expiresAt"
 
@@ -53,9 +55,9 @@ config = IdempotencyConfig(
 def checked_key(value: str | None) -> str | None:
     if value is None:
         return None
-    if not _KEY_RE.match(value):
+    if not _KEY_RE.fullmatch(value):
         raise ValidationFailed(
-            "Idempotency-Key must be 1 to 128 printable ASCII characters.",
+            "Idempotency-Key must be 1 to 128 printable ASCII characters, not starting or ending with a space.",
             details=[{"loc": ["header", "Idempotency-Key"], "type": "invalid_idempotency_key"}],
         )
     return value

@@ -6,10 +6,11 @@ Requests are strict (no type coercion) and forbid unknown fields, so a typo in a
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
+from pydantic.json_schema import SkipJsonSchema
 
 MAX_CONTENT = 32_000
 Name = Annotated[str, Field(min_length=1, max_length=200)]
@@ -19,6 +20,19 @@ SystemPrompt = Annotated[str, Field(min_length=1, max_length=MAX_CONTENT)]
 MetadataKey = Annotated[str, Field(min_length=1, max_length=128)]
 MetadataValue = Annotated[str, Field(max_length=1024)]
 Metadata = Annotated[dict[MetadataKey, MetadataValue], Field(max_length=16)]
+
+
+def _no_default(schema: dict[str, Any]) -> None:
+    """A PATCH field's ``None`` default means "absent, unchanged", not a value to send: the
+    document shows the field as optional, without ``"default": null``."""
+    schema.pop("default", None)
+
+
+UNCHANGED: Any = Field(default=None, json_schema_extra=_no_default)
+"""The default of a PATCH field that may be left out but not sent as ``null``. Its type is
+``X | SkipJsonSchema[None]``: ``None`` stands for "absent" in Python, and the document (which
+says what a client may send) leaves ``null`` out; the field's validator refuses an explicit
+``null`` with a 400."""
 
 
 class _Request(BaseModel):
@@ -40,8 +54,8 @@ class UpdateSessionRequest(_Request):
 
     # None is only the "absent" default, never a value a client may send: a session always has
     # a name and a metadata map, and a stored null broke every later read of the session.
-    name: Name | None = None
-    metadata: Metadata | None = None
+    name: Name | SkipJsonSchema[None] = UNCHANGED
+    metadata: Metadata | SkipJsonSchema[None] = UNCHANGED
 
     @field_validator("name", "metadata")
     @classmethod
@@ -60,9 +74,9 @@ class CreateChatRequest(_Request):
 class UpdateChatRequest(_Request):
     """PATCH: only the fields present change; ``systemPrompt: null`` removes the prompt."""
 
-    name: Name | None = None
-    model: ModelName | None = None
-    system_prompt: SystemPrompt | None = None
+    name: Name | SkipJsonSchema[None] = UNCHANGED
+    model: ModelName | SkipJsonSchema[None] = UNCHANGED
+    system_prompt: SystemPrompt | None = Field(default=None, json_schema_extra=_no_default)
 
     @field_validator("name", "model")
     @classmethod
@@ -73,6 +87,18 @@ class UpdateChatRequest(_Request):
 
 
 class SendMessageRequest(_Request):
+    content: Content
+
+
+class ForkChatRequest(_Request):
+    """A fork of the chat at ``uptoSeq`` (0..the chat's last seq). Without ``name``, the
+    source's name with " (fork)" after it."""
+
+    name: Name | None = None
+    upto_seq: Annotated[int, Field(ge=0)]
+
+
+class EditMessageRequest(_Request):
     content: Content
 
 
@@ -95,7 +121,17 @@ class Session(_Response):
     updated_at: str
 
 
+class ForkedFrom(_Response):
+    """The chat a fork was made from and the seq its shared history ends at."""
+
+    chat_id: str
+    seq: int
+
+
 class Chat(_Response):
+    """``messageCount`` and ``usage`` count what the chat stored itself: a fork's shared
+    history is counted once, on the chat that stored it."""
+
     chat_id: str
     session_id: str
     name: str
@@ -106,6 +142,7 @@ class Chat(_Response):
     usage: Usage
     created_at: str
     updated_at: str
+    forked_from: ForkedFrom | None
 
 
 class Message(_Response):
@@ -139,6 +176,14 @@ class MessagePage(_Response):
 class Exchange(_Response):
     """What a send or a regenerate answers: the user's message and the model's reply."""
 
+    user_message: Message
+    assistant_message: Message
+
+
+class EditResult(_Response):
+    """What an edit answers: the fork it made and the exchange sent there."""
+
+    chat: Chat
     user_message: Message
     assistant_message: Message
 
