@@ -57,6 +57,7 @@ def invoke(
     raw_body: str | None = None,
     session: str | None = None,
     chat: str | None = None,
+    message: str | None = None,
     query: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
     keep_example_key: bool = False,
@@ -71,6 +72,8 @@ def invoke(
         params["sessionId"] = session
     if chat is not None:
         params["chatId"] = chat
+    if message is not None:
+        params["messageId"] = message
     raw_path = route_path
     for name, value in params.items():
         raw_path = raw_path.replace("{" + name + "}", value)

@@ -110,3 +110,9 @@ class Unavailable(ServiceError):
     safe, so the caller may retry."""
 
     status, code = 503, "unavailable"
+
+
+class ForkTooDeep(Conflict):
+    """A fork whose history would span more chats than ``MAX_FORK_DEPTH`` allows."""
+
+    code = "fork_too_deep"

@@ -47,3 +47,25 @@ def new_id() -> str:
 def is_valid_id(value: str) -> bool:
     """True when ``value`` has the exact form of an id this server issues."""
     return bool(_ULID_RE.fullmatch(value))
+
+
+SEQ_CHARS = 7
+"""The last characters of a message id carry its seq (35 bits, more than ``keys.MAX_SEQ``)."""
+
+
+def message_id(base: str, seq: int) -> str:
+    """The id of a message at ``seq``: ``base`` (a fresh ULID, one per request) with its last
+    random characters replaced by the seq. Still a ULID of the server's form, still unique
+    (time and 45 random bits), and it names its message's seq, so an edit finds the message
+    its path names with one read (no index by id): the id is then checked against the item."""
+    return base[: len(base) - SEQ_CHARS] + _encode(seq, SEQ_CHARS)
+
+
+def seq_in(message_id: str) -> int | None:
+    """The seq a message id names (None when it is not an id of the server's form)."""
+    if not is_valid_id(message_id):
+        return None
+    seq = 0
+    for char in message_id[-SEQ_CHARS:]:
+        seq = seq * 32 + _CROCKFORD.index(char)
+    return seq

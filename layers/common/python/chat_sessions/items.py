@@ -75,7 +75,32 @@ class SessionItem(_Totals):
     updated_at: Text
 
 
+class ForkOrigin(BaseModel):
+    """Where a fork was made: the source chat and the seq its history was taken up to."""
+
+    model_config = ConfigDict(strict=True, frozen=True, alias_generator=to_camel, populate_by_name=True)
+    chat_id: Text
+    seq: Count
+
+
+class Segment(BaseModel):
+    """One part of a fork's shared history: ``chat_id``'s messages after the previous segment's
+    ``to_seq`` (0 for the first) up to ``to_seq``, stored in that chat's range."""
+
+    model_config = ConfigDict(strict=True, frozen=True, alias_generator=to_camel, populate_by_name=True)
+    chat_id: Text
+    to_seq: Annotated[int, Field(ge=1)]
+
+
+Lineage = Annotated[list[Segment], Field(max_length=64)]
+"""A fork's shared history, oldest segment first; empty for a chat that shares nothing."""
+
+
 class ChatItem(_Totals):
+    """``forked_from`` and ``lineage`` are written once, by the fork that creates the chat.
+    ``pinned_seq``: the highest seq of this chat's own messages some fork shares (only grows);
+    deleting the chat keeps its messages up to it (the session's deletion removes them)."""
+
     item_type: Literal["chat"] = Field(alias="type", default="chat")
     chat_id: Text
     session_id: Text
@@ -86,6 +111,14 @@ class ChatItem(_Totals):
     message_count: Count
     created_at: Text
     updated_at: Text
+    forked_from: ForkOrigin | None = None
+    lineage: Lineage | None = None
+    pinned_seq: Count | None = None
+
+    @property
+    def shared_up_to(self) -> int:
+        """The last seq of the shared history (0: none); its own messages follow."""
+        return self.lineage[-1].to_seq if self.lineage else 0
 
 
 class ChatHeadItem(StoredItem):
@@ -98,6 +131,25 @@ class ChatHeadItem(StoredItem):
     session_id: Text
     model: Text
     system_prompt: Text | None = None
+    lineage: Lineage | None = None
+    kept_up_to: Count | None = None
+    """Set when the chat was deleted while forks shared its messages up to this seq: the head
+    and those messages stay (until the session goes), the chat is gone."""
+
+    @property
+    def shared_up_to(self) -> int:
+        return self.lineage[-1].to_seq if self.lineage else 0
+
+
+class ChatBaseItem(StoredItem):
+    """Seq 0 of a chat's range (``keys.base_key``), met first by a listing oldest first: a
+    fork's lineage, or (``kept_up_to``) the mark of a deleted chat whose messages forks share."""
+
+    item_type: Literal["base"] = Field(alias="type", default="base")
+    chat_id: Text
+    session_id: Text
+    lineage: Lineage | None = None
+    kept_up_to: Count | None = None
 
 
 class MessageItem(StoredItem):

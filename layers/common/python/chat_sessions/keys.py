@@ -10,6 +10,9 @@ Layout (see the README's access-pattern table):
     USER#<user>#SESSION#<sessionId>     CHAT#<chatId>                chat
     USER#<user>#SESSION#<sessionId>     MSG#<chatId>                 chat head (model, system prompt)
     USER#<user>#SESSION#<sessionId>     MSG#<chatId>#<MAX_SEQ - seq> message, newest first
+    USER#<user>#SESSION#<sessionId>     MSG#<chatId>#<MAX_SEQ>       a fork's base (its lineage), or the
+                                                                     mark of a deleted chat whose oldest
+                                                                     messages forks still share (seq 0)
     USER#<user>#IDEMPOTENCY             <function>#<hash>            idempotency record
     USER#<user>#IDEMPOTENCY             KEY#<hash>                   what a keyed create or send stored
 """
@@ -98,6 +101,11 @@ def head_key(user_id: str, session_id: str, chat_id: str) -> Key:
     return {"PK": session_partition(user_id, session_id), "SK": head_sk(chat_id)}
 
 
+def head_key_in(partition: str, chat_id: str) -> Key:
+    """A chat's head, by the session partition a stream record names."""
+    return {"PK": partition, "SK": head_sk(chat_id)}
+
+
 def message_prefix(chat_id: str) -> str:
     """Every message of a chat, and nothing else, begins with this."""
     return head_sk(chat_id) + "#"
@@ -113,6 +121,19 @@ def message_sk(chat_id: str, seq: int) -> str:
 
 def message_key(user_id: str, session_id: str, chat_id: str, seq: int) -> Key:
     return {"PK": session_partition(user_id, session_id), "SK": message_sk(chat_id, seq)}
+
+
+def base_key(user_id: str, session_id: str, chat_id: str) -> Key:
+    """Seq 0 of a chat's range: the last item of the range by sort key, so a listing oldest
+    first (a backward scan) meets it before any message. A fork keeps its lineage there; a
+    deleted chat whose messages forks share marks itself deleted there."""
+    return message_key(user_id, session_id, chat_id, 0)
+
+
+def seq_range(chat_id: str, low: int, high: int) -> tuple[str, str]:
+    """The sort keys bounding a chat's messages ``low..high`` (inclusive), smallest first, for
+    ``SK BETWEEN``: the sort keys count down, so the newest (``high``) sorts first."""
+    return message_sk(chat_id, min(high, MAX_SEQ)), message_sk(chat_id, max(low, 0))
 
 
 def seq_of(chat_id: str, sort_key: str) -> int:
@@ -147,6 +168,13 @@ def sk_prefix_of_listing(listing: str, chat_id: str | None = None) -> str:
     if listing == "messages" and chat_id is not None:
         return message_prefix(chat_id)
     raise ValueError(listing)
+
+
+def removed_chat(pk: str, sk: str) -> str | None:
+    """The chat id of a removed chat item (None for any other item)."""
+    if "#" + SESSION_PREFIX in pk and sk.startswith(CHAT_PREFIX) and is_valid_id(sk[len(CHAT_PREFIX) :]):
+        return sk[len(CHAT_PREFIX) :]
+    return None
 
 
 def children_of_removed(pk: str, sk: str) -> tuple[str, str] | None:

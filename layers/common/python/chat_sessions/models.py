@@ -90,6 +90,18 @@ class SendMessageRequest(_Request):
     content: Content
 
 
+class ForkChatRequest(_Request):
+    """A fork of the chat at ``uptoSeq`` (0..the chat's last seq). Without ``name``, the
+    source's name with " (fork)" after it."""
+
+    name: Name | None = None
+    upto_seq: Annotated[int, Field(ge=0)]
+
+
+class EditMessageRequest(_Request):
+    content: Content
+
+
 class Usage(_Response):
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -109,7 +121,17 @@ class Session(_Response):
     updated_at: str
 
 
+class ForkedFrom(_Response):
+    """The chat a fork was made from and the seq its shared history ends at."""
+
+    chat_id: str
+    seq: int
+
+
 class Chat(_Response):
+    """``messageCount`` and ``usage`` count what the chat stored itself: a fork's shared
+    history is counted once, on the chat that stored it."""
+
     chat_id: str
     session_id: str
     name: str
@@ -120,6 +142,7 @@ class Chat(_Response):
     usage: Usage
     created_at: str
     updated_at: str
+    forked_from: ForkedFrom | None
 
 
 class Message(_Response):
@@ -153,6 +176,14 @@ class MessagePage(_Response):
 class Exchange(_Response):
     """What a send or a regenerate answers: the user's message and the model's reply."""
 
+    user_message: Message
+    assistant_message: Message
+
+
+class EditResult(_Response):
+    """What an edit answers: the fork it made and the exchange sent there."""
+
+    chat: Chat
     user_message: Message
     assistant_message: Message
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chat_sessions.items import ChatItem, MessageItem, SessionItem
 from chat_sessions.items import Usage as StoredUsage
-from chat_sessions.models import Chat, Message, Session, Usage
+from chat_sessions.models import Chat, ForkedFrom, Message, Session, Usage
 
 
 def _usage(usage: StoredUsage) -> Usage:
@@ -40,6 +40,9 @@ def chat_view(item: ChatItem) -> Chat:
         usage=_usage(item.usage),
         created_at=item.created_at,
         updated_at=item.updated_at,
+        forked_from=None
+        if item.forked_from is None
+        else ForkedFrom(chat_id=item.forked_from.chat_id, seq=item.forked_from.seq),
     )
 
 

@@ -13,6 +13,9 @@ from chat_sessions.store import Store
 
 def purge_children(store: Store, pk: str, sk: str) -> int:
     """Delete every item the removed item ``(pk, sk)`` owned; returns how many were left."""
+    chat_id = keys.removed_chat(pk, sk)
+    if chat_id is not None:  # its head says whether forks share messages it must keep
+        return store.chats.purge_in(pk, chat_id)
     owned = keys.children_of_removed(pk, sk)
     if owned is None:
         return 0

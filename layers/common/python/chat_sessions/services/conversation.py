@@ -33,16 +33,19 @@ from chat_sessions.errors import (
     SessionArchived,
     SessionPaused,
 )
+from chat_sessions.ids import message_id as seq_id
 from chat_sessions.ids import new_id
 from chat_sessions.items import MessageItem, SendMarkerItem, SessionItem
 from chat_sessions.llm import ChatModel, Completion
 from chat_sessions.models import Exchange
 from chat_sessions.observability import metrics
+from chat_sessions.services.history import after, with_shared
 from chat_sessions.services.request_keys import RequestKey, expiry
 from chat_sessions.services.retry import Stale, optimistic
 from chat_sessions.services.sessions import writable
 from chat_sessions.session_status import READ_ONLY
 from chat_sessions.store import ConditionFailed, Store
+from chat_sessions.store.branches import spans
 from chat_sessions.store.messages import (
     ANSWERED,
     CHAT,
@@ -76,6 +79,12 @@ def _refusal(session: SessionItem, chat_id: str) -> ServiceError | None:
     return None
 
 
+def refusal_to_write(session: SessionItem) -> ServiceError | None:
+    """Why the session refuses messages whichever chat they go to (its status): an edit asks
+    before its fork, so a refused edit leaves no fork behind."""
+    return _refusal(session.model_copy(update={"active_chat_id": "-"}), "-")
+
+
 def _target(store: Store, user_id: str, session_id: str, chat_id: str | None) -> str:
     """The chat to send to: ``chat_id``, or the one the session's pointer names."""
     if chat_id is not None:
@@ -99,14 +108,16 @@ def _thread(
     the newest message it read with ``attribute_not_exists``, so a read that missed newer
     messages makes the write refused and the retry reads consistently. A head not found by an
     eventually consistent read is looked for again consistently before answering 404."""
-    max_messages = get_settings().context_max_messages
+    settings = get_settings()
+    max_messages = settings.context_max_messages
     try:
         try:
-            return store.messages.thread(user_id, session_id, chat_id, max_messages, consistent)
+            thread = store.messages.thread(user_id, session_id, chat_id, max_messages, consistent)
         except NotFound:
             if consistent:
                 raise
-            return store.messages.thread(user_id, session_id, chat_id, max_messages, consistent=True)
+            thread = store.messages.thread(user_id, session_id, chat_id, max_messages, consistent=True)
+        return with_shared(store, user_id, thread, max_messages, settings.context_token_budget)
     except NotFound as exc:
         if following_pointer:  # the pointer named a chat deleted since: read the pointer again
             raise Stale("the active chat was deleted between two reads") from exc
@@ -165,7 +176,7 @@ def _reply(
     def attempt() -> MessageItem:
         nonlocal previous, answered
         reply = MessageItem(
-            message_id=message_id,
+            message_id=seq_id(message_id, previous + 1),
             chat_id=head.chat_id,
             session_id=head.session_id,
             seq=previous + 1,
@@ -195,11 +206,11 @@ def _reply(
             if exc.failed(CHAT):
                 raise NotFound("Chat not found.") from exc
             if exc.failed(ANSWERED):  # answered meanwhile (a concurrent regenerate): count it once
-                current = store.messages.get(user_id, head.session_id, head.chat_id, answered.seq)
+                current = store.messages.get(user_id, head.session_id, answered.chat_id, answered.seq)
                 if current is None:
                     raise NotFound("Chat not found.") from exc
                 answered = current
-            previous = store.messages.last_seq(user_id, head.session_id, head.chat_id)
+            previous = store.messages.last_seq(user_id, head.session_id, head.chat_id, head.shared_up_to)
             raise
         return reply
 
@@ -237,7 +248,7 @@ def send_message(
         target = _target(store, user_id, session_id, chat_id)
         thread = _thread(store, user_id, session_id, target, following_pointer, consistent=attempts > 1)
         message = MessageItem(
-            message_id=message_id,
+            message_id=seq_id(message_id, thread.last_seq + 1),
             chat_id=target,
             session_id=session_id,
             seq=thread.last_seq + 1,
@@ -255,7 +266,7 @@ def send_message(
                 return thread, message
             if key is not None and exc.failed(MARKER):
                 stored = store.messages.get_marker(user_id, key.key_hash)
-                if stored is not None and stored.message_id != message_id:
+                if stored is not None and stored.message_id != message.message_id:
                     raise _Repeat(stored) from None
             if exc.failed(SESSION_CHECK):
                 _why_refused(store, user_id, session_id, target, following_pointer)
@@ -339,7 +350,27 @@ def _regenerate(
     answering = next((m for m in thread.newest if m.role == "user"), None)
     if answering is None and thread.newest:
         answering = store.messages.last_user_message(user_id, session_id, chat_id, thread.newest[-1].seq)
+        if answering is None and thread.head.lineage:  # a fork: its shared history, newest first
+            shared = after(spans(thread.head.lineage, chat_id)[:-1], thread.newest[-1].seq, oldest_first=False)
+            answering = store.branches.last_user_message(user_id, session_id, shared)
     if answering is None:
         raise NothingToRegenerate("The chat has no user message to answer.")
     reply = _reply(store, model, user_id, thread, answering, thread.last_seq, key)
     return _exchange(answering, reply)
+
+
+def finish_edit(
+    store: Store, model: ChatModel, user_id: str, session_id: str, chat_id: str, seq: int, content: str
+) -> Exchange:
+    """A keyed repeat of an edit whose fork an earlier attempt made (its answer lost): the
+    question that attempt stored at ``seq`` and its reply, answered now if it has none; sent
+    now if the attempt stopped before it."""
+    stored = store.messages.get(user_id, session_id, chat_id, seq)
+    if stored is None or stored.role != "user":
+        return send_message(store, model, user_id, session_id, chat_id, content)
+    if stored.reply_seq is not None:
+        reply = store.messages.get(user_id, session_id, chat_id, stored.reply_seq)
+        if reply is not None:
+            return _exchange(stored, reply)
+    thread = _thread(store, user_id, session_id, chat_id, following_pointer=False)
+    return _exchange(stored, _reply(store, model, user_id, thread, stored, thread.last_seq))

@@ -22,6 +22,7 @@ import boto3
 from botocore.config import Config
 
 from chat_sessions.config import get_settings
+from chat_sessions.store.branches import BranchStore
 from chat_sessions.store.chats import ChatStore
 from chat_sessions.store.messages import USAGE_FIELDS, MessageStore
 from chat_sessions.store.outcomes import Collision, ConditionFailed
@@ -30,6 +31,7 @@ from chat_sessions.store.table import Item, Table, new_token, plain
 
 __all__ = [
     "USAGE_FIELDS",
+    "BranchStore",
     "ChatStore",
     "Collision",
     "ConditionFailed",
@@ -48,17 +50,18 @@ __all__ = [
 
 @dataclass(frozen=True)
 class Store:
-    """The table and its three aggregates."""
+    """The table and its three aggregates, and the branches (forks) across chats."""
 
     table: Table
     sessions: SessionStore
     chats: ChatStore
     messages: MessageStore
+    branches: BranchStore
 
     @classmethod
     def on(cls, table_name: str, client: Any) -> Store:
         table = Table(table_name, client)
-        return cls(table, SessionStore(table), ChatStore(table), MessageStore(table))
+        return cls(table, SessionStore(table), ChatStore(table), MessageStore(table), BranchStore(table))
 
 
 def _client_config() -> Config:

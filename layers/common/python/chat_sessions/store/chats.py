@@ -11,7 +11,7 @@ from typing import Any
 
 from chat_sessions import keys
 from chat_sessions.errors import NotFound
-from chat_sessions.items import ChatHeadItem, ChatItem, CreateMarkerItem, SessionItem, checked_changes
+from chat_sessions.items import ChatBaseItem, ChatHeadItem, ChatItem, CreateMarkerItem, SessionItem, checked_changes
 from chat_sessions.session_status import READ_ONLY
 from chat_sessions.store import markers
 from chat_sessions.store.outcomes import ConditionFailed
@@ -90,6 +90,23 @@ def session_writable(user_id: str, session_id: str) -> Item:
             "ExpressionAttributeValues": {":archived": READ_ONLY},
         }
     }
+
+
+def kept_marks(user_id: str, session_id: str, chat_id: str, kept: int) -> list[Item]:
+    """What a deleted chat leaves with the messages forks share (up to ``kept``): its head and
+    its base (seq 0) say it is gone, so a send, a regenerate or a listing of it, oldest or
+    newest first, answers 404 from the item it reads first, and the purge knows what to keep."""
+    base = ChatBaseItem(chat_id=chat_id, session_id=session_id, kept_up_to=kept)
+    return [
+        {
+            "Update": {
+                "Key": dict(keys.head_key(user_id, session_id, chat_id)),
+                "UpdateExpression": "SET keptUpTo = :kept",
+                "ExpressionAttributeValues": {":kept": kept},
+            }
+        },
+        {"Put": {"Item": {**keys.base_key(user_id, session_id, chat_id), **base.to_item()}}},
+    ]
 
 
 class ChatStore:
@@ -193,20 +210,42 @@ class ChatStore:
             chat_delta=-1,
             message_delta=-chat.message_count,
         )
-        self.table.transact(
-            [
-                {
-                    "Delete": {
-                        "Key": dict(keys.chat_key(user_id, session_id, chat.chat_id)),
-                        "ConditionExpression": "messageCount = :n",
-                        "ExpressionAttributeValues": {":n": chat.message_count},
-                    }
-                },
-                session_op,
-            ]
-        )
-        return self.purge(user_id, session_id, chat.chat_id)
+        # Forks may share this chat's messages up to its pin: the delete is conditioned on the
+        # pin read (a fork pinning more since refuses it), and keeps what the pin covers.
+        pinned = chat.pinned_seq
+        values: Item = {":n": chat.message_count}
+        if pinned is None:
+            condition = "messageCount = :n AND attribute_not_exists(pinnedSeq)"
+        else:
+            condition = "messageCount = :n AND pinnedSeq = :pin"
+            values[":pin"] = pinned
+        ops: list[Item] = [
+            {
+                "Delete": {
+                    "Key": dict(keys.chat_key(user_id, session_id, chat.chat_id)),
+                    "ConditionExpression": condition,
+                    "ExpressionAttributeValues": values,
+                }
+            },
+            session_op,
+        ]
+        if pinned is not None:
+            ops.extend(kept_marks(user_id, session_id, chat.chat_id, pinned))
+        self.table.transact(ops)
+        return self.purge(user_id, session_id, chat.chat_id, kept=pinned or 0)
 
-    def purge(self, user_id: str, session_id: str, chat_id: str) -> int:
-        """The head and the messages of a deleted chat (idempotent)."""
-        return self.table.purge(keys.session_partition(user_id, session_id), keys.head_sk(chat_id))
+    def purge(self, user_id: str, session_id: str, chat_id: str, kept: int | None = None) -> int:
+        """The head and the messages of a deleted chat (idempotent), but for the messages forks
+        share (up to ``kept``; None: as its head says)."""
+        return self.purge_in(keys.session_partition(user_id, session_id), chat_id, kept)
+
+    def purge_in(self, partition: str, chat_id: str, kept: int | None = None) -> int:
+        """``purge`` by partition (the stream consumer knows the removed item's keys only). A
+        chat deleted with messages kept keeps them, its head and its base (which say it is
+        gone); only the messages after ``kept`` go."""
+        if kept is None:
+            head = self.table.get(keys.head_key_in(partition, chat_id))
+            kept = int(head.get("keptUpTo") or 0) if head else 0
+        if not kept:
+            return self.table.purge(partition, keys.head_sk(chat_id))
+        return self.table.purge(partition, "", between=keys.seq_range(chat_id, kept + 1, keys.MAX_SEQ))

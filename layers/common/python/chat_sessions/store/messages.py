@@ -45,7 +45,8 @@ class Thread:
 
     @property
     def last_seq(self) -> int:
-        return self.newest[0].seq if self.newest else 0
+        """The newest seq; for a fork with nothing of its own, where its shared history ends."""
+        return self.newest[0].seq if self.newest else self.head.shared_up_to
 
 
 class MessageStore:
@@ -66,12 +67,14 @@ class MessageStore:
             ScanIndexForward=True,
             Limit=max_messages + 1,
         )
-        if not items or items[0][keys.SK] != keys.head_sk(chat_id):
-            raise NotFound("Chat not found.")
-        return Thread(ChatHeadItem.from_item(items[0]), [MessageItem.from_item(i) for i in items[1:]])
+        if not items or items[0][keys.SK] != keys.head_sk(chat_id) or "keptUpTo" in items[0]:
+            raise NotFound("Chat not found.")  # none, or deleted with messages forks share
+        newest = [MessageItem.from_item(i) for i in items[1:] if i.get("type") == "message"]  # not a fork's base
+        return Thread(ChatHeadItem.from_item(items[0]), newest)
 
-    def last_seq(self, user_id: str, session_id: str, chat_id: str) -> int:
-        """The newest message's seq (0 for none), after an append lost its seq to another."""
+    def last_seq(self, user_id: str, session_id: str, chat_id: str, floor: int = 0) -> int:
+        """The newest message's seq (``floor`` for none: a fork's shared history ends there),
+        after an append lost its seq to another."""
         items = self.table.query(
             KeyConditionExpression="PK = :pk AND begins_with(SK, :prefix)",
             ExpressionAttributeValues={
@@ -81,7 +84,7 @@ class MessageStore:
             ProjectionExpression="seq",
             Limit=1,
         )
-        return int(items[0]["seq"]) if items else 0
+        return int(items[0]["seq"]) if items and "seq" in items[0] else floor
 
     def append_user(self, user_id: str, message: MessageItem, marker: tuple[str, SendMarkerItem] | None = None) -> None:
         """The message at its seq, only if that seq is free, and only while the session is
@@ -140,7 +143,9 @@ class MessageStore:
             },
             {
                 "Update": {
-                    "Key": dict(keys.message_key(user_id, session_id, chat_id, answered.seq)),
+                    # A fork's question may be a shared one, stored in another chat's range: answered
+                    # there already (the fork copies an unanswered one), so this changes nothing.
+                    "Key": dict(keys.message_key(user_id, session_id, answered.chat_id, answered.seq)),
                     "UpdateExpression": "SET #status = :complete, replySeq = if_not_exists(replySeq, :seq)",
                     "ConditionExpression": "#status = :was",
                     "ExpressionAttributeNames": {"#status": "status"},

@@ -157,6 +157,7 @@ class Table:
         projection: str | None = None,
         names: Mapping[str, str] | None = None,
         max_bytes: int = PAGE_BYTES,
+        between: tuple[str, str] | None = None,
     ) -> tuple[list[Item], str | None]:
         """``limit`` items after ``after_sk``, and the sort key to continue from (or None).
 
@@ -165,15 +166,17 @@ class Table:
         short unless the listing has ended. A page also ends before its items pass
         ``max_bytes`` as the response will carry them (Lambda answers at most 6 MB): then it is
         shorter than ``limit`` and its cursor continues after its last item, so following
-        cursors still returns every item exactly once.
+        cursors still returns every item exactly once. With ``between`` (two sort keys, smallest
+        first) the page covers that range instead of ``prefix``.
         """
         items: list[Item] = []
         start = {keys.PK: pk, keys.SK: after_sk} if after_sk else None
+        condition, values = _key_condition(pk, prefix, between)
         while len(items) <= limit:
             kwargs: Item = {
                 "TableName": self.table_name,
-                "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)",
-                "ExpressionAttributeValues": {":pk": pk, ":prefix": prefix},
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeValues": values,
                 "ScanIndexForward": forward,
                 "Limit": limit + 1 - len(items),
                 "ConsistentRead": True,
@@ -198,16 +201,18 @@ class Table:
             return items[:limit], items[limit - 1][keys.SK]
         return items, None
 
-    def purge(self, pk: str, prefix: str) -> int:
-        """Delete every item of ``pk`` under ``prefix``: paginated queries, batched deletes,
-        unprocessed items retried until none is left. Idempotent: a second pass deletes nothing."""
+    def purge(self, pk: str, prefix: str, between: tuple[str, str] | None = None) -> int:
+        """Delete every item of ``pk`` under ``prefix`` (or, with ``between``, in that sort-key
+        range): paginated queries, batched deletes, unprocessed items retried until none is
+        left. Idempotent: a second pass deletes nothing."""
         deleted = 0
         start: Item | None = None
+        condition, values = _key_condition(pk, prefix, between)
         while True:
             kwargs: Item = {
                 "TableName": self.table_name,
-                "KeyConditionExpression": "PK = :pk AND begins_with(SK, :prefix)" if prefix else "PK = :pk",
-                "ExpressionAttributeValues": {":pk": pk, ":prefix": prefix} if prefix else {":pk": pk},
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeValues": values,
                 "ProjectionExpression": "PK, SK",
                 "ConsistentRead": True,
             }
@@ -231,3 +236,12 @@ class Table:
             if requests:
                 time.sleep(delay)  # DynamoDB asks for backoff before resubmitting unprocessed items
                 delay = min(delay * 2, 2.0)
+
+
+def _key_condition(pk: str, prefix: str, between: tuple[str, str] | None) -> tuple[str, Item]:
+    """A query's key condition: the partition, narrowed to a sort-key range or prefix."""
+    if between is not None:
+        return "PK = :pk AND SK BETWEEN :low AND :high", {":pk": pk, ":low": between[0], ":high": between[1]}
+    if prefix:
+        return "PK = :pk AND begins_with(SK, :prefix)", {":pk": pk, ":prefix": prefix}
+    return "PK = :pk", {":pk": pk}

@@ -1,0 +1,48 @@
+"""POST /sessions/{sessionId}/chats/{chatId}/messages/{messageId}/edit: a fork before a user
+message, with the edited message sent there; the source chat is unchanged."""
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.event_handler.openapi.params import Body
+
+from chat_sessions import api
+from chat_sessions.llm import get_chat_model
+from chat_sessions.models import EditMessageRequest, EditResult
+from chat_sessions.services import branches
+from chat_sessions.store import get_store
+
+router = Router()
+
+
+@router.post(
+    "/sessions/<sessionId>/chats/<chatId>/messages/<messageId>/edit",
+    summary="Edit a user message: fork before it and send the new text there",
+    tags=["messages"],
+    responses=api.responses(201, EditResult, 409, 413, 422, 429, 502, 504),
+)
+def edit_message(
+    sessionId: str,
+    chatId: str,
+    messageId: str,
+    body: Annotated[EditMessageRequest, Body()],
+    key: api.IdempotencyKey = None,
+) -> Response[Any]:
+    return api.respond(
+        router,
+        201,
+        lambda: branches.edit_message(
+            get_store(),
+            get_chat_model(),
+            api.user_id(router),
+            sessionId,
+            chatId,
+            messageId,
+            body.content,
+            api.request_key(router),
+        ),
+    )
+
+
+lambda_handler = api.lambda_handler_for(router)
