@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import signal
 import socket
@@ -86,9 +87,10 @@ def java_command(jar: Path, port: int, data_dir: Path | None = None) -> list[str
             "DynamoDB Local needs Java 17 or later on PATH (apt-get install openjdk-17-jre-headless)"
         )
     storage = ["-dbPath", str(data_dir)] if data_dir is not None else ["-inMemory"]
+    options = os.environ.get("DYNAMODB_LOCAL_JAVA_OPTIONS", "").split() or list(JVM_OPTIONS)
     return [
         java,
-        *JVM_OPTIONS,
+        *options,
         f"-Djava.library.path={jar.parent / 'DynamoDBLocal_lib'}",
         "-jar",
         str(jar),

@@ -614,6 +614,10 @@ class _Connection(BaseRequestHandler):
         method, target = event.method.decode("ascii"), event.target.decode("latin-1")
         headers = [(name.decode("latin-1"), value.decode("latin-1")) for name, value in event.headers.raw_items()]
         length = next((value for name, value in headers if name.lower() == "content-length"), None)
+        if length is not None and any(name.lower() == "transfer-encoding" for name, _ in headers):
+            # Both framings at once is how requests are smuggled past a proxy (RFC 9112, 6.1).
+            message = "A request may not carry both Content-Length and Transfer-Encoding."
+            raise _Refused(error_response(400, "validation_error", message), method, target)
         if length is not None and int(length) > MAX_PAYLOAD_BYTES:  # h11 checked it is digits only
             raise _Refused(_too_large(), method, target)
         if conn.they_are_waiting_for_100_continue:

@@ -65,7 +65,7 @@ def _env_float(name: str, default: float, minimum: float) -> float:
     return value
 
 
-def timeout_scale() -> float:
+def scale() -> float:
     """``LOCAL_TIMEOUT_SCALE`` (default 1; for tests): the gateway waits this many times a
     function's timeout (and the cold-start limit) before it stops the invocation as timed out. The
     tests' stacks run on busy machines and scale it, so that a timeout there means code that hangs,
@@ -216,11 +216,12 @@ class _Worker:
 
     def _reply(self, timeout: float) -> tuple[str, Any]:
         try:
-            if not self.conn.poll(timeout):
-                raise InvocationTimeout
-            kind, detail = self.conn.recv()
+            ready = self.conn.poll(timeout)
+            kind, detail = self.conn.recv() if ready else ("timeout", None)
         except (EOFError, OSError) as exc:
             raise FunctionError(f"the worker process ended (exit code {self.process.exitcode})") from exc
+        if kind == "timeout":
+            raise InvocationTimeout
         return str(kind), detail
 
     def invoke(self, timeout_s: float, wait_s: float, event: dict[str, Any], memory_mb: int) -> Any:
@@ -276,12 +277,13 @@ class WorkerPool:
         concurrency: int | None = None,
         queue_seconds: float | None = None,
         idle_seconds: float | None = None,
+        timeout_scale: float | None = None,
     ) -> None:
         self._paths = list(import_paths)
         self._limit = concurrency or int(os.environ.get("LOCAL_CONCURRENCY", "").strip() or DEFAULT_CONCURRENCY)
         if self._limit < 1:
             raise ValueError(f"LOCAL_CONCURRENCY must be at least 1, not {self._limit}")
-        self._scale = timeout_scale()
+        self._scale = scale() if timeout_scale is None else timeout_scale
         self._queue_s = (
             queue_seconds
             if queue_seconds is not None
@@ -416,10 +418,18 @@ class WorkerPool:
             for worker in retired:
                 worker.close()
 
-    def workers(self) -> dict[str, int]:
-        """How many workers each function has now (idle or busy), for logs and tests."""
+    def state(self) -> dict[str, dict[str, int]]:
+        """Each function's workers (busy, idle, starting) and queued requests, for logs and tests."""
         with self._changed:
-            return {key.split("\0", 1)[0]: f.count for key, f in self._functions.items() if f.count}
+            return {
+                key.split("\0", 1)[0]: {
+                    "busy": len(f.busy),
+                    "idle": len(f.idle),
+                    "starting": f.starting,
+                    "waiting": len(f.waiting),
+                }
+                for key, f in self._functions.items()
+            }
 
     def pids(self) -> list[int]:
         with self._changed:

@@ -11,11 +11,15 @@ import base64
 import copy
 import io
 import json
+import os
 import re
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -242,3 +246,225 @@ def test_authorizer_accepts_only_valid_hs256_tokens() -> None:
     for header, message in cases.items():
         with pytest.raises(Unauthorized, match=message):
             authorize(header, SECRET)
+
+
+# --- HTTP edges: h11 parses, every refusal is the contract's JSON body --------------------------
+
+
+def _raw(url: str, data: bytes, read_timeout: float = 60) -> tuple[int, dict[str, Any], bool]:
+    """Send raw bytes; returns the status, the JSON body and whether the server then closed."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=read_timeout) as sock:
+        sock.sendall(data)
+        received = b""
+        while b"\r\n\r\n" not in received:
+            part = sock.recv(65536)
+            assert part, f"closed without an answer: {received!r}"
+            received += part
+        head, body = received.split(b"\r\n\r\n", 1)
+        length = int(re.search(rb"(?im)^content-length: *(\d+)", head).group(1))  # type: ignore[union-attr]
+        while len(body) < length:
+            body += sock.recv(65536)
+        closed = sock.recv(65536) == b""
+    return int(head.split()[1]), json.loads(body), closed
+
+
+MALFORMED = {
+    "request-line": b"GARBAGE\r\n\r\n",
+    "http-version": b"GET /echo/x HTTP/9\r\nHost: x\r\n\r\n",
+    "header-without-colon": b"GET /echo/x HTTP/1.1\r\nHost: x\r\nNoColon\r\n\r\n",
+    "content-length-underscore": b"POST /echo/x HTTP/1.1\r\nHost: x\r\nContent-Length: 1_4\r\n\r\n" + b"x" * 14,
+    "content-length-negative": b"POST /echo/x HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+    "content-length-plus": b"POST /echo/x HTTP/1.1\r\nHost: x\r\nContent-Length: +5\r\n\r\nhello",
+    "chunk-size-negative": b"POST /echo/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n-1\r\nabc\r\n",
+    "chunk-size-not-hex": b"POST /echo/x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n",
+    "both-lengths": b"POST /echo/x HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"0\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_http_is_400_with_the_contract_body(echo: Running, case: str) -> None:
+    status, body, closed = _raw(echo.url, MALFORMED[case])
+    assert status == 400, body
+    assert body["error"]["code"] == "validation_error" and body["error"]["message"]
+    assert closed  # nothing after a malformed request can be trusted to be framed right
+
+
+def test_a_chunked_body_past_the_cap_is_413_before_it_ends(echo: Running) -> None:
+    chunk = b"x" * (1024 * 1024)
+    framed = b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    head = b"POST /echo/big HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    # 11 MB of chunks and no terminating chunk: the answer comes once the cap is passed.
+    status, body, _ = _raw(echo.url, head + framed * 11)
+    assert status == 413 and body["error"]["code"] == "payload_too_large"
+
+
+def test_chunked_bodies_and_keep_alive(echo: Running) -> None:
+    token = _token()
+    one = (
+        b"POST /echo/one HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"5\r\nhello\r\n6; ext=1\r\n world\r\n0\r\n\r\n" % token.encode()
+    )
+    two = b"GET /echo/two HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n\r\n" % token.encode()
+    host, port = echo.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        stream = sock.makefile("rb")
+        bodies = []
+        for request in (one, two):
+            sock.sendall(request)
+            assert stream.readline().split()[1] == b"200"
+            headers = {}
+            while (line := stream.readline()) != b"\r\n":
+                name, _, value = line.decode().partition(":")
+                headers[name.lower()] = value.strip()
+            bodies.append(json.loads(stream.read(int(headers["content-length"]))))
+    assert bodies[0]["event"]["body"] == "hello world"
+    assert bodies[1]["event"]["rawPath"] == "/echo/two"  # the same connection served both
+
+
+def test_a_short_body_gets_400_after_the_read_timeout(echo: Running) -> None:
+    """A body shorter than its Content-Length does not hold the connection's thread forever."""
+    server = GatewayServer(("127.0.0.1", 0), echo.gateway, log=echo.log, read_timeout=0.5)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        request = b"POST /echo/x HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"
+        status, body, closed = _raw(f"http://127.0.0.1:{server.server_port}", request)
+        assert status == 400 and "did not arrive in full" in body["error"]["message"]
+        assert closed
+        half = b"GET /echo/x HTTP/1.1\r\nHost: x\r\n"  # headers that never end
+        status, body, closed = _raw(f"http://127.0.0.1:{server.server_port}", half)
+        assert status == 400 and closed
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- workers: queueing, timeouts, per-function concurrency --------------------------------------
+
+SLOW = """
+import json, os, time
+
+def lambda_handler(event, context):
+    remaining = context.get_remaining_time_in_millis()
+    q = event.get("queryStringParameters") or {}
+    if "pidfile" in q:
+        with open(q["pidfile"], "w") as f:
+            f.write(str(os.getpid()))
+    if "gate" in q:
+        for _ in range(60_000):
+            if os.path.exists(q["gate"]):
+                break
+            time.sleep(0.01)
+    if "sleep" in q:
+        time.sleep(float(q["sleep"]))
+    if "after" in q:
+        with open(q["after"], "w") as f:
+            f.write("committed")
+    return {"statusCode": 200, "body": json.dumps({"pid": os.getpid(), "remaining_ms_at_start": remaining})}
+"""
+
+
+@dataclass
+class Pooled:
+    url: str
+    log: io.StringIO
+    invoker: PoolInvoker
+
+
+@contextmanager
+def _slow_gateway(tmp: Path, timeout: int, concurrency: int, queue_seconds: float) -> Iterator[Pooled]:
+    (tmp / "slow_fn.py").write_text(SLOW)
+    (tmp / "echo_fn.py").write_text(ECHO)
+    template = copy.deepcopy(cfn.load())
+    template["Resources"]["SlowFunction"] = _function("slow_fn.lambda_handler", tmp, "ANY", "/slow", Timeout=timeout)
+    template["Resources"]["OtherFunction"] = _function("echo_fn.lambda_handler", tmp, "GET", "/other/{proxy+}")
+    routes = [r for r in cfn.routes(template) if r.function in ("SlowFunction", "OtherFunction")]
+    paths = [str(p) for p in cfn.layer_dirs(template)] + [str(tmp)]
+    # Scale 1: these functions' timeouts are what the tests are about (the handlers either sleep a
+    # third of it or hang), not the machine's speed.
+    invoker = PoolInvoker(paths, concurrency=concurrency, queue_seconds=queue_seconds, timeout_scale=1)
+    log = io.StringIO()
+    gateway = Gateway(routes, function_configs(template), invoker, secret=SECRET, log=log)
+    server = GatewayServer(("127.0.0.1", 0), gateway, log=log)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield Pooled(f"http://127.0.0.1:{server.server_port}", log, invoker)
+    finally:
+        server.shutdown()
+        server.server_close()
+        invoker.shutdown()
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    """Wait for a state the test cannot be told about otherwise (the pool's queue), polling."""
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert time.monotonic() < deadline, "the state never came"
+        time.sleep(0.01)
+
+
+def _call(url: str, path: str, **params: str) -> httpx.Response:
+    return httpx.get(url + path, params=params, headers={"Authorization": f"Bearer {_token()}"}, timeout=300)
+
+
+def test_time_queued_for_a_worker_does_not_count_against_the_timeout(tmp_path: Path) -> None:
+    with _slow_gateway(tmp_path, timeout=3, concurrency=1, queue_seconds=300) as running:
+        _call(running.url, "/slow")  # the worker is warm: what follows queues, it does not start
+        with ThreadPoolExecutor(4) as pool:
+            started = time.monotonic()
+            futures = [
+                pool.submit(lambda: (_call(running.url, "/slow", sleep="1"), time.monotonic())) for _ in range(4)
+            ]
+            answers = [f.result() for f in futures]
+    assert [r.status_code for r, _ in answers] == [200] * 4, [r.text for r, _ in answers]
+    # One worker, four one-second invocations: the last one queued for three seconds or more, as
+    # long as the function's timeout, and still ran with its whole timeout ahead of it.
+    assert max(done for _, done in answers) - started >= 4
+    assert all(r.json()["remaining_ms_at_start"] > 2000 for r, _ in answers)
+
+
+def test_a_timed_out_invocation_is_stopped_before_the_answer(tmp_path: Path) -> None:
+    pidfile, gate, after = tmp_path / "pid", tmp_path / "gate", tmp_path / "after"
+    with _slow_gateway(tmp_path, timeout=1, concurrency=1, queue_seconds=300) as running:
+        response = _call(running.url, "/slow", pidfile=str(pidfile), gate=str(gate), after=str(after))
+        assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+        assert "timed out" in response.json()["error"]["message"]
+        pid = int(pidfile.read_text())
+        with pytest.raises(ProcessLookupError):  # killed and reaped before the gateway answered
+            os.kill(pid, 0)
+        gate.touch()  # had it lived on, it would now write `after`
+        again = _call(running.url, "/slow")  # a fresh worker serves the function
+        assert again.status_code == 200 and again.json()["pid"] != pid
+    assert not after.exists()
+    assert "did not finish within its 1 s timeout" in running.log.getvalue()
+
+
+def test_a_slow_function_does_not_starve_another(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    with (
+        _slow_gateway(tmp_path, timeout=600, concurrency=2, queue_seconds=300) as running,
+        ThreadPoolExecutor(3) as pool,
+    ):
+        slow = [pool.submit(_call, running.url, "/slow", gate=str(gate)) for _ in range(3)]
+        state = running.invoker.pool.state
+        _until(lambda: state().get("SlowFunction", {}).get("busy") == 2 and state()["SlowFunction"]["waiting"] == 1)
+        other = _call(running.url, "/other/x")  # answered while every SlowFunction worker is held
+        assert other.status_code == 200 and not any(f.done() for f in slow)
+        gate.touch()
+        assert [f.result().status_code for f in slow] == [200, 200, 200]
+
+
+def test_a_function_busy_past_the_queueing_limit_is_429(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    with (
+        _slow_gateway(tmp_path, timeout=600, concurrency=1, queue_seconds=0.2) as running,
+        ThreadPoolExecutor(1) as pool,
+    ):
+        held = pool.submit(_call, running.url, "/slow", gate=str(gate))
+        _until(lambda: running.invoker.pool.state().get("SlowFunction", {}).get("busy") == 1)
+        refused = _call(running.url, "/slow")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
+        assert refused.headers["retry-after"] == "1"
+        gate.touch()
+        assert held.result().status_code == 200
