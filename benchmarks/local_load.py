@@ -391,7 +391,7 @@ def measure(backend: str, stored: int, sends: int = SENDS, users: int = USERS, t
 
 def replace_section(text: str, section: str) -> str:
     """``text`` with the part between the markers replaced by ``section`` (appended if absent)."""
-    block = f"{BEGIN}\n{section.rstrip()}\n{END}\n"
+    block = f"{BEGIN}\n{section.strip()}\n{END}\n"
     if BEGIN in text and END in text:
         head, rest = text.split(BEGIN, 1)
         return head + block + rest.split(END, 1)[1].lstrip("\n")
