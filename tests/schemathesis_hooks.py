@@ -3,9 +3,13 @@
 One hook, and it drops only what the contract refuses by design and no schema can express;
 each is named in the README ("The published API document, checked"):
 
-- a schema-valid ``cursor`` this listing did not issue: a cursor is signed by the server, so
-  its shape is in the document but which strings are signed cannot be
-  (``400 validation_error`` with the detail type ``invalid_cursor``);
+- a schema-valid value that the resource's state refuses, each ``400 validation_error`` with one
+  detail (place and type) the service gives only for it:
+
+  - a ``cursor`` this listing did not issue: a cursor is signed by the server, so its shape is
+    in the document but which strings are signed cannot be (``invalid_cursor``);
+  - a fork's ``uptoSeq`` past the chat's last seq (the contract's ``400``; ``out_of_range``);
+  - an edit of a message that is not a user message (``not_a_user_message``);
 - an ``Idempotency-Key`` reused with another request to the same operation: the document states
   a key's form, but not which keys this caller already spent on another body
   (``422 idempotency_key_reused``);
@@ -25,24 +29,29 @@ from typing import Any
 
 import schemathesis
 
-INVALID_CURSOR = (400, "validation_error", "invalid_cursor")
-KEY_REUSED = (422, "idempotency_key_reused", None)
+STATE_REFUSALS = {
+    (("query", "cursor"), "invalid_cursor"),
+    (("body", "uptoSeq"), "out_of_range"),
+    (("path", "messageId"), "not_a_user_message"),
+}
+"""(where, detail type) of each ``400 validation_error`` that a schema-valid request may meet."""
 
 
 def refused_by_design(status: int, body: bytes) -> bool:
-    """True when the answer is one of the two refusals above and nothing else."""
+    """True when the answer is one of the refusals above and nothing else."""
     try:
         error = json.loads(body)["error"]
     except (ValueError, KeyError, TypeError):
         return False
     if not isinstance(error, dict):
         return False
-    details = error.get("details") or []
-    detail_types = {d.get("type") for d in details if isinstance(d, dict)}
-    for expected_status, code, detail in (INVALID_CURSOR, KEY_REUSED):
-        if status == expected_status and error.get("code") == code and (detail is None or detail_types == {detail}):
-            return True
-    return False
+    if status == 422:
+        return error.get("code") == "idempotency_key_reused"
+    details = error.get("details")
+    if status != 400 or error.get("code") != "validation_error" or not isinstance(details, list) or len(details) != 1:
+        return False
+    detail = details[0]
+    return isinstance(detail, dict) and (tuple(detail.get("loc") or ()), detail.get("type")) in STATE_REFUSALS
 
 
 def unrouted(status: int, body: bytes) -> bool:
