@@ -731,6 +731,17 @@ def idempotency_keys(d: Driver) -> None:
         {"user": u, "session": MISSING},
         404,
     )
+    for module in ("archive_session", "unarchive_session"):
+        keyed(
+            d,
+            module,
+            200,
+            {"user": u, "session": sid},
+            {"user": u, "session": MISSING},
+            {"user": u, "session": MISSING},
+            404,
+        )
+    expect(d.call("resume_session", user=u, session=sid), 200)  # unarchived, it was paused
     keyed(
         d,
         "create_chat",

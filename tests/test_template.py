@@ -23,6 +23,8 @@ CONTRACT_ROUTES = {
     ("PATCH", "/sessions/{sessionId}"),
     ("POST", "/sessions/{sessionId}/pause"),
     ("POST", "/sessions/{sessionId}/resume"),
+    ("POST", "/sessions/{sessionId}/archive"),
+    ("POST", "/sessions/{sessionId}/unarchive"),
     ("DELETE", "/sessions/{sessionId}"),
     ("POST", "/sessions/{sessionId}/chats"),
     ("GET", "/sessions/{sessionId}/chats"),

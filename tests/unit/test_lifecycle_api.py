@@ -120,3 +120,80 @@ def test_archive_of_another_users_session_is_not_found(table: str) -> None:
     assert invoke("archive_session", session=sid).status == 404
     assert invoke("unarchive_session", session=sid).status == 404
     assert invoke("archive_session", session="not-an-id").status == 404
+
+
+def listed(query: dict[str, str], user: str = "alice") -> tuple[list[list[str]], list[str]]:
+    """Every page of a listing followed to its end: the pages' ids, and their statuses."""
+    pages: list[list[str]] = []
+    statuses: list[str] = []
+    cursor = None
+    while True:
+        page = invoke("list_sessions", user=user, query=query | ({"cursor": cursor} if cursor else {}))
+        assert page.status == 200, page
+        pages.append([s["sessionId"] for s in page.body["items"]])
+        statuses += [s["status"] for s in page.body["items"]]
+        cursor = page.body["nextCursor"]
+        if cursor is None:
+            return pages, statuses
+
+
+def test_listing_by_status_never_stops_short(table: str) -> None:
+    """Statuses interleaved (one archived between each two sessions listed, and runs of them):
+    every page of a filtered listing is full but the last, and the default listing leaves the
+    archived ones out, whatever lies between."""
+    made: dict[str, list[str]] = {"active": [], "paused": [], "archived": []}
+    pattern = ["active", "archived", "paused", "archived", "archived", "active", "archived", "paused"] * 3
+    for status in pattern:
+        sid = new_session()
+        if status == "paused":
+            invoke("pause_session", session=sid)
+        elif status == "archived":
+            invoke("archive_session", session=sid)
+        made[status].append(sid)
+    for status, ids in made.items():
+        pages, statuses = listed({"status": status, "limit": "2"})
+        assert [sid for page in pages for sid in page] == list(reversed(ids))
+        assert all(len(page) == 2 for page in pages[:-1]) and statuses == [status] * len(ids)
+    live = [sid for sid in made["active"] + made["paused"]]
+    pages, statuses = listed({"limit": "3"})
+    assert [sid for page in pages for sid in page] == sorted(live, reverse=True)
+    assert all(len(page) == 3 for page in pages[:-1]) and "archived" not in statuses
+    assert len(pages) == 4  # 10 sessions in pages of 3; no empty page after an exact multiple
+
+
+def test_a_session_leaves_and_joins_status_listings_with_its_status(table: str) -> None:
+    sid = new_session()
+    assert listed({"status": "active"})[0] == [[sid]]
+    invoke("archive_session", session=sid)
+    assert listed({"status": "active"})[0] == [[]]
+    assert listed({})[0] == [[]]
+    assert listed({"status": "archived"})[0] == [[sid]]
+    invoke("unarchive_session", session=sid)
+    assert listed({"status": "archived"})[0] == [[]]
+    assert listed({"status": "paused"})[0] == [[sid]] == listed({})[0]
+    invoke("delete_session", session=sid)
+    assert listed({"status": "paused"})[0] == [[]]
+
+
+def test_a_cursor_belongs_to_its_status(table: str) -> None:
+    for _ in range(3):
+        invoke("archive_session", session=new_session())
+    cursor = invoke("list_sessions", query={"status": "archived", "limit": "1"}).body["nextCursor"]
+    assert cursor
+    for other in ({"status": "active"}, {}):
+        refused = invoke("list_sessions", query=other | {"cursor": cursor})
+        assert (refused.status, code(refused)) == (400, "validation_error")
+    assert invoke("list_sessions", query={"status": "deleted"}).status == 400
+    assert invoke("list_sessions", user="bob", query={"status": "archived"}).body["items"] == []
+
+
+def test_a_cursor_whose_session_changed_status_continues_after_it(table: str) -> None:
+    """The cursor names a place in the index, not an item: the session it was issued after
+    may be archived (or deleted) meanwhile, and the listing continues after its place."""
+    ids = [new_session() for _ in range(4)]
+    first = invoke("list_sessions", query={"status": "active", "limit": "2"})
+    assert [s["sessionId"] for s in first.body["items"]] == ids[:1:-1]
+    invoke("archive_session", session=ids[2])
+    rest = invoke("list_sessions", query={"status": "active", "limit": "2", "cursor": first.body["nextCursor"]})
+    assert [s["sessionId"] for s in rest.body["items"]] == [ids[1], ids[0]]
+    assert rest.body["nextCursor"] is None

@@ -27,11 +27,11 @@ import pytest
 
 from chat_sessions import keys
 from chat_sessions.clock import utc_now
-from chat_sessions.errors import NotFound, SessionLimitReached
+from chat_sessions.errors import NotFound, SessionArchived, SessionLimitReached
 from chat_sessions.ids import new_id
 from chat_sessions.items import ChatItem, CreateMarkerItem, MessageItem, SendMarkerItem, SessionItem
 from chat_sessions.llm import get_chat_model
-from chat_sessions.models import CreateChatRequest, CreateSessionRequest
+from chat_sessions.models import CreateChatRequest, CreateSessionRequest, UpdateChatRequest, UpdateSessionRequest
 from chat_sessions.services import chats, conversation, sessions
 from chat_sessions.session_status import TRANSITIONS
 from chat_sessions.store import ConditionFailed, Store, get_store
@@ -229,11 +229,13 @@ def delete_session_before_its_purge(store: Store, monkeypatch: pytest.MonkeyPatc
 
 
 def test_patch_of_a_session_deleted_after_it_was_read_is_not_found(table: str, store: Store) -> None:
-    """Read the session, another writer deletes it, PATCH it: nothing is recreated."""
+    """Read the session, another writer deletes it, PATCH it: nothing is recreated (the
+    service reads it again after the refusal: 404)."""
     sid = new_session(store)
     store.sessions.get(USER, sid)
     sessions.delete_session(store, USER, sid)
-    refused_as(table, lambda: store.sessions.update(USER, sid, {"name": "renamed"}, utc_now()), NotFound)
+    refused(table, lambda: store.sessions.update(USER, sid, {"name": "renamed"}, utc_now()))
+    refused_as(table, lambda: sessions.update_session(store, USER, sid, UpdateSessionRequest(name="x")), NotFound)
 
 
 def test_patch_of_a_chat_deleted_after_it_was_read_is_not_found(table: str, store: Store) -> None:
@@ -927,3 +929,134 @@ def test_a_send_whose_eventually_consistent_read_missed_a_message_retries_consis
     assert (exchange.user_message.seq, exchange.assistant_message.seq) == (2, 3)
     assert [m["seq"] for m in stored_messages(table, cid)] == [1, 2, 3]
     assert "landed meanwhile" in json.dumps(model.received[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Archived sessions are read-only: every write that touches a session or its chats is conditioned
+# on ``#status <> :archived`` (chats.session_switch, chats.session_writable, sessions.update,
+# messages.append_reply's session update); the user message's ``#status = :active`` already
+# refuses it. Each interleaving: the writer reads the session writable, another archives it.
+
+ARCHIVE = TRANSITIONS[("active", "archived")]
+UPDATE_CHAT_SESSION = 1  # chats.update: chat, session check, head
+
+
+def archive(store: Store, sid: str) -> None:
+    assert sessions.archive_session(store, USER, sid).status == "archived"
+
+
+def test_first_chat_in_a_session_archived_after_it_was_read_is_refused(table: str, store: Store) -> None:
+    """Read a session with no chat; another writer archives it; the create is refused at the
+    session, and the service answers ``session_archived``."""
+    sid = new_session(store)
+    previous = store.sessions.get(USER, sid).active_chat_id
+    archive(store, sid)
+    exc = refused(table, lambda: store.chats.create(USER, sid, chat_item(sid), previous))
+    assert failed_items(exc) == [CREATE_SESSION]
+    refused_as(table, lambda: chats.create_chat(store, USER, sid, CreateChatRequest(name="n")), SessionArchived)
+
+
+def test_create_after_the_session_was_archived_is_refused(table: str, store: Store) -> None:
+    """Read B active; another writer archives the session (the pointer unchanged); creating C
+    is refused at the session alone."""
+    sid = new_session(store)
+    new_chat(store, sid, "b")
+    previous = store.sessions.get(USER, sid).active_chat_id
+    archive(store, sid)
+    exc = refused(table, lambda: store.chats.create(USER, sid, chat_item(sid), previous))
+    assert failed_items(exc) == [CREATE_SESSION]
+
+
+def test_activate_after_the_session_was_archived_is_refused(table: str, store: Store) -> None:
+    sid = new_session(store)
+    a = new_chat(store, sid, "a")
+    new_chat(store, sid, "b")
+    session, _ = store.chats.get_with_session(USER, sid, a)
+    archive(store, sid)
+    exc = refused(table, lambda: store.chats.activate(USER, sid, a, session.active_chat_id, utc_now()))
+    assert failed_items(exc) == [ACTIVATE_SESSION]
+    refused_as(table, lambda: chats.activate_chat(store, USER, sid, a), SessionArchived)
+
+
+def test_delete_chat_after_the_session_was_archived_is_refused(table: str, store: Store) -> None:
+    sid = new_session(store)
+    a = new_chat(store, sid, "a")
+    new_chat(store, sid, "b")
+    session, chat = store.chats.get_with_session(USER, sid, a)
+    archive(store, sid)
+    exc = refused(table, lambda: store.chats.delete(USER, sid, chat, session.active_chat_id, utc_now()))
+    assert failed_items(exc) == [DELETE_CHAT_SESSION]
+    refused_as(table, lambda: chats.delete_chat(store, USER, sid, a), SessionArchived)
+
+
+@pytest.mark.parametrize("change", [{"name": "renamed"}, {"model": "m2"}], ids=["name", "head"])
+def test_chat_patch_after_the_session_was_archived_is_refused(table: str, store: Store, change: dict[str, str]) -> None:
+    """Read the chat; another writer archives the session; the PATCH (of the chat alone, or of
+    chat and head) is refused at the session's check, and the service answers
+    ``session_archived`` from the session read after the refusal."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    store.chats.get(USER, sid, cid)
+    archive(store, sid)
+    exc = refused(table, lambda: store.chats.update(USER, sid, cid, change, [], utc_now()))
+    assert failed_items(exc) == [UPDATE_CHAT_SESSION]
+    request = UpdateChatRequest.model_validate(change)
+    refused_as(table, lambda: chats.update_chat(store, USER, sid, cid, request), SessionArchived)
+
+
+def test_chat_patch_in_a_session_deleted_before_its_purge_is_refused(
+    table: str, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The session goes, its chat not yet purged: a PATCH of the chat is refused at the
+    session's check (a missing session is not "not archived"), and answers 404."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    delete_session_before_its_purge(store, monkeypatch, sid)
+    exc = refused(table, lambda: store.chats.update(USER, sid, cid, {"name": "renamed"}, [], utc_now()))
+    assert failed_items(exc) == [UPDATE_CHAT_SESSION]
+    request = UpdateChatRequest(name="renamed")
+    refused_as(table, lambda: chats.update_chat(store, USER, sid, cid, request), NotFound)
+
+
+def test_session_patch_after_it_was_archived_is_refused(table: str, store: Store) -> None:
+    sid = new_session(store)
+    store.sessions.get(USER, sid)
+    archive(store, sid)
+    refused(table, lambda: store.sessions.update(USER, sid, {"name": "renamed"}, utc_now()))
+    request = UpdateSessionRequest(name="renamed")
+    refused_as(table, lambda: sessions.update_session(store, USER, sid, request), SessionArchived)
+
+
+def test_reply_in_a_session_archived_while_the_model_answered_is_refused(table: str, store: Store) -> None:
+    """The user message landed and the reply is built; another writer archives the session;
+    the reply is refused at the session: nothing lands in an archived session."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    answered = send_user(store, sid, cid)
+    read = thread(store, sid, cid)
+    archive(store, sid)
+    exc = refused(table, lambda: store.messages.append_reply(USER, reply_message(read, answered), answered))
+    assert failed_items(exc) == [REPLY_SESSION]
+
+
+def test_send_after_the_session_was_archived_is_session_archived(table: str, store: Store, model: Upstream) -> None:
+    """Read the thread; another writer archives the session; the user message is refused by
+    the session's ``#status = :active`` and the service names the status it reads back."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    message = user_message(thread(store, sid, cid))
+    archive(store, sid)
+    exc = refused(table, lambda: store.messages.append_user(USER, message))
+    assert failed_items(exc) == [USER_SESSION]
+    refused_as(table, lambda: conversation.send_message(store, get_chat_model(), USER, sid, cid, "x"), SessionArchived)
+
+
+def test_archive_with_status_read_before_a_pause_frees_no_second_place(table: str, store: Store) -> None:
+    """Read the session active; another writer pauses it (freeing its place); archiving it as
+    active, which would free the place again, is refused at the session's status."""
+    new_session(store, "stays active")
+    sid = new_session(store)
+    store.sessions.get(USER, sid)
+    sessions.pause_session(store, USER, sid)
+    exc = refused(table, lambda: store.sessions.set_status(USER, sid, ARCHIVE, utc_now(), max_active=10))
+    assert failed_items(exc) == [STATUS_UPDATE]

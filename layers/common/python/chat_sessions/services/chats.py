@@ -74,6 +74,7 @@ def update_chat(store: Store, user_id: str, session_id: str, chat_id: str, reque
         return get_chat(store, user_id, session_id, chat_id)
     removes = [field for field, value in changes.items() if value is None]
     sets = {field: value for field, value in changes.items() if value is not None}
+
     def attempt() -> Chat:
         try:
             return chat_view(store.chats.update(user_id, session_id, chat_id, sets, removes, utc_now()))
