@@ -121,8 +121,9 @@ function ask({ title, label, value = "", multiline = false, confirm = "OK", dang
         h(
           "div",
           { class: "buttons" },
-          h("button", { type: "submit", value: "cancel", formnovalidate: true }, "Cancel"),
+          // The confirming button first: Enter in the field submits with the form's first button.
           h("button", { type: "submit", value: "ok", class: danger ? "danger" : null }, confirm),
+          h("button", { type: "submit", value: "cancel", formnovalidate: true }, "Cancel"),
         ),
       ),
     );
@@ -355,6 +356,8 @@ async function sessionAction(action, doing) {
   if (!session) return;
   replaceSession(session);
   announce(`Session ${session.name} is ${session.status}.`);
+  // Archiving and unarchiving move the session between the status filter's lists.
+  if (action === "archive" || action === "unarchive") await loadSessions();
   loadUsage();
 }
 

@@ -145,3 +145,79 @@ def test_the_history_is_paged_as_the_user_scrolls_back(console_stack: str, playw
         expect(page.locator("#history-start")).to_be_visible()
         expect(page.get_by_role("button", name="Load earlier messages")).to_be_hidden()
         assert [seqs.nth(i).get_attribute("data-seq") for i in range(6)] == ["1", "2", "3", "4", "5", "6"]
+
+
+def test_sessions_and_chats_are_renamed_archived_and_deleted(console_stack: str, playwright: Playwright) -> None:
+    with browser_context(playwright) as context:
+        page = open_console(context, console_stack)
+        sign_in(page, new_user("erin"))
+        create_session(page, "Drafts")
+        create_chat(page, "One")
+        create_chat(page, "Two")
+
+        page.get_by_role("button", name="Rename chat Two").click()
+        dialog = page.get_by_role("dialog", name="Rename the chat")
+        expect(dialog.get_by_label("Chat name")).to_be_focused()
+        dialog.get_by_label("Chat name").fill("Second")
+        dialog.get_by_role("button", name="Rename").click()
+        expect(active_chat(page)).to_contain_text("Second")
+        expect(page.locator("#chat-title")).to_have_text("Second")
+
+        page.get_by_role("button", name="Delete chat Second").click()
+        page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+        expect(page.locator("#chat-list button.open")).to_have_count(1)
+        expect(active_chat(page)).to_have_count(0)
+        expect(page.locator("#chat-title")).to_have_text("No active chat")
+        expect(page.get_by_label("Message", exact=True)).to_be_disabled()
+
+        page.get_by_role("button", name="Rename", exact=True).click()
+        page.get_by_role("dialog").get_by_label("Session name").fill("Final drafts")
+        page.keyboard.press("Enter")
+        expect(page.locator("#session-title")).to_have_text("Final drafts")
+        expect(session_button(page, "Final drafts")).to_have_attribute("aria-current", "true")
+
+        page.get_by_role("button", name="Archive", exact=True).click()
+        expect(page.locator("#session-meta")).to_contain_text("Status: archived")
+        page.get_by_label("Show sessions").select_option("archived")
+        expect(session_button(page, "Final drafts")).to_contain_text("archived")
+        page.get_by_role("button", name="Unarchive", exact=True).click()
+        expect(page.locator("#session-meta")).to_contain_text("Status: paused")
+        page.get_by_label("Show sessions").select_option("")
+        expect(session_button(page, "Final drafts")).to_contain_text("paused")
+
+        page.get_by_role("button", name="Delete", exact=True).click()
+        page.get_by_role("dialog").get_by_role("button", name="Delete").click()
+        expect(page.get_by_text("No sessions yet.")).to_be_visible()
+        expect(page.locator("#session-title")).to_have_text("No session selected")
+        expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def test_a_chat_is_forked_from_a_message_and_a_message_edited_into_a_new_chat(
+    console_stack: str, playwright: Playwright
+) -> None:
+    with browser_context(playwright) as context:
+        page = open_console(context, console_stack)
+        sign_in(page, new_user("fay"))
+        create_session(page, "Branches")
+        create_chat(page, "Main")
+        send(page, "first question")
+        send(page, "second question")
+
+        page.get_by_role("button", name="Fork a new chat from message 2").click()
+        expect(page.locator("#chat-list button.open")).to_have_count(2)
+        expect(active_chat(page)).to_contain_text("forked at #2")
+        messages = page.locator("#messages li")
+        expect(messages).to_have_count(2)
+        expect(messages.nth(1)).to_contain_text("You said: 'first question'")
+        send(page, "a question of the fork")
+        expect(messages.nth(2)).to_have_attribute("data-seq", "3")
+
+        page.get_by_role("button", name="Edit message 1").click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_label("Message").fill("a better first question")
+        dialog.get_by_role("button", name="Send edited message").click()
+        expect(page.locator("#chat-list button.open")).to_have_count(3)
+        expect(messages).to_have_count(2)
+        expect(messages.nth(0)).to_contain_text("a better first question")
+        expect(messages.nth(1)).to_contain_text("You said: 'a better first question'")
+        expect(page.get_by_role("alert")).to_be_hidden()
