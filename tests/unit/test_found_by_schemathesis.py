@@ -102,3 +102,21 @@ def test_issued_cursors_and_ids_have_the_documented_shape() -> None:
     assert cursor is not None and re.fullmatch(cursors.PATTERN, cursor)
     assert re.fullmatch(ids.PATTERN, ids.new_id())
     assert not ids.is_valid_id(ids.new_id() + "\n")
+
+
+@pytest.mark.parametrize("value", [0.0, 0, -0.0], ids=["float", "int", "negative-zero"])
+def test_an_integer_field_takes_a_whole_float(value: float, world: dict[str, str]) -> None:
+    """JSON Schema counts 0.0 as the integer 0 (and JavaScript sends no ``.0``): the strict
+    models took only ``0``, so a schema-valid fork was a 400."""
+    result = invoke("fork_chat", session=world["session"], chat=world["chat"], body={"uptoSeq": value})
+    assert result.status == 201, result
+    assert result.body["forkedFrom"]["seq"] == 0
+
+
+@pytest.mark.parametrize("value", [0.5, "0", True, None], ids=["fraction", "string", "bool", "null"])
+def test_an_integer_field_refuses_what_is_not_a_whole_number(value: Any, world: dict[str, str]) -> None:
+    before = table_items(world["table"])
+    result = invoke("fork_chat", session=world["session"], chat=world["chat"], body={"uptoSeq": value})
+    assert result.status == 400, result
+    assert result.body["error"]["details"][0]["loc"] == ["body", "uptoSeq"]
+    assert table_items(world["table"]) == before

@@ -6,9 +6,9 @@ Requests are strict (no type coercion) and forbid unknown fields, so a typo in a
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 from pydantic.json_schema import SkipJsonSchema
 
@@ -37,6 +37,31 @@ says what a client may send) leaves ``null`` out; the field's validator refuses 
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_floats_are_integers(cls, data: Any) -> Any:
+        """JSON does not tell ``3`` from ``3.0`` (JSON Schema counts both as the integer 3, and
+        JavaScript writes no ``.0``), but a strict model refuses a float for an ``int``: an
+        integer field takes a float without a fraction as that integer. Strings, booleans and
+        ``3.5`` stay refused (found by Schemathesis: ``{"uptoSeq": 6279659690.0}`` was a 400)."""
+        if not isinstance(data, dict):
+            return data
+        whole = {
+            key: int(value)
+            for key, value in data.items()
+            if type(value) is float and value.is_integer() and key in _integer_fields(cls)
+        }
+        return {**data, **whole} if whole else data
+
+
+def _integer_fields(model: type[BaseModel]) -> set[str]:
+    """The names (aliases) of a model's fields typed ``int`` or ``int | None``."""
+    return {
+        info.alias or name
+        for name, info in model.model_fields.items()
+        if info.annotation is int or int in get_args(info.annotation)
+    }
 
 
 class _Response(BaseModel):
