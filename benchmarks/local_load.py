@@ -386,6 +386,120 @@ def measure(backend: str, stored: int, sends: int = SENDS, users: int = USERS, t
         )
 
 
+# --- one request against each engine, by table size -----------------------------------------------
+
+
+@dataclass
+class EnginePoint:
+    engine: str
+    items: int
+    transact_ms: float
+    query_ms: float
+    memory_mb: float
+
+
+@contextmanager
+def _engine(engine: str) -> Iterator[tuple[str, int]]:
+    """The engine as a process of its own (URL, pid), so its memory can be read alone."""
+    if engine == "moto":
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local_stack.dynamodb", "--port", "0"],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().split()[1]
+            yield url, process.pid
+        finally:
+            process.terminate()
+            process.wait()
+    else:
+        from local_stack import dynamodb_local
+
+        instance = dynamodb_local.start()
+        try:
+            yield instance.url, instance.process.pid
+        finally:
+            instance.stop()
+
+
+def engine_points(engine: str, sizes: list[int], runs: int = 20) -> list[EnginePoint]:
+    """Median time of one conditional two-item ``TransactWriteItems`` (a send's shape) and of one
+    ``Query`` of 20 items, after the table was filled to each size; and the engine's RSS."""
+    import boto3
+
+    from local_stack.template import ensure_table
+
+    points = []
+    with _engine(engine) as (url, pid):
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=url,
+            region_name="us-east-1",
+            aws_access_key_id="local",
+            aws_secret_access_key="local",
+        )
+        ensure_table(client, "engine")
+        filled = 0
+        body = "x" * 400
+        for size in sizes:
+            for start in range(filled, size, 25):
+                requests: list[Any] = [
+                    {"PutRequest": {"Item": {"PK": {"S": f"P#{i % 10}"}, "SK": {"S": f"M#{i:08d}"}, "c": {"S": body}}}}
+                    for i in range(start, min(size, start + 25))
+                ]
+                client.batch_write_item(RequestItems={"engine": requests})
+            filled = size
+            transact: list[float] = []
+            query: list[float] = []
+            warmup = 100 if size == sizes[0] else 1  # the JVM compiles its hot paths first
+            for run in range(-warmup, runs):
+                key = f"T#{size}#{run}"
+                started = time.perf_counter()
+                client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Put": {
+                                "TableName": "engine",
+                                "Item": {"PK": {"S": "P#0"}, "SK": {"S": key}, "c": {"S": body}},
+                                "ConditionExpression": "attribute_not_exists(PK)",
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": "engine",
+                                "Key": {"PK": {"S": "P#1"}, "SK": {"S": "HEAD"}},
+                                "UpdateExpression": "ADD n :one",
+                                "ExpressionAttributeValues": {":one": {"N": "1"}},
+                            }
+                        },
+                    ]
+                )
+                middle = time.perf_counter()
+                client.query(
+                    TableName="engine",
+                    KeyConditionExpression="PK = :pk",
+                    ExpressionAttributeValues={":pk": {"S": "P#2"}},
+                    Limit=20,
+                    ScanIndexForward=False,
+                )
+                done = time.perf_counter()
+                if run >= 0:
+                    transact.append((middle - started) * 1000)
+                    query.append((done - middle) * 1000)
+            rss = int(
+                next(x for x in Path(f"/proc/{pid}/status").read_text().splitlines() if x.startswith("VmRSS")).split()[
+                    1
+                ]
+            )
+            points.append(EnginePoint(engine, size, statistics.median(transact), statistics.median(query), rss / 1024))
+            print(asdict(points[-1]), file=sys.stderr, flush=True)
+    return points
+
+
 # --- results.md ----------------------------------------------------------------------------------
 
 
@@ -415,7 +529,7 @@ def _status(result: Result) -> str:
     return ", ".join(f"`{k}` {v}" for k, v in sorted(result.outcomes.items()))
 
 
-def markdown(results: list[Result], started: str, total_s: float) -> str:
+def markdown(results: list[Result], engines: list[EnginePoint], started: str, total_s: float) -> str:
     import importlib.metadata as md
 
     cpu = "unknown CPU"
@@ -457,11 +571,28 @@ def markdown(results: list[Result], started: str, total_s: float) -> str:
         )
     lines.append("")
     for r in results:
+        cpu = ", ".join(f"{k} {v:.0f}" for k, v in sorted(r.cpu_ms_per_send.items()))
+        lines.append(f"- CPU per send ({r.backend}, {r.stored:,} stored), ms by part of the stack: {cpu}.")
+    for r in results:
         lines.append(
             f"- {r.backend}, {r.stored:,} stored: warm-up (cold workers) p50 {r.warmup_p50_ms:.0f} ms, "
             f"max {r.warmup_max_ms:.0f} ms; seeding took {r.seed_s:.1f} s; {r.dynamodb}."
             + ("".join(f" {note}." for note in r.notes))
         )
+    if engines:
+        lines += [
+            "",
+            "One request against each engine alone, by the number of items in the table (median ms; a conditional "
+            "two-item `TransactWriteItems`, the shape of a send's writes, and a `Query` of 20 items; the engine in a "
+            "process of its own, its RSS after the requests):",
+            "",
+            "| engine | items in the table | TransactWriteItems ms | Query ms | engine RSS MB |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        lines += [
+            f"| {e.engine} | {e.items:,} | {e.transact_ms:.1f} | {e.query_ms:.1f} | {e.memory_mb:.0f} |"
+            for e in engines
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -472,6 +603,7 @@ def main(argv: list[str] | None = None) -> None:
         "--backend", nargs="*", default=["dynamodb-local"], choices=["dynamodb-local", "moto"], help="LOCAL_DYNAMODB"
     )
     parser.add_argument("--sends", type=int, default=SENDS)
+    parser.add_argument("--no-engines", action="store_true", help="skip the one-request measurements")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-write", action="store_true", help="print the section, leave results.md alone")
     args = parser.parse_args(argv)
@@ -484,9 +616,15 @@ def main(argv: list[str] | None = None) -> None:
             result = measure(backend, stored, args.sends)
             print(json.dumps(asdict(result)), file=sys.stderr, flush=True)
             results.append(result)
-    section = markdown(results, started, time.monotonic() - t0)
+    engines: list[EnginePoint] = []
+    if not args.no_engines:
+        engines += engine_points("dynamodb-local", [0, 1_000, 10_000])
+        engines += engine_points("moto", [0, 1_000, 4_000, 10_000], runs=3)
+    section = markdown(results, engines, started, time.monotonic() - t0)
     RAW.parent.mkdir(parents=True, exist_ok=True)
-    RAW.write_text(json.dumps([asdict(r) for r in results], indent=2))
+    RAW.write_text(
+        json.dumps({"load": [asdict(r) for r in results], "engines": [asdict(e) for e in engines]}, indent=2)
+    )
     if args.no_write:
         print(section)
         return
