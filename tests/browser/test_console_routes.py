@@ -10,12 +10,13 @@ from typing import Any
 import jwt
 import pytest
 
-from local_stack.gateway import Gateway, HttpRequest, HttpResponse, authorize
+from local_stack.gateway import FunctionConfig, Gateway, HttpRequest, HttpResponse, authorize
+from local_stack.template import Route
 
 SECRET = "console-test-secret-of-32-bytes!"
 
 
-def never_invoked(*_: Any) -> Any:
+def never_invoked(route: Route, function: FunctionConfig, event: dict[str, Any]) -> Any:
     raise AssertionError("a console route reached a function")
 
 
