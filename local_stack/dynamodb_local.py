@@ -96,6 +96,7 @@ def java_command(jar: Path, port: int, data_dir: Path | None = None) -> list[str
         str(jar),
         *storage,
         "-sharedDb",
+        "-disableTelemetry",  # a development tool on 127.0.0.1 sends nothing anywhere
         "-port",
         str(port),
     ]
