@@ -600,18 +600,23 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="The local stack under load (writes a section of results.md).")
     parser.add_argument("--stored", type=int, nargs="*", default=list(STORED))
     parser.add_argument(
-        "--backend", nargs="*", default=["dynamodb-local"], choices=["dynamodb-local", "moto"], help="LOCAL_DYNAMODB"
+        "--moto-stored",
+        type=int,
+        nargs="*",
+        default=[1_000],
+        help="also load the stack on moto (LOCAL_DYNAMODB=moto) at these sizes; at 10,000 it takes an hour",
     )
     parser.add_argument("--sends", type=int, default=SENDS)
     parser.add_argument("--no-engines", action="store_true", help="skip the one-request measurements")
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--no-write", action="store_true", help="print the section, leave results.md alone")
     args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks: stop the stacks
     started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     t0 = time.monotonic()
     results = []
-    for backend in args.backend:
-        for stored in args.stored:
+    for backend, sizes in (("dynamodb-local", args.stored), ("moto", args.moto_stored)):
+        for stored in sizes:
             print(f"{backend}, {stored:,} stored ...", file=sys.stderr, flush=True)
             result = measure(backend, stored, args.sends)
             print(json.dumps(asdict(result)), file=sys.stderr, flush=True)
