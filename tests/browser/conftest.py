@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Playwright, sync_playwright
+from playwright.sync_api import Browser, sync_playwright
 
+from tests.browser.driver import launch
 from tests.integration.conftest import local_stack
 
 
@@ -18,6 +19,11 @@ def console_stack() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def playwright() -> Iterator[Playwright]:
+def browser() -> Iterator[Browser]:
+    """Debian's Chromium, launched once (each test opens a context of its own per user)."""
     with sync_playwright() as driver:
-        yield driver
+        chromium = launch(driver)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

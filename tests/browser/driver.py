@@ -3,7 +3,8 @@
 Why not Playwright's own browsers: they are downloaded at run time from a CDN, which CI and this
 project's machines do not reach. Debian's ``chromium`` package (``apt-get install chromium``,
 which ``.ci/run`` does when it is missing) is launched by its path, with every background
-download and sync switched off and an empty profile per user, so nothing leaves 127.0.0.1.
+download and sync switched off, once per test run with an empty profile; each user gets a
+browser context of their own (no cookies, no storage shared), so nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -11,11 +12,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from playwright.sync_api import BrowserContext, Locator, Page, Playwright, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Playwright, expect
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 FLAGS = [
@@ -41,26 +41,27 @@ def chromium_path() -> str:
     return path
 
 
+def launch(playwright: Playwright) -> Browser:
+    """The Chromium, headless, with a new empty profile (Playwright gives a browser it launches a
+    fresh temporary ``--user-data-dir``, removed when it closes)."""
+    browser = playwright.chromium.launch(executable_path=chromium_path(), headless=True, args=FLAGS)
+    return browser
+
+
 @contextmanager
-def browser_context(playwright: Playwright, viewport: tuple[int, int] = (1280, 800)) -> Iterator[BrowserContext]:
-    """A browser of its own (an empty user-data-dir: no cookies, no storage) for one user."""
-    with tempfile.TemporaryDirectory(prefix="console-profile-") as profile:
-        context = playwright.chromium.launch_persistent_context(
-            profile,
-            executable_path=chromium_path(),
-            headless=True,
-            args=FLAGS,
-            viewport={"width": viewport[0], "height": viewport[1]},
-        )
-        context.set_default_timeout(WAIT_MS)
-        try:
-            yield context
-        finally:
-            context.close()
+def browser_context(browser: Browser, viewport: tuple[int, int] = (1280, 800)) -> Iterator[BrowserContext]:
+    """A browser context of its own for one user: no cookies, no storage, nothing shared with
+    other contexts (a browser window in a private profile)."""
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
+    context.set_default_timeout(WAIT_MS)
+    try:
+        yield context
+    finally:
+        context.close()
 
 
 def open_console(context: BrowserContext, url: str) -> Page:
-    page = context.pages[0] if context.pages else context.new_page()
+    page = context.new_page()
     page.goto(url + "/")
     return page
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from playwright.sync_api import Playwright, Route, expect
+import pytest
+from playwright.sync_api import Browser, Route, expect
 
 from tests.browser.driver import (
     active_chat,
@@ -24,12 +25,15 @@ from tests.browser.driver import (
 )
 from tests.integration.conftest import client, new_user, ok
 
+# The contract's default local secret is 16 bytes; PyJWT warns on every HMAC key under 32.
+pytestmark = pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+
 
 def test_a_user_works_in_two_chats_finds_it_all_after_a_reload_and_a_second_user_sees_none(
-    console_stack: str, playwright: Playwright
+    console_stack: str, browser: Browser
 ) -> None:
     alice = new_user("alice")
-    with browser_context(playwright) as context:
+    with browser_context(browser) as context:
         page = open_console(context, console_stack)
         sign_in(page, alice)
         expect(page.get_by_text("No sessions yet.")).to_be_visible()
@@ -80,7 +84,7 @@ def test_a_user_works_in_two_chats_finds_it_all_after_a_reload_and_a_second_user
         expect(page.locator("#messages li")).to_have_count(0)
 
     # Another user, in a browser of their own, even one that remembers the first user's session.
-    with browser_context(playwright) as context:
+    with browser_context(browser) as context:
         page = open_console(context, console_stack)
         sign_in(page, new_user("bob"))
         expect(page.get_by_text("No sessions yet.")).to_be_visible()
@@ -93,8 +97,8 @@ def test_a_user_works_in_two_chats_finds_it_all_after_a_reload_and_a_second_user
         expect(page.get_by_role("alert")).to_be_hidden()
 
 
-def test_an_api_error_is_shown_in_words_and_nothing_typed_is_lost(console_stack: str, playwright: Playwright) -> None:
-    with browser_context(playwright) as context:
+def test_an_api_error_is_shown_in_words_and_nothing_typed_is_lost(console_stack: str, browser: Browser) -> None:
+    with browser_context(browser) as context:
         page = open_console(context, console_stack)
         sign_in(page, new_user("carol"))
         create_session(page, "Paused work")
@@ -118,7 +122,7 @@ def test_an_api_error_is_shown_in_words_and_nothing_typed_is_lost(console_stack:
         send(page, "Are you there?")
 
 
-def test_the_history_is_paged_as_the_user_scrolls_back(console_stack: str, playwright: Playwright) -> None:
+def test_the_history_is_paged_as_the_user_scrolls_back(console_stack: str, browser: Browser) -> None:
     user = new_user("dave")
     with client(console_stack, user) as http:
         session = ok(http.post("/sessions", json={"name": "Long talk"}), 201)
@@ -128,8 +132,8 @@ def test_the_history_is_paged_as_the_user_scrolls_back(console_stack: str, playw
             # Tall messages: two of them overflow the history, so only scrolling back shows the top.
             content = f"question {n}" + "\nand more" * 30
             ok(http.post(messages, json={"content": content}), 201)
-    with browser_context(playwright, viewport=(1280, 400)) as context:
-        page = context.pages[0]
+    with browser_context(browser, viewport=(1280, 400)) as context:
+        page = context.new_page()
         page.goto(console_stack + "/?pageSize=2")
         sign_in(page, user)
         session_button(page, "Long talk").click()
@@ -147,8 +151,8 @@ def test_the_history_is_paged_as_the_user_scrolls_back(console_stack: str, playw
         assert [seqs.nth(i).get_attribute("data-seq") for i in range(6)] == ["1", "2", "3", "4", "5", "6"]
 
 
-def test_sessions_and_chats_are_renamed_archived_and_deleted(console_stack: str, playwright: Playwright) -> None:
-    with browser_context(playwright) as context:
+def test_sessions_and_chats_are_renamed_archived_and_deleted(console_stack: str, browser: Browser) -> None:
+    with browser_context(browser) as context:
         page = open_console(context, console_stack)
         sign_in(page, new_user("erin"))
         create_session(page, "Drafts")
@@ -193,9 +197,9 @@ def test_sessions_and_chats_are_renamed_archived_and_deleted(console_stack: str,
 
 
 def test_a_chat_is_forked_from_a_message_and_a_message_edited_into_a_new_chat(
-    console_stack: str, playwright: Playwright
+    console_stack: str, browser: Browser
 ) -> None:
-    with browser_context(playwright) as context:
+    with browser_context(browser) as context:
         page = open_console(context, console_stack)
         sign_in(page, new_user("fay"))
         create_session(page, "Branches")
