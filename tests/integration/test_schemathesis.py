@@ -56,7 +56,9 @@ def test_schemathesis_finds_nothing_in_the_published_document() -> None:
         )
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-20_000:]
-    assert re.search(r"No issues found in", report), report[-5_000:]
+    # The last line: "No issues found in 40s", or only warnings (such as "Missing test data": an
+    # operation whose generated ids mostly name nothing); never a failure or an error.
+    assert re.search(r"=+ (No issues found|\d+ warnings?) in [\d.]+s =+\s*$", report), report[-5_000:]
     assert f"Selected: {operations}/{operations}" in report, report[-5_000:]
     assert f"Tested: {operations}" in report, report[-5_000:]
     for phase in ("Coverage", "Fuzzing", "Stateful"):
