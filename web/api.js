@@ -17,12 +17,12 @@ export class Api {
     this.token = token;
   }
 
-  async request(method, path, { body, query, idempotent = false, auth = true } = {}) {
+  async request(method, path, { body, query, idempotent = false, auth = true, headers: extra = {} } = {}) {
     const url = new URL(this.baseUrl + path, location.href);
     for (const [name, value] of Object.entries(query || {})) {
       if (value !== undefined && value !== null && value !== "") url.searchParams.set(name, String(value));
     }
-    const headers = { Accept: "application/json" };
+    const headers = { Accept: "application/json", ...extra };
     if (auth && this.token) headers.Authorization = `Bearer ${this.token}`;
     if (body !== undefined) headers["Content-Type"] = "application/json";
     // A POST that is retried (a double click, a lost answer) is answered once (the contract's
@@ -99,19 +99,37 @@ export class Api {
       query: { order: "desc", limit, cursor },
     });
   }
+  // Sends and regenerations ask for the reply to be generated after the answer (the contract's
+  // `Prefer: respond-async`: 202, the assistant message `generating`); an API that does not do
+  // that ignores the header and answers 201 with the whole reply.
   send(sid, cid, content) {
-    return this.request("POST", `/sessions/${enc(sid)}/chats/${enc(cid)}/messages`, { body: { content }, idempotent: true });
+    return this.request("POST", `/sessions/${enc(sid)}/chats/${enc(cid)}/messages`, {
+      body: { content },
+      idempotent: true,
+      headers: ASYNC,
+    });
   }
   regenerate(sid, cid) {
-    return this.request("POST", `/sessions/${enc(sid)}/chats/${enc(cid)}/regenerate`, { idempotent: true });
+    return this.request("POST", `/sessions/${enc(sid)}/chats/${enc(cid)}/regenerate`, { idempotent: true, headers: ASYNC });
+  }
+  /** A message, once its content is longer than `after` characters or it is no longer generating
+   * (the API waits up to `wait` seconds). */
+  message(sid, cid, mid, wait, after) {
+    return this.request("GET", `/sessions/${enc(sid)}/chats/${enc(cid)}/messages/${enc(mid)}`, { query: { wait, after } });
+  }
+  cancel(sid, cid, mid) {
+    return this.request("POST", `/sessions/${enc(sid)}/chats/${enc(cid)}/messages/${enc(mid)}/cancel`);
   }
   edit(sid, cid, mid, content) {
     return this.request("POST", `/sessions/${enc(sid)}/chats/${enc(cid)}/messages/${enc(mid)}/edit`, {
       body: { content },
       idempotent: true,
+      headers: ASYNC,
     });
   }
 }
+
+const ASYNC = { Prefer: "respond-async" };
 
 function enc(id) {
   return encodeURIComponent(id);

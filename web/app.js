@@ -26,6 +26,7 @@ const state = {
   historyChatId: null,
   loadingEarlier: false,
   sending: false,
+  following: null, // the messageId of a reply being generated that the page is showing as it grows
 };
 
 // --- helpers ------------------------------------------------------------------------------------
@@ -505,6 +506,7 @@ function renderConversationHeader() {
 
 async function loadHistory() {
   const chat = activeChat();
+  stopFollowing();
   state.messages = [];
   state.historyCursor = null;
   state.historyChatId = chat?.chatId || null;
@@ -518,6 +520,9 @@ async function loadHistory() {
   renderMessages();
   renderConversationHeader();
   scrollToEnd();
+  // A reply still being generated (sent from here before a reload, or elsewhere) is followed.
+  const last = state.messages[state.messages.length - 1];
+  if (last && last.role === "assistant" && last.status === "generating") follow(last);
 }
 
 async function loadEarlier() {
@@ -586,14 +591,16 @@ function renderMessages() {
 
 // --- sending, regenerating, branching ---------------------------------------------------------
 
-function setSending(sending) {
+function setSending(sending, text = "Waiting for the reply…") {
   state.sending = sending;
+  $("pending").textContent = text;
   $("pending").hidden = !sending;
+  $("stop").hidden = !(sending && state.following);
   $("send-form").setAttribute("aria-busy", String(sending));
   renderConversationHeader();
 }
 
-/** Append what a send/regenerate answered and read the reply out. */
+/** Append what a send/regenerate answered and read the reply out (or follow it as it grows). */
 function showExchange(result) {
   const known = new Set(state.messages.map((m) => m.messageId));
   for (const message of [result.userMessage, result.assistantMessage]) {
@@ -601,7 +608,58 @@ function showExchange(result) {
   }
   renderMessages();
   scrollToEnd();
-  if (result.assistantMessage) announce(`Reply: ${result.assistantMessage.content}`);
+  const reply = result.assistantMessage;
+  if (reply && reply.status === "generating") follow(reply);
+  else if (reply) announce(`Reply: ${reply.content}`);
+}
+
+function updateMessage(message) {
+  const index = state.messages.findIndex((m) => m.messageId === message.messageId);
+  if (index < 0) return;
+  const history = $("history");
+  const atEnd = history.scrollHeight - history.scrollTop - history.clientHeight < 40;
+  state.messages[index] = message;
+  renderMessages();
+  if (atEnd) scrollToEnd();
+}
+
+/** Show a generating reply as it grows: each GET waits (up to 20 s) for more text than the page
+ * has, or for the end; the reply is read out once it is complete. */
+async function follow(reply) {
+  state.following = reply.messageId;
+  setSending(true, "Writing the reply…");
+  let current = reply;
+  try {
+    while (current.status === "generating" && state.following === reply.messageId) {
+      current = await state.api.message(current.sessionId, current.chatId, current.messageId, 20, current.content.length);
+      if (state.following === reply.messageId) updateMessage(current);
+    }
+  } catch (error) {
+    if (state.following === reply.messageId) showError(describe("follow the reply", error));
+  }
+  if (state.following !== reply.messageId) return; // switched away, or stopped
+  stopFollowing();
+  if (current.status === "complete") announce(`Reply: ${current.content}`);
+  else announce(`The reply is ${current.status}.`);
+  await afterExchange();
+}
+
+function stopFollowing() {
+  if (!state.following) return;
+  state.following = null;
+  setSending(false);
+}
+
+async function stopReply() {
+  const id = state.following;
+  const reply = state.messages.find((m) => m.messageId === id);
+  if (!reply) return;
+  const cancelled = await attempt("stop the reply", () => state.api.cancel(reply.sessionId, reply.chatId, reply.messageId));
+  if (!cancelled || state.following !== id) return;
+  stopFollowing();
+  updateMessage(cancelled);
+  announce("The reply was stopped.");
+  $("message-input").focus();
 }
 
 async function afterExchange() {
@@ -636,9 +694,9 @@ async function send(event) {
   try {
     const result = await state.api.send(chat.sessionId, chat.chatId, content);
     state.messages = state.messages.filter((m) => m !== placeholder);
-    showExchange(result);
     setSending(false);
-    await afterExchange();
+    showExchange(result);
+    if (!state.following) await afterExchange();
   } catch (error) {
     state.messages = state.messages.filter((m) => m !== placeholder);
     input.value = content; // nothing typed is lost
@@ -676,7 +734,7 @@ async function regenerate() {
   }
   setSending(false);
   showExchange(result);
-  await afterExchange();
+  if (!state.following) await afterExchange();
 }
 
 async function forkAt(message) {
@@ -743,6 +801,7 @@ function wire() {
     }
   });
   $("regenerate").addEventListener("click", regenerate);
+  $("stop").addEventListener("click", stopReply);
   $("load-earlier").addEventListener("click", loadEarlier);
   // Scrolling back to the top of the history loads the page before it.
   new IntersectionObserver((entries) => {
