@@ -38,23 +38,23 @@ from chat_sessions.store import Collision, ConditionFailed, get_store
 from chat_sessions.store.outcomes import classify
 
 _ERROR_DESCRIPTIONS = {
-    400: "validation_error: malformed JSON, wrong types, out-of-range values, unknown fields, a cursor "
+    400: "malformed JSON, wrong types, out-of-range values, unknown fields, a body that is not JSON, a cursor "
     "the server did not issue for this listing, a malformed Idempotency-Key (`details` says where)",
-    401: "unauthorized: no token, or one that is not valid",
-    404: "not_found: no such resource for this caller (another user's resource answers the same), or an id "
-    "that is not of the server's form",
-    409: "conflict (a concurrent change outlasted the retries, or a request with this Idempotency-Key is "
-    "still running: retry), or this operation's state codes: chat_not_active, session_paused, "
-    "no_active_chat, session_limit_reached, nothing_to_regenerate",
-    413: "payload_too_large: the body is over the limit (512 KiB)",
-    422: "idempotency_key_reused: this Idempotency-Key was used with another request to this operation",
-    429: "rate_limited: the model, DynamoDB or the function's concurrency is throttling; retry after "
-    "`Retry-After` seconds",
-    500: "internal_error: a bug (no input should cause it)",
-    502: "upstream_error: the model failed; the user message stays stored, unanswered",
-    503: "unavailable: DynamoDB could not answer; retry after `Retry-After` seconds",
-    504: "upstream_timeout: the model did not answer in time; the user message stays stored, unanswered",
+    401: "no token, or one that is not valid",
+    404: "no such resource for this caller (another user's resource answers the same), or an id that is not "
+    "of the server's form",
+    409: "`conflict`: a concurrent change outlasted the retries, or a request with this Idempotency-Key is "
+    "still running (retry); any other code: the resource's state refuses the request",
+    413: "the body is over the limit (512 KiB)",
+    422: "this Idempotency-Key was used with another request to this operation",
+    429: "throttled (the model, DynamoDB or the function's concurrency: retry after `Retry-After` seconds), "
+    "or a budget is spent",
+    500: "a bug (no input should cause it)",
+    502: "the model failed; the user message stays stored, unanswered",
+    503: "DynamoDB could not answer; retry after `Retry-After` seconds",
+    504: "the model did not answer in time; the user message stays stored, unanswered",
 }
+"""What each status means here; :func:`error_description` puts the codes in front."""
 BASE_ERRORS = (400, 401, 404, 413, 429, 500, 503)
 """What any operation may answer: a malformed request (any route refuses a broken body or an
 oversized one before routing on), no valid token, no such resource, throttling, a bug, and
@@ -97,8 +97,24 @@ def _error_body(code: str, message: str, details: list[dict[str, Any]] | None = 
     return {"error": error}
 
 
+def error_codes(status: int) -> list[str]:
+    """Every code of ``errors`` answered with ``status`` (from the exception classes, so a new
+    code is documented as soon as it exists)."""
+    found: set[str] = set()
+    pending: list[type[ServiceError]] = [ServiceError]
+    while pending:
+        cls = pending.pop()
+        pending.extend(cls.__subclasses__())
+        if cls.status == status:
+            found.add(cls.code)
+    return sorted(found)
+
+
 def error_description(status: int) -> str:
-    return _ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase)
+    """The codes this status carries, then what it means (the OpenAPI response description)."""
+    codes = ", ".join(f"`{code}`" for code in error_codes(status))
+    meaning = _ERROR_DESCRIPTIONS.get(status, HTTPStatus(status).phrase)
+    return f"{codes}: {meaning}" if codes else meaning
 
 
 def responses(success: int, model: type[BaseModel] | None, *errors: int) -> dict[int, Any]:
