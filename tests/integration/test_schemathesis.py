@@ -51,8 +51,7 @@ def test_schemathesis_finds_nothing_in_the_published_document() -> None:
             env={**os.environ, "SCHEMATHESIS_TOKEN": make_token(new_user("schemathesis")), "NO_COLOR": "1"},
             capture_output=True,
             text=True,
-            timeout=600,
-            check=False,
+            check=False,  # no timeout of its own: pytest-timeout's (pyproject.toml) ends a hung run
         )
     report = run.stdout + run.stderr
     assert run.returncode == 0, report[-20_000:]
