@@ -1,6 +1,7 @@
-"""GET /sessions: the caller's sessions, newest first, a page at a time."""
+"""GET /sessions: the caller's sessions, newest first, a page at a time; ``status`` lists one
+status, and without it archived sessions are left out."""
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
@@ -20,8 +21,14 @@ router = Router()
 def list_sessions(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=1024)] = None,
+    status: Annotated[
+        Literal["active", "paused", "archived"] | None,
+        Query(description="Only sessions with this status; without it, every session but the archived ones."),
+    ] = None,
 ) -> Response[Any]:
-    return api.respond(router, 200, lambda: sessions.list_sessions(get_store(), api.user_id(router), limit, cursor))
+    return api.respond(
+        router, 200, lambda: sessions.list_sessions(get_store(), api.user_id(router), limit, cursor, status)
+    )
 
 
 lambda_handler = api.lambda_handler_for(router)

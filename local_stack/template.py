@@ -101,8 +101,9 @@ def table_definition(template: dict[str, Any] | None = None) -> dict[str, Any]:
         "KeySchema": props["KeySchema"],
         "BillingMode": props.get("BillingMode", "PAY_PER_REQUEST"),
     }
-    if props.get("GlobalSecondaryIndexes"):
-        definition["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    for indexes in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        if props.get(indexes):
+            definition[indexes] = props[indexes]
     return definition
 
 

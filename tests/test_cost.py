@@ -36,16 +36,19 @@ COST_DOC = ROOT / "README.md"
 EXPECTED: dict[str, list[str]] = {
     "create_session": ["TransactWriteItems"],
     "get_session": ["GetItem"],
-    "list_sessions": ["Query"],
+    "list_sessions": ["Query", "Query"],
+    "list_sessions, one status": ["Query"],
     "update_session": ["UpdateItem"],
     "pause_session": ["GetItem", "TransactWriteItems"],
     "pause_session, already paused": ["GetItem"],
     "resume_session": ["GetItem", "TransactWriteItems"],
+    "archive_session": ["GetItem", "TransactWriteItems"],
+    "unarchive_session": ["GetItem", "TransactWriteItems"],
     "create_chat, first chat": ["GetItem", "TransactWriteItems"],
     "create_chat, replacing the active chat": ["GetItem", "TransactWriteItems"],
     "get_chat": ["GetItem"],
     "list_chats": ["GetItem", "Query"],
-    "update_chat": ["UpdateItem"],
+    "update_chat": ["TransactWriteItems", "GetItem"],
     "activate_chat": ["TransactGetItems", "TransactWriteItems"],
     "activate_chat, already active": ["TransactGetItems"],
     "send_message": ["Query", "TransactWriteItems", "TransactWriteItems"],
@@ -124,6 +127,7 @@ def test_round_trips_per_operation(table: str, local_model: Any) -> None:
     sid = call("create_session", "create_session", 201, body={"name": "s"})["sessionId"]
     call("get_session", "get_session", 200, session=sid)
     call("list_sessions", "list_sessions", 200)
+    call("list_sessions, one status", "list_sessions", 200, query={"status": "active"})
     call("update_session", "update_session", 200, session=sid, body={"name": "renamed"})
     first = call("create_chat, first chat", "create_chat", 201, session=sid, body={"name": "a"})["chatId"]
     second = call("create_chat, replacing the active chat", "create_chat", 201, session=sid, body={"name": "b"})[
@@ -162,6 +166,9 @@ def test_round_trips_per_operation(table: str, local_model: Any) -> None:
     call("pause_session", "pause_session", 200, session=sid)
     call("pause_session, already paused", "pause_session", 200, session=sid)
     call("resume_session", "resume_session", 200, session=sid)
+    call("archive_session", "archive_session", 200, session=sid)
+    call("unarchive_session", "unarchive_session", 200, session=sid)
+    assert invoke("resume_session", session=sid).status == 200
     call("delete_chat, no messages", "delete_chat", 204, session=sid, chat=second)
 
     other_sid, other_chat = new_conversation("bob")

@@ -298,7 +298,9 @@ def needed(call: AwsCall, parameter_key: str | None) -> set[Grant]:
     (which needs no grant: its key policy admits the account's principals through SSM)."""
     request, operation = call.request, call.operation
     if call.service == "dynamodb":
-        assert "IndexName" not in request, f"{call} reads an index: the table ARN does not cover it"
+        if "IndexName" in request:  # an index is a resource of its own: the table's ARN does not cover it
+            assert operation == "Query", call
+            return {("dynamodb:Query", f"{table_arn(request['TableName'])}/index/{request['IndexName']}")}
         if operation == "TransactWriteItems":
             return {
                 (TRANSACT_ITEM_ACTIONS[kind], table_arn(op["TableName"]))
@@ -610,6 +612,8 @@ def sessions_listed_and_deleted(d: Driver) -> None:
     assert page["nextCursor"], page
     expect(d.call("list_sessions", user=u, query={"limit": "1", "cursor": page["nextCursor"]}), 200)
     expect(d.call("list_sessions", user=u, query={"limit": "1", "cursor": "e30.AAAA"}), 400, "validation_error")
+    expect(d.call("list_sessions", user=u, query={"status": "active", "limit": "1"}), 200)
+    expect(d.call("list_sessions", user=u, query={"status": "archived"}), 200)
     assert expect(d.call("list_sessions", user=d.user()), 200)["items"] == []
     expect(d.call("pause_session", user=u, session=a), 200)
     expect(d.call("delete_session", user=u, session=a), 204)

@@ -7,6 +7,7 @@ Layout (see the README's access-pattern table):
 
     USER#<user>                         SESSION#<sessionId>          session
     USER#<user>                         QUOTA                        active-session counter
+    (index ByStatus: USER#<user>, statusSk <status>#<sessionId>: the sessions by status)
     USER#<user>#SESSION#<sessionId>     CHAT#<chatId>                chat
     USER#<user>#SESSION#<sessionId>     MSG#<chatId>                 chat head (model, system prompt)
     USER#<user>#SESSION#<sessionId>     MSG#<chatId>#<MAX_SEQ - seq> message, newest first
@@ -72,6 +73,20 @@ def session_key(user_id: str, session_id: str) -> Key:
 
 def quota_key(user_id: str) -> Key:
     return {"PK": _user(user_id), "SK": QUOTA_SK}
+
+
+STATUS_INDEX = "ByStatus"
+"""A local secondary index of the user partition: sessions by ``statusSk``, read strongly
+consistent like the table (the only items with that attribute are sessions)."""
+STATUS_SK = "statusSk"
+
+
+def status_sk(status: str, session_id: str | None = None) -> str:
+    """A session's sort key in the ``ByStatus`` index, ``<status>#<sessionId>``: one range per
+    status, newest last (ids are ULIDs); without ``session_id``, the prefix of the range."""
+    if status not in ("active", "paused", "archived"):
+        raise ValueError(f"no such status: {status}")
+    return f"{status}#" + ("" if session_id is None else _checked("Session", session_id))
 
 
 def session_partition(user_id: str, session_id: str) -> str:

@@ -41,10 +41,19 @@ def create_session(store: Store, user_id: str, request: CreateSessionRequest, ke
     return session_view(item)
 
 
-def list_sessions(store: Store, user_id: str, limit: int, cursor: str | None) -> SessionPage:
-    scope = {"partition": keys.user_pk(user_id), "listing": "sessions"}
+LISTED_BY_DEFAULT: tuple[Status, ...] = ("active", "paused")
+"""What ``GET /sessions`` without ``status`` lists: archived sessions are left out."""
+
+
+def list_sessions(
+    store: Store, user_id: str, limit: int, cursor: str | None, status: Status | None = None
+) -> SessionPage:
+    """Newest first, the sessions in ``status`` (without it, those not archived). A cursor is
+    bound to the status it was issued for: another status's cursor answers 400."""
+    statuses = LISTED_BY_DEFAULT if status is None else (status,)
+    scope = {"partition": keys.user_pk(user_id), "listing": "sessions:" + ",".join(statuses)}
     after = cursors.decode(cursor, prefix=keys.SESSION_PREFIX, **scope)
-    items, last = store.sessions.page(user_id, limit, after)
+    items, last = store.sessions.page(user_id, statuses, limit, after)
     return SessionPage(items=[session_view(i) for i in items], next_cursor=cursors.encode(last, **scope))
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from chat_sessions import keys
 from chat_sessions.errors import NotFound, SessionLimitReached
-from chat_sessions.items import CreateMarkerItem, QuotaItem, SessionItem, checked_changes
+from chat_sessions.items import CreateMarkerItem, QuotaItem, SessionItem, SessionStatus, checked_changes
 from chat_sessions.session_status import HOLDS_QUOTA, READ_ONLY, Transition
 from chat_sessions.store import markers
 from chat_sessions.store.outcomes import ConditionFailed
@@ -59,7 +59,11 @@ class SessionStore:
         ops = [
             {
                 "Put": {
-                    "Item": {**keys.session_key(user_id, session.session_id), **session.to_item()},
+                    "Item": {
+                        **keys.session_key(user_id, session.session_id),
+                        keys.STATUS_SK: keys.status_sk(session.status, session.session_id),
+                        **session.to_item(),
+                    },
                     "ConditionExpression": "attribute_not_exists(PK)",
                 }
             },
@@ -82,9 +86,54 @@ class SessionStore:
         item = self.table.get(keys.quota_key(user_id))
         return QuotaItem.from_item(item).active_sessions if item else 0
 
-    def page(self, user_id: str, limit: int, after_sk: str | None) -> tuple[list[SessionItem], str | None]:
-        items, last = self.table.page(keys.user_pk(user_id), keys.SESSION_PREFIX, limit, after_sk, forward=False)
-        return [SessionItem.from_item(i) for i in items], last
+    def page(
+        self, user_id: str, statuses: tuple[SessionStatus, ...], limit: int, after_sk: str | None
+    ) -> tuple[list[SessionItem], str | None]:
+        """The newest ``limit`` sessions with one of ``statuses`` older than the session
+        ``after_sk`` names, and the sort key to continue after (None: the listing ended).
+
+        One strongly consistent query of the ``ByStatus`` index per status (its items are the
+        whole sessions), each for ``limit + 1`` items, merged newest first: a page is never
+        short unless the listing has ended, whatever the other statuses hold."""
+        found: list[Item] = []
+        for status in statuses:
+            found += self._newest(user_id, status, limit + 1, after_sk)
+        found.sort(key=lambda item: str(item[keys.SK]), reverse=True)
+        page = [SessionItem.from_item(i) for i in found[:limit]]
+        return page, (str(found[limit - 1][keys.SK]) if len(found) > limit else None)
+
+    def _newest(self, user_id: str, status: SessionStatus, wanted: int, after_sk: str | None) -> list[Item]:
+        """Up to ``wanted`` sessions in ``status``, newest first, older than ``after_sk``: the
+        range ends at that session's place in the index (it may be in another status now, or
+        gone: the bound is a key, not an item), itself left out. DynamoDB's 1 MB cap on a
+        response is followed to the end, so fewer than ``wanted`` means there are no more."""
+        lowest = keys.status_sk(status)
+        values: Item = {":pk": keys.user_pk(user_id), ":low": lowest}
+        if after_sk is None:
+            condition = "PK = :pk AND begins_with(statusSk, :low)"
+        else:
+            condition = "PK = :pk AND statusSk BETWEEN :low AND :high"
+            values[":high"] = keys.status_sk(status, after_sk[len(keys.SESSION_PREFIX) :])
+        items: list[Item] = []
+        start: Item | None = None
+        while len(items) < wanted:
+            kwargs: Item = {
+                "TableName": self.table.table_name,
+                "IndexName": keys.STATUS_INDEX,
+                "KeyConditionExpression": condition,
+                "ExpressionAttributeValues": values,
+                "ScanIndexForward": False,
+                "ConsistentRead": True,
+                "Limit": wanted + 1 - len(items),  # one more: the bound itself may be among them
+            }
+            if start:
+                kwargs["ExclusiveStartKey"] = start
+            resp = self.table.call("query", **kwargs)
+            items += [plain(i) for i in resp.get("Items", []) if i[keys.SK] != after_sk]
+            start = resp.get("LastEvaluatedKey")
+            if not start:
+                break
+        return items[:wanted]
 
     def update(self, user_id: str, session_id: str, sets: dict[str, Any], now: str) -> SessionItem:
         """One request, conditioned on the session existing and not being archived; a refusal
@@ -105,15 +154,21 @@ class SessionStore:
     def set_status(self, user_id: str, session_id: str, change: Transition, now: str, max_active: int) -> None:
         """The status flip conditioned on the status it replaces (so two pauses cannot both
         free a place), with the counter's move in the same transaction (a resume refused at
-        the limit)."""
+        the limit). The session's ``statusSk`` moves with it: the ``ByStatus`` index is kept by
+        DynamoDB with the item, never out of step with ``status``."""
         ops: list[Item] = [
             {
                 "Update": {
                     "Key": dict(keys.session_key(user_id, session_id)),
-                    "UpdateExpression": "SET #status = :new, updatedAt = :now",
+                    "UpdateExpression": "SET #status = :new, statusSk = :sk, updatedAt = :now",
                     "ConditionExpression": "#status = :old",
                     "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {":new": change.new, ":old": change.old, ":now": now},
+                    "ExpressionAttributeValues": {
+                        ":new": change.new,
+                        ":sk": keys.status_sk(change.new, session_id),
+                        ":old": change.old,
+                        ":now": now,
+                    },
                 }
             }
         ]
