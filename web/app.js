@@ -97,7 +97,10 @@ async function attempt(doing, action) {
     return await action();
   } catch (error) {
     showError(describe(doing, error));
-    if (error instanceof ApiError && error.status === 401) showSignIn();
+    if (error instanceof ApiError && error.status === 401) {
+      store.set("token", ""); // refused: a reload asks to sign in again instead of failing again
+      showSignIn();
+    }
     return undefined;
   }
 }
@@ -147,6 +150,15 @@ function apiFromSettings() {
 }
 
 function showSignIn() {
+  // Nothing of the previous user stays in the page, not even hidden.
+  stopFollowing();
+  Object.assign(state, { sessions: [], sessionsCursor: null, session: null, chats: [], messages: [], historyCursor: null });
+  renderSessions();
+  renderSession();
+  renderMessages();
+  renderConversationHeader();
+  $("usage-summary").hidden = true;
+  $("usage-summary").textContent = "";
   $("app").hidden = true;
   $("whoami").hidden = true;
   $("sign-out").hidden = true;

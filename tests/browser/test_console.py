@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Route, expect
 
+from local_stack.token import make_token
 from tests.browser.driver import (
     active_chat,
     browser_context,
@@ -225,3 +226,28 @@ def test_a_chat_is_forked_from_a_message_and_a_message_edited_into_a_new_chat(
         expect(messages.nth(0)).to_contain_text("a better first question")
         expect(messages.nth(1)).to_contain_text("You said: 'a better first question'")
         expect(page.get_by_role("alert")).to_be_hidden()
+
+
+def test_a_pasted_token_is_used_and_a_refused_one_is_explained(console_stack: str, browser: Browser) -> None:
+    """Settings as a deployed API needs them: the API URL and a token from elsewhere."""
+    user = new_user("gus")
+    with client(console_stack, user) as http:
+        ok(http.post("/sessions", json={"name": "Made elsewhere"}), 201)
+    with browser_context(browser) as context:
+        page = open_console(context, console_stack)
+        page.get_by_role("button", name="Settings", exact=True).click()
+        expect(page.get_by_role("button", name="Settings", exact=True)).to_have_attribute("aria-expanded", "true")
+        page.get_by_label("API URL").fill(console_stack)
+        page.get_by_label("Token").fill(make_token(user))
+        page.get_by_role("button", name="Save settings").click()
+        expect(page.locator("#user-name")).to_have_text(user)
+        expect(session_button(page, "Made elsewhere")).to_be_visible()
+
+        page.get_by_role("button", name="Settings", exact=True).click()
+        page.get_by_label("Token").fill(make_token(user, key="not-the-stack-secret-of-32-bytes"))
+        page.get_by_role("button", name="Save settings").click()
+        alert = page.get_by_role("alert")
+        expect(alert).to_contain_text("Could not list the sessions: The token's signature is not valid.")
+        expect(alert).to_contain_text("Sign in again, or paste a new token in Settings. [unauthorized, HTTP 401]")
+        expect(page.get_by_label("User name")).to_be_focused()
+        expect(page.get_by_text("Made elsewhere")).to_have_count(0)
