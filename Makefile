@@ -59,7 +59,7 @@ run: venv
 	$(BIN)/python -m local_stack
 
 token: venv
-	@$(BIN)/python -m local_stack.token $(USER)
+	@$(BIN)/python -m local_stack.token $(USER) $(if $(EXPIRED),--expired)
 
 chat: venv
 	$(BIN)/python -m local_stack.chat_client --user $(USER)
@@ -119,6 +119,11 @@ $(BIN)/.bench-installed: $(BIN)/.installed requirements-bench.txt constraints.tx
 
 bench: venv $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks.run
+
+# Handler import time per function against `import boto3` (writes benchmarks/cold_start.md; README, "Cold start").
+.PHONY: bench-cold-start
+bench-cold-start: venv
+	$(BIN)/python -m benchmarks.cold_start
 
 # The local stack under load (issue 14): 200 sends, 10 users x 4 threads, at 1,000 and 10,000
 # stored messages; writes its own section of benchmarks/results.md.

@@ -3,6 +3,8 @@
 The local gateway plays API Gateway's JWT authorizer and accepts HS256 tokens signed with
 ``LOCAL_JWT_SECRET`` (default ``local-dev-secret``); this prints one for a user so curl, the
 chat client and the tests can call the API as that user (``TOKEN=$(make -s token USER=alice)``).
+``make token EXPIRED=1`` (``--expired``, or a negative ``--expires-in``) prints one already
+expired, to see the API's 401 for it.
 """
 
 from __future__ import annotations
@@ -40,13 +42,25 @@ def make_token(user: str, ttl_seconds: int | None = DEFAULT_TTL_SECONDS, key: st
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Print a bearer token for the local stack.")
     parser.add_argument("user", help="the user id (the token's sub claim)")
-    parser.add_argument("--ttl", type=int, default=DEFAULT_TTL_SECONDS, help="seconds until it expires (default 3600)")
+    lifetime = parser.add_mutually_exclusive_group()
+    lifetime.add_argument(
+        "--ttl",
+        "--expires-in",
+        dest="ttl",
+        type=int,
+        default=DEFAULT_TTL_SECONDS,
+        help="seconds until it expires (default 3600); negative: expired that long ago",
+    )
+    lifetime.add_argument(
+        "--expired", action="store_true", help="a token that expired a minute ago (`make token EXPIRED=1`), for 401s"
+    )
     args = parser.parse_args(argv)
     if not args.user.strip():
         parser.error("the user must not be empty")
-    if args.ttl <= 0:
-        parser.error("--ttl must be positive")
-    print(make_token(args.user, args.ttl))
+    ttl = -60 if args.expired else args.ttl
+    if ttl == 0:
+        parser.error("--ttl must not be 0 (positive: valid that long; negative: already expired)")
+    print(make_token(args.user, ttl))
 
 
 if __name__ == "__main__":

@@ -215,6 +215,7 @@ class World:
             "MaxActiveSessions": str(MAX_ACTIVE),
             "ContextTokenBudget": "8000",
             "LogLevel": "WARNING",
+            "PowertoolsTraceDisabled": "true",
         }
 
 

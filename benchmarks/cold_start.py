@@ -1,0 +1,125 @@
+"""Cold start: how long each function's handler module takes to import, against ``import boto3``.
+
+``python -m benchmarks.cold_start [--runs 7]`` (``make bench-cold-start``). Each sample is a fresh
+interpreter (as a Lambda cold start is) that imports one handler module with the function's
+template ``Environment`` and ``AWS_LAMBDA_FUNCTION_NAME`` set, as Lambda sets them (so
+Powertools' Tracer, Logger and Metrics initialise as they do there), and reports the import's
+CPU time (on a busy machine wall time would count the other processes too); the baseline
+imports boto3 alone, which every function needs. Samples of all modules
+are interleaved, round after round, so a busy machine slows them alike; the median is reported,
+with the ratio to boto3's median. A benchmark, not a test: the figures depend on the machine.
+``-X importtime`` for one module shows where its time goes:
+``PYTHONPATH=layers/common/python:functions python -X importtime -c 'import get_session'``.
+
+Writes ``benchmarks/cold_start.md`` (the table the README quotes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from local_stack import template as cfn
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "cold_start.md"
+BASELINE = "boto3"
+TARGET = 1.5  # non-model handlers: at most this many times boto3's import
+# CPU time of the import: on a busy machine, wall time measures the other processes as well.
+PROBE = (
+    "import time, importlib, sys; t = time.process_time(); importlib.import_module(sys.argv[1]); "
+    "print(time.process_time() - t)"
+)
+
+
+def sample(module: str, env: dict[str, str]) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, module], env=env, capture_output=True, text=True, check=True, cwd=ROOT
+    )
+    return float(out.stdout.strip()) * 1000
+
+
+def environments() -> dict[str, tuple[str, dict[str, str]]]:
+    """module -> (logical id, the environment its cold start runs with)."""
+    template = cfn.load()
+    base = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join(map(str, [*cfn.layer_dirs(template), ROOT / "functions"])),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "TABLE_NAME": "chat-sessions",
+        "PYTHONDONTWRITEBYTECODE": "",
+    }
+    found: dict[str, tuple[str, dict[str, str]]] = {}
+    for logical_id, resource in sorted(cfn.functions(template).items()):
+        module = resource["Properties"]["Handler"].rsplit(".", 1)[0]
+        env = {**cfn.environment_for(logical_id, base), "AWS_LAMBDA_FUNCTION_NAME": logical_id}
+        found[module] = (logical_id, env)
+    return found
+
+
+def model_modules() -> set[str]:
+    """Handlers of the functions that call the model: those the template gives the key parameter."""
+    return {
+        resource["Properties"]["Handler"].rsplit(".", 1)[0]
+        for resource in cfn.functions(cfn.load()).values()
+        if "OPENAI_API_KEY_PARAMETER" in resource["Properties"].get("Environment", {}).get("Variables", {})
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Handler import time per function against import boto3.")
+    parser.add_argument("--runs", type=int, default=7, help="samples per module (default 7)")
+    parser.add_argument("--no-write", action="store_true", help="print only; leave benchmarks/cold_start.md")
+    args = parser.parse_args(argv)
+    envs = environments()
+    model = model_modules()
+    baseline_env = next(iter(envs.values()))[1]
+    modules = [BASELINE, *envs]
+    times: dict[str, list[float]] = {m: [] for m in modules}
+    for module in modules:  # warm-up: compile .pyc files, fill the OS page cache
+        sample(module, envs[module][1] if module in envs else baseline_env)
+    traced: dict[str, list[float]] = {m: [] for m in envs}
+    for round_ in range(args.runs):
+        for module in modules:
+            times[module].append(sample(module, envs[module][1] if module in envs else baseline_env))
+            if module in envs:  # the same with the X-Ray SDK on (PowertoolsTraceDisabled=false)
+                traced[module].append(sample(module, {**envs[module][1], "POWERTOOLS_TRACE_DISABLED": "false"}))
+        print(f"round {round_ + 1}/{args.runs}", file=sys.stderr, flush=True)
+    base = statistics.median(times[BASELINE])
+    lines = [
+        "| function | handler | import, ms | x boto3 | with the X-Ray SDK, ms | x boto3 |",
+        "|---|---|---:|---:|---:|---:|",
+        f"| (baseline) | `import boto3` | {base:.0f} | 1.00 | | |",
+    ]
+    worst_plain = 0.0
+    for module in sorted(envs, key=lambda m: (m in model, m)):
+        median = statistics.median(times[module])
+        with_sdk = statistics.median(traced[module])
+        ratio = median / base
+        if module not in model:
+            worst_plain = max(worst_plain, ratio)
+        marker = " (model)" if module in model else ""
+        cells = [envs[module][0], f"`{module}`{marker}", f"{median:.0f}", f"{ratio:.2f}"]
+        cells += [f"{with_sdk:.0f}", f"{with_sdk / base:.2f}"]
+        lines.append(f"| {' | '.join(cells)} |")
+    summary = (
+        f"CPU time of the import, median of {args.runs} fresh interpreters per module, interleaved; "
+        f"Python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} CPUs. Non-model handlers "
+        f"at most {worst_plain:.2f}x boto3 (target {TARGET}x) with the template's defaults."
+    )
+    table = "\n".join(lines)
+    print(table)
+    print(summary)
+    if not args.no_write:
+        OUT.write_text(f"# Cold start: handler import time\n\n{summary}\n\n{table}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

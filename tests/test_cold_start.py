@@ -1,0 +1,54 @@
+"""What a cold start imports (the figures: benchmarks/cold_start.py, README "Cold start").
+
+The X-Ray SDK costs about one boto3 import (it builds an X-Ray client at import), so it is
+imported only when the template's ``PowertoolsTraceDisabled`` is "false"; by default no handler
+imports it. Two interpreters, each importing handlers with the template's environment for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from local_stack import template as cfn
+
+TEMPLATE = cfn.load()
+PROBE = """
+import importlib, json, sys
+for module in sys.argv[1:]:
+    importlib.import_module(module)
+print(json.dumps(sorted(m for m in ("aws_xray_sdk", "openai") if m in sys.modules)))
+"""
+
+
+def imported(logical_ids: list[str], **overrides: str) -> list[str]:
+    """Heavy packages in sys.modules after importing these functions' handlers, in one fresh
+    interpreter with the (first) function's template environment, as Lambda sets it."""
+    base = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join(map(str, [*cfn.layer_dirs(TEMPLATE), cfn.ROOT / "functions"])),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": logical_ids[0],
+    }
+    env = {**cfn.environment_for(logical_ids[0], base), **overrides}
+    functions = cfn.functions(TEMPLATE)
+    modules = [functions[name]["Properties"]["Handler"].rsplit(".", 1)[0] for name in logical_ids]
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, *modules], env=env, capture_output=True, text=True, check=True, timeout=600
+    )
+    found: list[str] = json.loads(out.stdout)
+    return found
+
+
+def test_no_handler_imports_the_xray_sdk_by_default() -> None:
+    assert TEMPLATE["Parameters"]["PowertoolsTraceDisabled"]["Default"] == "true"
+    globals_env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    assert globals_env["POWERTOOLS_TRACE_DISABLED"] == {"Ref": "PowertoolsTraceDisabled"}
+    every = sorted(cfn.functions(TEMPLATE))
+    assert "aws_xray_sdk" not in imported(every)
+
+
+def test_the_xray_sdk_traces_when_asked() -> None:
+    assert imported(["GetSessionFunction"], POWERTOOLS_TRACE_DISABLED="false") == ["aws_xray_sdk"]
