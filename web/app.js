@@ -244,6 +244,10 @@ async function start() {
   const remembered = store.get("sessionId");
   if (remembered) await selectSession(remembered, { quiet: true });
   else renderSession();
+  // Where the keyboard most likely goes next: the message box, else a new chat or session.
+  if (activeChat()) $("message-input").focus();
+  else if (state.session && state.session.status !== "archived") $("new-chat-name").focus();
+  else $("new-session-name").focus();
   loadUsage();
 }
 
@@ -578,7 +582,7 @@ function messageItem(message) {
   }
   return h(
     "li",
-    { class: `msg ${message.role}${message.pending ? " sending" : ""}`, "data-seq": message.seq ?? "", "aria-label": `${mine ? "You" : "Assistant"}, message ${message.seq ?? "(sending)"}` },
+    { class: `msg ${message.role}${message.pending ? " sending" : ""}`, "data-seq": message.seq ?? "" },
     h(
       "header",
       {},

@@ -251,3 +251,39 @@ def test_a_pasted_token_is_used_and_a_refused_one_is_explained(console_stack: st
         expect(alert).to_contain_text("Sign in again, or paste a new token in Settings. [unauthorized, HTTP 401]")
         expect(page.get_by_label("User name")).to_be_focused()
         expect(page.get_by_text("Made elsewhere")).to_have_count(0)
+
+
+def test_the_console_works_from_the_keyboard_alone_and_every_control_has_a_name(
+    console_stack: str, browser: Browser
+) -> None:
+    with browser_context(browser) as context:
+        page = open_console(context, console_stack)
+        expect(page.get_by_label("User name")).to_be_focused()
+        page.keyboard.type("kim-" + new_user())
+        page.keyboard.press("Enter")
+        expect(page.get_by_label("New session name")).to_be_focused()
+        page.keyboard.type("Typed")
+        page.keyboard.press("Enter")
+        expect(page.get_by_label("New chat name")).to_be_focused()
+        page.keyboard.type("By keys")
+        page.keyboard.press("Enter")
+        expect(page.get_by_label("Message", exact=True)).to_be_focused()
+        page.keyboard.type("no mouse at all")
+        page.keyboard.press("Enter")
+        expect(page.locator("#messages li.assistant")).to_contain_text("You said: 'no mouse at all'")
+        expect(page.get_by_label("Message", exact=True)).to_be_focused()
+        page.keyboard.press("Shift+Tab")  # back through the history to the last message's buttons
+        expect(page.get_by_role("button", name="Fork a new chat from message 2")).to_be_focused()
+
+        unnamed = page.evaluate(
+            """() => [...document.querySelectorAll('button, input, textarea, select, [tabindex]')]
+                .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                    && !el.getAttribute('aria-labelledby') && !el.textContent.trim())
+                .map(el => el.outerHTML)"""
+        )
+        assert unnamed == []
+        roles = page.evaluate(
+            "() => ['error', 'pending', 'announcer'].map(id => document.getElementById(id)"
+            ".getAttribute('role') || document.getElementById(id).getAttribute('aria-live'))"
+        )
+        assert roles == ["alert", "status", "polite"]
