@@ -66,8 +66,12 @@ IdempotencyKey = Annotated[
     Header(
         alias="Idempotency-Key",
         pattern=idempotency.KEY_PATTERN,
-        description="Makes a retry of this POST safe: a repeat with the same key and body within 24 hours "
-        "returns the first response and does nothing again; the same key with another body answers 422.",
+        description="Makes a retry of this POST safe. Keys are scoped to the caller and the operation: a "
+        "repeat with the same key, path and body within 24 hours returns the first response (status and body) "
+        "and does nothing again; the same key with another path or body answers 422 idempotency_key_reused; a "
+        "repeat while the first request still runs answers 409 conflict. A request that failed leaves no "
+        "record, so it can be retried with the same key. 1..128 printable ASCII characters, not starting or "
+        "ending with a space.",
     ),
 ]
 """The ``Idempotency-Key`` header, declared on every POST route so the OpenAPI document shows it;
