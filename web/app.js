@@ -72,10 +72,11 @@ function describe(doing, error) {
   const details = Array.isArray(error.details) ? error.details : [];
   const said = details.map((d) => d && (d.msg || d.message)).filter(Boolean);
   if (said.length) text += ` (${said.join("; ")})`;
-  if ((error.status === 404 || error.status === 405) && /archive/.test(doing)) {
-    text += " This API may not support archiving yet.";
-  }
-  if (error.status === 404 && /fork|edit/.test(doing)) text += " This API may not support branches yet.";
+  // A route the API does not have (the local gateway's "No route for ...", API Gateway's bare
+  // "Not Found") rather than a resource that is not there.
+  const unrouted = (error.status === 404 || error.status === 405) && (error.code === "http_error" || /^No route/.test(error.message));
+  if (unrouted && /archive/.test(doing)) text += " This API does not support archiving.";
+  if (unrouted && /fork|edit/.test(doing)) text += " This API does not support branches.";
   if (error.status === 401) text += " Sign in again, or paste a new token in Settings.";
   return `${text} [${error.code}, HTTP ${error.status}]`;
 }
