@@ -197,7 +197,7 @@ def test_sessions_and_chats_are_renamed_archived_and_deleted(console_stack: str,
         expect(page.get_by_role("alert")).to_be_hidden()
 
 
-def test_a_chat_is_forked_from_a_message_and_a_message_edited_into_a_new_chat(
+def test_a_reply_is_regenerated_a_chat_forked_from_a_message_and_a_message_edited_into_a_new_chat(
     console_stack: str, browser: Browser
 ) -> None:
     with browser_context(browser) as context:
@@ -207,11 +207,16 @@ def test_a_chat_is_forked_from_a_message_and_a_message_edited_into_a_new_chat(
         create_chat(page, "Main")
         send(page, "first question")
         send(page, "second question")
+        messages = page.locator("#messages li")
+        page.get_by_role("button", name="Regenerate the last reply").click()
+        expect(messages).to_have_count(5)  # a new reply to the last user message; the first stays
+        expect(messages.nth(4)).to_have_attribute("data-seq", "5")
+        expect(messages.nth(4)).to_contain_text("You said: 'second question'")
+        expect(messages.nth(3)).to_contain_text("You said: 'second question'")
 
         page.get_by_role("button", name="Fork a new chat from message 2").click()
         expect(page.locator("#chat-list button.open")).to_have_count(2)
         expect(active_chat(page)).to_contain_text("forked at #2")
-        messages = page.locator("#messages li")
         expect(messages).to_have_count(2)
         expect(messages.nth(1)).to_contain_text("You said: 'first question'")
         send(page, "a question of the fork")
