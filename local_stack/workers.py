@@ -8,7 +8,7 @@ requests still race against DynamoDB the way concurrent Lambda invocations do.
 
 What it keeps from Lambda, and why each matters locally:
 
-- **Per-function concurrency** (``LOCAL_CONCURRENCY`` workers per function, default 4): a function
+- **Per-function concurrency** (``LOCAL_CONCURRENCY`` workers per function, default 3): a function
   whose invocations are slow (a model call) fills its own workers, never another function's, so
   a slow model cannot keep ``GET /sessions`` waiting.
 - **Waiting for a worker is not running**: a request that finds its function's workers busy
@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-DEFAULT_CONCURRENCY = 4
+DEFAULT_CONCURRENCY = 3
 DEFAULT_QUEUE_SECONDS = 30.0
 DEFAULT_IDLE_SECONDS = 300.0
 INIT_TIMEOUT_S = 30.0  # the cold start (import of the handler module); Lambda allows 10 s

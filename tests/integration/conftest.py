@@ -35,6 +35,8 @@ CLEAN_ENV = {
     "DYNAMODB_ENDPOINT": "",
     "TABLE_NAME": "chat-sessions-local",
     "LOCAL_JWT_SECRET": "",
+    "LOCAL_DATA_DIR": "",  # a developer's own data directory stays out of the tests' stacks
+    "LOCAL_DYNAMODB": "",
 }
 
 
