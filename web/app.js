@@ -317,12 +317,26 @@ function replaceSession(session) {
   renderSession();
 }
 
+/** Run a form's request with its submit button disabled: a double press creates one thing. */
+async function submitting(form, work) {
+  const button = form.querySelector('button[type="submit"]');
+  if (button.disabled) return undefined;
+  button.disabled = true;
+  form.setAttribute("aria-busy", "true");
+  try {
+    return await work();
+  } finally {
+    button.disabled = false;
+    form.removeAttribute("aria-busy");
+  }
+}
+
 async function createSession(event) {
   event.preventDefault();
   const input = $("new-session-name");
   const name = input.value.trim();
   if (!name) return;
-  const session = await attempt("create the session", () => state.api.createSession(name));
+  const session = await submitting(event.target, () => attempt("create the session", () => state.api.createSession(name)));
   if (!session) return;
   input.value = "";
   if (!$("status-filter").value || $("status-filter").value === "active") state.sessions = [session, ...state.sessions];
@@ -456,7 +470,7 @@ async function createChat(event) {
   const name = input.value.trim();
   if (!name) return;
   const sid = state.session.sessionId;
-  const chat = await attempt("create the chat", () => state.api.createChat(sid, name));
+  const chat = await submitting(event.target, () => attempt("create the chat", () => state.api.createChat(sid, name)));
   if (!chat) return;
   input.value = "";
   announce(`Chat ${chat.name} created; it is the active chat.`);

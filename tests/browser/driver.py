@@ -54,10 +54,15 @@ def browser_context(browser: Browser, viewport: tuple[int, int] = (1280, 800)) -
     other contexts (a browser window in a private profile)."""
     context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]})
     context.set_default_timeout(WAIT_MS)
+    # An uncaught exception or unhandled rejection in the console's code fails the test, even if
+    # the page looked right.
+    thrown: list[str] = []
+    context.on("weberror", lambda error: thrown.append(str(error.error)))
     try:
         yield context
     finally:
         context.close()
+    assert not thrown, f"the console's code threw: {thrown}"
 
 
 def open_console(context: BrowserContext, url: str) -> Page:
