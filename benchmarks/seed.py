@@ -22,7 +22,7 @@ from typing import Any
 from chat_sessions import keys
 from chat_sessions.clock import utc_now
 from chat_sessions.context_window import estimate_tokens
-from chat_sessions.ids import new_id
+from chat_sessions.ids import message_id, new_id
 
 CONTENT_CHARS = 400
 _FILLER = "The quick brown fox jumps over the lazy dog while the benchmark keeps counting bytes. "
@@ -44,7 +44,7 @@ def message_items(user_id: str, session_id: str, chat_id: str, first_seq: int, l
         base: Item = {
             **keys.message_key(user_id, session_id, chat_id, seq),
             "type": "message",
-            "messageId": new_id(),
+            "messageId": message_id(new_id(), seq),  # as the service names them: the id carries its seq
             "chatId": chat_id,
             "sessionId": session_id,
             "seq": seq,

@@ -23,6 +23,8 @@ commands:
   /chats               list the session's chats (* marks the active one)
   /switch ID|NUMBER    make a chat active (a number from /chats, or a chat id)
   /history             the active chat's messages
+  /fork SEQ [NAME]     fork the active chat after message SEQ (the fork becomes active)
+  /edit SEQ TEXT       replace your message SEQ with TEXT: a fork before it, TEXT sent there
   /sessions            your sessions
   /help                this text
   /quit                leave (so does end of input)
@@ -102,6 +104,42 @@ class ChatSession:
             note = "" if message["status"] == "complete" else f" [{message['status']}]"
             self.say(f"{message['seq']:>4} {message['role']}: {message['content']}{note}")
 
+    def message_at(self, chat_id: str, seq: int) -> dict[str, Any] | None:
+        """The message at ``seq`` of a chat's history, found by listing it (the API names a
+        message by its id; a person names it by the seq ``/history`` shows)."""
+        for message in self.client.all_pages(f"/sessions/{self.session_id}/chats/{chat_id}/messages"):
+            if message["seq"] == seq:
+                return message
+        return None
+
+    def fork(self, argument: str) -> None:
+        seq, _, name = argument.partition(" ")
+        chat = self.active_chat()
+        if chat is None or not seq.isdigit():
+            self.say("usage: /fork SEQ [NAME], in a session with an active chat")
+            return
+        body: dict[str, Any] = {"uptoSeq": int(seq)}
+        if name.strip():
+            body["name"] = name.strip()
+        fork = self.client.call("POST", f"/sessions/{self.session_id}/chats/{chat['chatId']}/fork", body)
+        self.say(f"chat {fork['name']!r} ({fork['chatId']}) forked after message {seq}; it is now active")
+
+    def edit(self, argument: str) -> None:
+        seq, _, text = argument.partition(" ")
+        chat = self.active_chat()
+        if chat is None or not seq.isdigit() or not text.strip():
+            self.say("usage: /edit SEQ TEXT, in a session with an active chat")
+            return
+        message = self.message_at(chat["chatId"], int(seq))
+        if message is None:
+            self.say(f"the active chat has no message {seq}")
+            return
+        path = f"/sessions/{self.session_id}/chats/{chat['chatId']}/messages/{message['messageId']}/edit"
+        edited = self.client.call("POST", path, {"content": text.strip()})
+        fork = edited["chat"]
+        self.say(f"chat {fork['name']!r} ({fork['chatId']}) forked with your edit; it is now active")
+        self.say(f"assistant: {edited['assistantMessage']['content']}")
+
     def list_sessions(self) -> None:
         for session in self.client.all_pages("/sessions"):
             mark = "*" if session["sessionId"] == self.session_id else " "
@@ -138,6 +176,10 @@ class ChatSession:
                 self.switch(argument)
             elif command == "/history":
                 self.history()
+            elif command == "/fork" and argument:
+                self.fork(argument)
+            elif command == "/edit" and argument:
+                self.edit(argument)
             elif command == "/sessions":
                 self.list_sessions()
             elif command.startswith("/"):

@@ -27,9 +27,9 @@ import pytest
 from benchmarks.meter import DynamoMeter, Reading
 from benchmarks.seed import seed_history, text
 from local_stack.template import routes
-from tests.support import ROOT, invoke, reset_caches
+from tests.support import ROOT, LambdaContext, invoke, reset_caches
 
-MODEL_CALLERS = {"send_message", "send_to_active_chat", "regenerate"}
+MODEL_CALLERS = {"send_message", "send_to_active_chat", "regenerate", "edit_message"}
 COST_DOC = ROOT / "README.md"
 
 # Every request each operation sends, in order, on the happy path (no contention).
@@ -43,6 +43,9 @@ EXPECTED: dict[str, list[str]] = {
     "pause_session, already paused": ["GetItem"],
     "resume_session": ["GetItem", "TransactWriteItems"],
     "archive_session": ["GetItem", "TransactWriteItems"],
+    "get_usage": ["GetItem"],
+    "send_message with a token budget": ["Query", "TransactWriteItems", "TransactWriteItems"],
+    "regenerate with a token budget": ["Query", "TransactGetItems", "TransactWriteItems"],
     "unarchive_session": ["GetItem", "TransactWriteItems"],
     "create_chat, first chat": ["GetItem", "TransactWriteItems"],
     "create_chat, replacing the active chat": ["GetItem", "TransactWriteItems"],
@@ -67,6 +70,21 @@ EXPECTED: dict[str, list[str]] = {
         "BatchWriteItem",
     ],
     "delete_session, one chat with 7 messages": ["GetItem", "TransactWriteItems", "Query", "BatchWriteItem"],
+    "fork_chat": ["TransactGetItems", "GetItem", "TransactWriteItems"],
+    "send_message in a fork": ["Query", "Query", "TransactWriteItems", "TransactWriteItems"],
+    "list_messages of a fork": ["Query", "Query", "Query"],
+    "list_messages of a fork, next page": ["Query"],
+    "edit_message": [
+        "TransactGetItems",
+        "GetItem",
+        "GetItem",
+        "TransactWriteItems",
+        "Query",
+        "Query",
+        "TransactWriteItems",
+        "TransactWriteItems",
+    ],
+    "delete_chat, shared by a fork": ["TransactGetItems", "TransactWriteItems", "Query", "BatchWriteItem"],
 }
 
 
@@ -122,8 +140,20 @@ def seed_client() -> Any:
     return boto3.resource("dynamodb").meta.client
 
 
-def test_round_trips_per_operation(table: str, local_model: Any) -> None:
+def test_round_trips_per_operation(table: str, local_model: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # With MONTHLY_TOKEN_BUDGET: the send's check rides in its user message's transaction, the
+    # regenerate's read of the session also reads the user's counters (one request either way).
+    with monkeypatch.context() as budget:
+        budget.setenv("MONTHLY_TOKEN_BUDGET", "1000000")
+        reset_caches()
+        with_budget = Recorder()
+        b_sid, b_chat = new_conversation("dave")
+        dave: dict[str, Any] = {"user": "dave", "session": b_sid, "chat": b_chat}
+        with_budget("send_message with a token budget", "send_message", 201, **dave, body={"content": "x"})
+        with_budget("regenerate with a token budget", "regenerate", 201, **dave)
+    reset_caches()
     call = Recorder()
+    call.seen.update(with_budget.seen)
     sid = call("create_session", "create_session", 201, body={"name": "s"})["sessionId"]
     call("get_session", "get_session", 200, session=sid)
     call("list_sessions", "list_sessions", 200)
@@ -179,6 +209,27 @@ def test_round_trips_per_operation(table: str, local_model: Any) -> None:
     assert len(messages) == 7  # three exchanges and a regenerated reply: the session's purge has work to do
     call("delete_session, one chat with 7 messages", "delete_session", 204, session=sid)
     assert invoke("get_session", session=sid).status == 404
+    call("get_usage", "get_usage", 200)
+
+    # Branches: a fork of a 20-message chat at 10, a send there, its listing (the source's
+    # part, then its own), an edit of the source's 9th message, the source deleted.
+    sid, source = new_conversation("carol")
+    seed_history(seed_client(), table, "carol", sid, source, 20, "test-model")
+    carol: dict[str, Any] = {"user": "carol", "session": sid}
+    forked = call("fork_chat", "fork_chat", 201, **carol, chat=source, body={"uptoSeq": 10})["chatId"]
+    call("send_message in a fork", "send_message", 201, **carol, chat=forked, body={"content": "x"})
+    page = call("list_messages of a fork", "list_messages", 200, **carol, chat=forked, query={"limit": "11"})
+    assert [m["seq"] for m in page["items"]] == list(range(1, 12))
+    more = {"limit": "11", "cursor": page["nextCursor"]}
+    assert (
+        call("list_messages of a fork, next page", "list_messages", 200, **carol, chat=forked, query=more)["items"][0][
+            "seq"
+        ]
+        == 12
+    )
+    ninth = invoke("list_messages", **carol, chat=source, query={"limit": "9"}).body["items"][-1]
+    call("edit_message", "edit_message", 201, **carol, chat=source, message=ninth["messageId"], body={"content": "y"})
+    call("delete_chat, shared by a fork", "delete_chat", 204, **carol, chat=source)
 
     assert call.seen == EXPECTED
 
@@ -285,7 +336,7 @@ print(json.dumps(found))
 def test_only_model_calling_handlers_import_openai() -> None:
     """One interpreter for all the handlers (a fresh one each cost about a second of CPU)."""
     modules = sorted({route.module for route in routes()})
-    assert len(modules) == 17 and set(modules) >= MODEL_CALLERS
+    assert len(modules) == 21 and set(modules) >= MODEL_CALLERS
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([str(ROOT / "layers" / "common" / "python"), str(ROOT / "functions")]),
@@ -303,3 +354,57 @@ def test_only_model_calling_handlers_import_openai() -> None:
     assert sorted(found) == modules
     assert set(found.values()) == {True, False}, found
     assert {module for module, flag in found.items() if flag} == MODEL_CALLERS
+
+
+def test_a_fork_and_an_edit_cost_the_same_at_message_10_and_at_message_10000(table: str, local_model: Any) -> None:
+    """History is shared, not copied: a fork at seq 10 and at seq 10,000 sends the same requests
+    with the same bytes but for the digits of ``uptoSeq`` (in the lineage, the pin and
+    ``forkedFrom``) and consumes the same capacity units; so does an edit of the message before,
+    and a send in the fork (its window reads the fork's own range and its source's)."""
+    import boto3
+
+    from benchmarks.capacity import CapacityEstimator, Estimate
+    from chat_sessions import store
+
+    readings: dict[int, dict[str, tuple[Reading, Estimate]]] = {}
+    for length in (10, 10_000):
+        user = f"brancher-{length:05d}"  # the same length: the user id is in every key
+        sid, chat = new_conversation(user)
+        seed_history(seed_client(), table, user, sid, chat, length, "test-model")
+        question = text(length - 1)
+        listed = invoke("list_messages", user=user, session=sid, chat=chat, query={"limit": "1", "order": "desc"})
+        assert listed.body["items"][0]["seq"] == length
+        stored_question = store.get_store().messages.get(user, sid, chat, length - 1)
+        assert stored_question is not None and stored_question.content == question
+        runs: dict[str, tuple[Reading, Estimate]] = {}
+        cases: list[tuple[str, str, dict[str, Any]]] = [
+            ("fork", "fork_chat", {"chat": chat, "body": {"uptoSeq": length}}),
+            ("edit", "edit_message", {"chat": chat, "message": stored_question.message_id, "body": {"content": "y"}}),
+        ]
+        for label, module, kwargs in cases:
+            meter = service_meter()
+            units = CapacityEstimator(boto3.client("dynamodb")).attach(store.dynamodb_client())
+            # moto copies the whole table for each transaction (seconds at 10,000 items): the
+            # model's deadline must not count that against the edit, as DynamoDB would not take it.
+            done = invoke(module, user=user, session=sid, context=LambdaContext(remaining_millis=600_000), **kwargs)
+            runs[label] = (meter.take(), units.take())
+            meter.detach()
+            units.detach()
+            assert done.status == 201, done.body
+        readings[length] = runs
+
+    for label in ("fork", "edit"):
+        (short, short_units), (long, long_units) = readings[10][label], readings[10_000][label]
+        assert short.operations == long.operations, label
+        assert short.requests == long.requests == len(EXPECTED["fork_chat" if label == "fork" else "edit_message"])
+        # Only the numbers that name a seq grow, "10" to "10000" (3 digits): in a fork's chat,
+        # head, base, pin and forkedFrom; in an edit also its message's seq and its reply's (5).
+        places = 5 if label == "fork" else 11
+        growth = long.request_bytes - short.request_bytes
+        assert 0 <= growth <= 3 * places, (label, short.request_bytes, long.request_bytes)
+        assert short_units.write_units == long_units.write_units, label
+        if label == "fork":
+            assert short_units.read_units == long_units.read_units
+        else:  # the send's window: 10 messages against a full one (CONTEXT_MAX_MESSAGES), as a send's
+            window = SEND_READ_UNITS[2] - SEND_READ_UNITS[0]
+            assert long_units.read_units - short_units.read_units == window, (short_units, long_units)

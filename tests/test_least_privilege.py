@@ -1072,6 +1072,96 @@ def stream_removals(d: Driver) -> None:
     assert d.stream(keys.idempotency_pk(u), "POST /sessions#abc") == {"batchItemFailures": []}
 
 
+def branches(d: Driver) -> None:
+    """Forks (at 0, within the history, past it, of a missing chat; of a fork; at an unanswered
+    question, which is copied), a fork's listing by pages both ways, a send and regenerates in
+    forks (one whose thread read holds only a shared reply: the question is looked up in the
+    source's range), edits (a user message, a reply, an id naming no message, a paused session),
+    keyed forks and edits, an edit whose fork landed but whose answer was lost for good (and one
+    whose model failed, and one whose reply's answer was lost), then the source deleted while a
+    fork shares its messages, deleted again (its head says what to keep), and the stream
+    consumer's purge of it."""
+    u = d.user()
+    sid = session(d, u)
+    src = chat(d, u, sid, "source")
+    for text in ("one", "two"):
+        expect(d.call("send_message", user=u, session=sid, chat=src, body={"content": text}), 201)
+
+    def fork(source: str, upto: int, status: int = 201, **kwargs: Any) -> Any:
+        return expect(d.call("fork_chat", user=u, session=sid, chat=source, body={"uptoSeq": upto}, **kwargs), status)
+
+    mid = fork(src, 3)["chatId"]
+    expect(d.call("send_message", user=u, session=sid, chat=mid, body={"content": "three"}), 201)
+    fork(src, 0)
+    fork(src, 99, 400)
+    fork(MISSING, 1, 404)
+    deep = fork(mid, 5)["chatId"]
+    for order in ("asc", "desc"):
+        query = {"limit": "2", "order": order}
+        page = expect(d.call("list_messages", user=u, session=sid, chat=deep, query=query), 200)
+        query = {**query, "cursor": page["nextCursor"]}
+        expect(d.call("list_messages", user=u, session=sid, chat=deep, query=query), 200)
+    replies = fork(src, 4)["chatId"]  # ends at a reply: a window of one message holds no question
+    expect(d.call("regenerate", user=u, session=sid, chat=replies, env={"CONTEXT_MAX_MESSAGES": "1"}), 201)
+    d.model.script = [Reply(status=500)]
+    expect(d.call("send_message", user=u, session=sid, chat=replies, body={"content": "lost"}), 502)
+    open_question = fork(replies, 5)["chatId"]  # copies the unanswered question
+    expect(d.call("regenerate", user=u, session=sid, chat=open_question), 201)
+
+    listed = expect(d.call("list_messages", user=u, session=sid, chat=src), 200)["items"]
+    question, answer = listed[0], listed[1]
+
+    def edit(message: str, status: int, headers: dict[str, str] | None = None) -> Any:
+        where: dict[str, Any] = {"user": u, "session": sid, "chat": src, "message": message}
+        return expect(d.call("edit_message", **where, body={"content": "edited"}, headers=headers), status)
+
+    edit(question["messageId"], 201)
+    edit(answer["messageId"], 400)
+    edit(MISSING, 404)
+    keyed(
+        d,
+        "fork_chat",
+        201,
+        {"user": u, "session": sid, "chat": src, "body": {"uptoSeq": 2}},
+        {"user": u, "session": sid, "chat": src, "body": {"uptoSeq": 1}},
+        {"user": u, "session": sid, "chat": src, "body": {"uptoSeq": 99}},
+        400,
+    )
+    where = {"user": u, "session": sid, "chat": src, "message": question["messageId"]}
+    keyed(
+        d,
+        "edit_message",
+        201,
+        {**where, "body": {"content": "k"}},
+        {**where, "body": {"content": "other"}},
+        {**where, "message": answer["messageId"], "body": {"content": "k"}},
+        400,
+    )
+    k = key("edit-fork-lost")  # the fork commits, its answer is lost for good: the repeat sends
+    with d.faults("seed=1,lost=1,lost_retries=1"):
+        edit(question["messageId"], 503, headers=k)
+    edit(question["messageId"], 201, headers=k)
+    k = key("edit-model-failed")  # fork and question stored, the model fails: the repeat answers
+    d.model.script = [Reply(status=500)]
+    edit(question["messageId"], 502, headers=k)
+    edit(question["messageId"], 201, headers=k)
+    k = key("edit-reply-lost")  # the reply commits, its answer is lost for good: the repeat reads it
+    with d.faults_from_model_call("seed=1,lost=1,lost_retries=1"):
+        edit(question["messageId"], 503, headers=k)
+    edit(question["messageId"], 201, headers=k)
+    expect(d.call("pause_session", user=u, session=sid), 200)
+    edit(question["messageId"], 409, headers=key("paused"))
+    expect(d.call("resume_session", user=u, session=sid), 200)
+
+    from chat_sessions import keys
+
+    expect(d.call("delete_chat", user=u, session=sid, chat=src), 204)
+    expect(d.call("delete_chat", user=u, session=sid, chat=src), 404)
+    item_key = keys.chat_key(u, sid, src)
+    assert d.stream(item_key["PK"], item_key["SK"]) == {"batchItemFailures": []}
+    assert expect(d.call("list_messages", user=u, session=sid, chat=mid), 200)["items"]
+
+
 SCENARIOS: list[Callable[[Driver], None]] = [
     sessions_and_quota,
     sessions_listed_and_deleted,
@@ -1086,6 +1176,7 @@ SCENARIOS: list[Callable[[Driver], None]] = [
     archived_sessions,
     unprocessed_batches,
     stream_removals,
+    branches,
 ]
 
 
@@ -1186,7 +1277,7 @@ def test_the_secrets_were_read_the_deployed_way(observed: Observed) -> None:
     assert set(observed.model_authorizations) == {f"Bearer {MODEL_KEY}"}
     reads = {(c.module, c.operation) for c in observed.calls if c.service in ("ssm", "secretsmanager")}
     assert reads == {
-        *((m, "GetParameter") for m in ("send_message", "send_to_active_chat", "regenerate")),
+        *((m, "GetParameter") for m in ("send_message", "send_to_active_chat", "regenerate", "edit_message")),
         *((m, "GetSecretValue") for m in ("list_sessions", "list_chats", "list_messages")),
     }
 

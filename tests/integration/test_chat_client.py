@@ -50,3 +50,21 @@ def test_chat_client_rejoins_a_session_and_switches_back(stack: str) -> None:
     assert [line.split(":", 1)[0] for line in history if line] == ["1 user", "2 assistant", "3 user", "4 assistant"]
     assert f"* terminal ({user}) ({session_id}, active, 2 chats)" in out
     assert "unknown or incomplete command '/bogus'" in out
+
+
+def test_chat_client_forks_and_edits_by_seq(stack: str) -> None:
+    user = new_user("erin")
+    done = _chat(stack, user, "one\ntwo\n/fork 2 Alt\nthree\n/history\n/edit 3 THREE\n/history\n/chats\n")
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "chat 'Alt' (" in out and "forked after message 2; it is now active" in out
+    after_fork, after_edit = out.split("> /history")[1:3]
+    lines = [line.strip() for line in after_fork.split("> /edit", 1)[0].splitlines() if line.strip()]
+    assert [line.split(":", 1)[0] for line in lines] == ["1 user", "2 assistant", "3 user", "4 assistant"]
+    assert "3 user: three" in lines and "1 user: one" in lines
+    assert "forked with your edit; it is now active" in out
+    assert "assistant: [local model] You said: 'THREE'." in out
+    edited = [line.strip() for line in after_edit.split("> /chats", 1)[0].splitlines() if line.strip()]
+    assert [line.split(":", 1)[0] for line in edited] == ["1 user", "2 assistant", "3 user", "4 assistant"]
+    assert "3 user: THREE" in edited
+    assert any(line.startswith("* 3. Alt (fork) (") for line in out.splitlines()), out

@@ -273,7 +273,9 @@ def test_edit_forks_before_the_message_and_sends_there(table: str, model: Upstre
     assert invoke("get_chat", session=sid, chat=chat["chatId"]).body == chat
     # Its own messages can be edited in turn, and so can a shared one.
     mine = listing(sid, chat["chatId"])
-    again = invoke("edit_message", session=sid, chat=chat["chatId"], message=mine[0]["messageId"], body={"content": "z"})
+    again = invoke(
+        "edit_message", session=sid, chat=chat["chatId"], message=mine[0]["messageId"], body={"content": "z"}
+    )
     assert again.status == 201 and contents(listing(sid, again.body["chat"]["chatId"])) == ["z", "edited answer"]
 
 
@@ -322,4 +324,9 @@ def test_a_send_in_a_fork_reads_the_shared_history_in_a_bounded_number_of_querie
     meter.detach()
     # Own range (nothing of its own yet), the first fork's range (2 messages), the source's (1).
     assert reading.operations == ["Query", "Query", "Query", "TransactWriteItems", "TransactWriteItems"]
-    assert [m["content"] for m in model.received[-1]["messages"]] == ["an answer", "in the first fork", "an answer", "in the second fork"][-4:]
+    assert [m["content"] for m in model.received[-1]["messages"]] == [
+        "an answer",
+        "in the first fork",
+        "an answer",
+        "in the second fork",
+    ][-4:]

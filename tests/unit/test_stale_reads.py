@@ -1060,3 +1060,189 @@ def test_archive_with_status_read_before_a_pause_frees_no_second_place(table: st
     sessions.pause_session(store, USER, sid)
     exc = refused(table, lambda: store.sessions.set_status(USER, sid, ARCHIVE, utc_now(), max_active=10))
     assert failed_items(exc) == [STATUS_UPDATE]
+
+
+# ---------------------------------------------------------------------------------------------
+# Branches (issue 11): branches.pin_op (the source's pin raised: attribute_exists(PK) AND
+# (attribute_not_exists(pinnedSeq) OR pinnedSeq < :seq); with the active source's flag going off:
+# active = :on AND (...)), and chats.delete conditioned on the pin read (messageCount = :n AND
+# attribute_not_exists(pinnedSeq) / AND pinnedSeq = :pin).
+
+FORK_PIN_AFTER_FLAG = 3  # a fork of an inactive source that replaces another active chat:
+# chat, session, previous flag, head, base, pin
+FORK_PIN_OF_ACTIVE = 4  # a fork of the active source: chat, session, head, base, pin (with its flag)
+DELETE_KEPT_HEAD = 2
+
+
+def conversation_of(store: Store, sid: str, cid: str, exchanges: int) -> None:
+    for n in range(exchanges):
+        send_exchange(store, sid, cid, f"q{n}")
+
+
+def fork_write(store: Store, sid: str, source: ChatItem, upto: int, previous: str | None) -> Callable[[], None]:
+    """The write of a fork of ``source`` at ``upto`` planned from what was read now (source,
+    pointer): it runs later, after another writer's change."""
+    from chat_sessions.items import ForkOrigin
+    from chat_sessions.services.branches import plan
+
+    fork_id = new_id()
+    planned = plan(store, USER, source, upto, fork_id)
+    now = utc_now()
+    item = ChatItem(
+        chat_id=fork_id,
+        session_id=sid,
+        name="fork",
+        model=source.model,
+        active=True,
+        message_count=0,
+        created_at=now,
+        updated_at=now,
+        forked_from=ForkOrigin(chat_id=source.chat_id, seq=upto),
+        lineage=planned.lineage or None,
+    )
+    assert planned.pin == (source.chat_id, planned.lineage[-1].to_seq), "the write under test raises the pin"
+    return lambda: store.branches.fork(USER, sid, item, previous, planned.pin, planned.copied)
+
+
+def fork_of(store: Store, sid: str, cid: str, upto: int) -> str:
+    """Another writer's fork, through the service."""
+    from chat_sessions.models import ForkChatRequest
+    from chat_sessions.services import branches
+
+    return branches.fork_chat(store, USER, sid, cid, ForkChatRequest.model_validate({"uptoSeq": upto})).chat_id
+
+
+def test_fork_of_a_source_deleted_after_it_was_read_is_refused_at_the_pin(table: str, store: Store) -> None:
+    """Read the source (inactive, another chat active); another writer deletes it (its
+    messages purged: no fork pinned them); the fork's pin would recreate a bare chat item and
+    share purged messages: refused at the pin."""
+    sid = new_session(store)
+    source = new_chat(store, sid, "source")
+    conversation_of(store, sid, source, 2)
+    other = new_chat(store, sid, "other")
+    read = store.chats.get(USER, sid, source)
+    write = fork_write(store, sid, read, 3, other)
+    chats.delete_chat(store, USER, sid, source)
+    exc = refused(table, write)
+    assert failed_items(exc) == [FORK_PIN_AFTER_FLAG + 2]
+
+
+def test_fork_that_read_a_lower_pin_than_another_fork_raised_is_refused(table: str, store: Store) -> None:
+    """Read the source pinned at nothing; another fork pins it at 4 (and becomes active); the
+    fork at 2 would lower the pin to 2, and a delete would then purge messages the other fork
+    shares: refused at the pin (and at the pointer the other fork moved)."""
+    sid = new_session(store)
+    source = new_chat(store, sid, "source")
+    conversation_of(store, sid, source, 2)
+    other = new_chat(store, sid, "other")
+    read = store.chats.get(USER, sid, source)
+    write = fork_write(store, sid, read, 2, other)
+    fork_of(store, sid, source, 4)
+    chats.activate_chat(store, USER, sid, other)  # the pointer back where it was read
+    exc = refused(table, write)
+    assert failed_items(exc) == [FORK_PIN_AFTER_FLAG + 2]
+    assert store.chats.get(USER, sid, source).pinned_seq == 4
+
+
+def test_fork_of_the_active_source_switched_off_after_it_was_read_is_refused(table: str, store: Store) -> None:
+    """Read the source active; another writer activates another chat; the fork (which turns
+    the source's flag off with its pin) is refused at the session and at the source."""
+    sid = new_session(store)
+    other = new_chat(store, sid, "other")
+    source = new_chat(store, sid, "source")
+    conversation_of(store, sid, source, 1)
+    read = store.chats.get(USER, sid, source)
+    write = fork_write(store, sid, read, 2, source)
+    chats.activate_chat(store, USER, sid, other)
+    exc = refused(table, write)
+    assert failed_items(exc) == [CREATE_SESSION, FORK_PIN_OF_ACTIVE]
+
+
+def test_fork_of_the_active_source_after_another_fork_raised_its_pin_is_refused(table: str, store: Store) -> None:
+    """Read the active source unpinned; another fork pins it at 4, and the source is activated
+    again; the fork at 2 would lower the pin: refused at the source alone."""
+    sid = new_session(store)
+    source = new_chat(store, sid, "source")
+    conversation_of(store, sid, source, 2)
+    read = store.chats.get(USER, sid, source)
+    write = fork_write(store, sid, read, 2, source)
+    fork_of(store, sid, source, 4)
+    chats.activate_chat(store, USER, sid, source)
+    exc = refused(table, write)
+    assert failed_items(exc) == [FORK_PIN_OF_ACTIVE]
+
+
+def test_delete_of_a_chat_a_fork_pinned_after_it_was_read_is_refused(table: str, store: Store) -> None:
+    """Read the chat unpinned; another writer forks it (pinning 2); the delete would purge the
+    messages the fork shares: refused at the chat."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    conversation_of(store, sid, cid, 1)
+    session, chat = store.chats.get_with_session(USER, sid, cid)
+    fork_of(store, sid, cid, 2)
+    chats.activate_chat(store, USER, sid, cid)  # the pointer back where it was read
+    exc = refused(table, lambda: store.chats.delete(USER, sid, chat, session.active_chat_id, utc_now()))
+    assert failed_items(exc) == [DELETE_CHAT]
+
+
+def test_delete_of_a_chat_pinned_higher_after_it_was_read_is_refused(table: str, store: Store) -> None:
+    """Read the chat pinned at 2; another fork pins it at 4; the delete would keep too little:
+    refused at the chat."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    conversation_of(store, sid, cid, 2)
+    fork_of(store, sid, cid, 2)
+    session, chat = store.chats.get_with_session(USER, sid, cid)
+    assert chat.pinned_seq == 2
+    fork_of(store, sid, cid, 4)
+    chats.activate_chat(store, USER, sid, str(session.active_chat_id))  # the pointer back where it was read
+    exc = refused(table, lambda: store.chats.delete(USER, sid, chat, session.active_chat_id, utc_now()))
+    assert failed_items(exc) == [DELETE_CHAT]
+
+
+def test_delete_of_a_pinned_chat_after_a_message_landed_is_refused(table: str, store: Store) -> None:
+    """Read the pinned (active) chat; another writer's exchange lands in it; the delete, which
+    would take the read count off the session's, is refused at the chat."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    conversation_of(store, sid, cid, 1)
+    fork_of(store, sid, cid, 2)
+    chats.activate_chat(store, USER, sid, cid)
+    session, chat = store.chats.get_with_session(USER, sid, cid)
+    send_exchange(store, sid, cid)
+    exc = refused(table, lambda: store.chats.delete(USER, sid, chat, session.active_chat_id, utc_now()))
+    assert failed_items(exc) == [DELETE_CHAT]
+
+
+def test_fork_replayed_after_it_landed_overwrites_nothing(table: str, store: Store) -> None:
+    """A fork lands (its answer lost) and gets a message; another writer creates a chat; the
+    same fork, made again against the pointer as now read, finds its chat there and is
+    answered as landed (else the fork would be reset to no messages, made active again and
+    counted twice)."""
+    sid = new_session(store)
+    source = new_chat(store, sid, "source")
+    conversation_of(store, sid, source, 1)
+    read = store.chats.get(USER, sid, source)
+    first = fork_write(store, sid, read, 2, source)
+    first()
+    fork_id = store.sessions.get(USER, sid).active_chat_id
+    assert fork_id is not None and fork_id != source
+    send_user(store, sid, fork_id)
+    new_chat(store, sid, "other")
+    from chat_sessions.items import ForkOrigin
+
+    now = utc_now()
+    again = ChatItem(
+        chat_id=fork_id,
+        session_id=sid,
+        name="fork",
+        model=read.model,
+        active=True,
+        message_count=0,
+        created_at=now,
+        updated_at=now,
+        forked_from=ForkOrigin(chat_id=source, seq=2),
+        lineage=store.chats.get(USER, sid, fork_id).lineage,
+    )
+    previous = store.sessions.get(USER, sid).active_chat_id
+    answered_as_landed(table, lambda: store.branches.fork(USER, sid, again, previous, None, None))

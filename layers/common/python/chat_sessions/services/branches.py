@@ -191,4 +191,3 @@ def edit_message(
         }
     )
     return EditResult(chat=chat_now, user_message=exchange.user_message, assistant_message=reply)
-

@@ -121,7 +121,5 @@ def with_shared(store: Store, user_id: str, thread: Thread, max_messages: int, b
         return thread
     used = sum(m.tokens for m in thread.newest)
     shared = list(reversed(spans(head.lineage, head.chat_id)[:-1]))
-    older = store.branches.newest(
-        user_id, head.session_id, shared, max_messages - len(thread.newest), budget - used
-    )
+    older = store.branches.newest(user_id, head.session_id, shared, max_messages - len(thread.newest), budget - used)
     return Thread(head, [*thread.newest, *older])

@@ -230,17 +230,3 @@ class MessageStore:
             start = resp.get("LastEvaluatedKey")
             if not start:
                 return None
-
-    def page(
-        self, user_id: str, session_id: str, chat_id: str, limit: int, after_sk: str | None, oldest_first: bool
-    ) -> tuple[list[MessageItem], str | None]:
-        """A page of messages, by seq ascending (``oldest_first``) or descending: one query
-        per page (the sort keys count down, so oldest first is a backward scan)."""
-        items, last = self.table.page(
-            keys.session_partition(user_id, session_id),
-            keys.message_prefix(chat_id),
-            limit,
-            after_sk,
-            forward=not oldest_first,
-        )
-        return [MessageItem.from_item(i) for i in items], last
