@@ -330,3 +330,17 @@ def test_a_send_in_a_fork_reads_the_shared_history_in_a_bounded_number_of_querie
         "an answer",
         "in the second fork",
     ][-4:]
+
+
+def test_an_archived_session_refuses_forks_and_edits(table: str) -> None:
+    sid = new_session()
+    chat = new_chat(sid)
+    conversation(sid, chat, 1)
+    question = listing(sid, chat)[0]
+    assert invoke("archive_session", session=sid).status == 200
+    chats_before = invoke("list_chats", session=sid).body
+    forked = invoke("fork_chat", session=sid, chat=chat, body={"uptoSeq": 1})
+    edited = invoke("edit_message", session=sid, chat=chat, message=question["messageId"], body={"content": "x"})
+    for refused in (forked, edited):
+        assert refused.status == 409 and refused.body["error"]["code"] == "session_archived", refused.body
+    assert invoke("list_chats", session=sid).body == chats_before

@@ -23,6 +23,7 @@ from chat_sessions.items import ChatItem, ForkOrigin, MessageItem, Segment, Sess
 from chat_sessions.models import Chat, EditResult, ForkChatRequest, Usage
 from chat_sessions.services.request_keys import RequestKey, created_marker, first_created
 from chat_sessions.services.retry import optimistic
+from chat_sessions.services.sessions import writable
 from chat_sessions.store import Store
 from chat_sessions.store.branches import span_of
 from chat_sessions.store.markers import MarkerExists
@@ -111,6 +112,7 @@ def _fork(
 
     def attempt() -> Chat:
         session, source = reads.pop() if reads else store.chats.get_with_session(user_id, session_id, chat_id)
+        writable(session)  # an archived session is read-only (its switch's condition refuses it too)
         fork = plan(store, user_id, source, upto, fork_id)
         now = utc_now()
         item = ChatItem(
