@@ -26,7 +26,7 @@ help:
 	@echo "make chat       terminal client against the running stack"
 	@echo "make test       lint, types, template checks, unit and integration tests"
 	@echo "make openapi    regenerate openapi.json from the code"
-	@echo "make schemathesis API_URL=<url> TOKEN=<jwt>  check openapi.json against a running stack"
+	@echo "make schemathesis API_URL=<url> TOKEN=<jwt> TOKEN2=<jwt of another user>  check openapi.json against a running stack"
 	@echo "make bench      run the cost benchmark (writes benchmarks/results.md)"
 	@echo "make bench-local  load-test the local stack (its own section of benchmarks/results.md)"
 	@echo "make mutants    remove each condition of the store in turn; the fast tests must catch every one"
@@ -84,8 +84,10 @@ openapi: venv
 # the configuration `make test` uses (tests/schemathesis.toml: every check and phase, fixed seed).
 .PHONY: schemathesis
 schemathesis: venv
-	@test -n "$(API_URL)" && test -n "$(TOKEN)" || { echo "usage: make schemathesis API_URL=<base URL> TOKEN=<JWT>" >&2; exit 2; }
-	SCHEMATHESIS_TOKEN='$(TOKEN)' $(BIN)/schemathesis --config-file tests/schemathesis.toml run openapi.json --url '$(API_URL)'
+	@test -n "$(API_URL)" && test -n "$(TOKEN)" && test -n "$(TOKEN2)" || { echo "usage: make schemathesis API_URL=<base URL> TOKEN=<JWT> TOKEN2=<JWT of another user>" >&2; exit 2; }
+	@auth=$$(mktemp --suffix=.json) && trap 'rm -f "$$auth"' EXIT && \
+	$(BIN)/python -m tests.schemathesis_hooks "$$auth" '$(TOKEN)' '$(TOKEN2)' && \
+	SCHEMATHESIS_AUTH_FILE="$$auth" $(BIN)/schemathesis --config-file tests/schemathesis.toml run openapi.json --url '$(API_URL)'
 
 # The static checks side by side (and the environments they need), then pytest on parallel
 # workers; tests that share a server or a world run on one worker (tests/parallel.py). cfn-lint

@@ -25,6 +25,8 @@ two (status, code and detail), so another 400 or 422 on the same request still f
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import schemathesis
@@ -75,3 +77,27 @@ def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool
     if code == "ST204":  # unsupported_method
         return not unrouted(response.status_code, response.content)
     return True
+
+
+PEERS = ("owner", "other")
+"""The two users of ``tests/schemathesis.toml`` (``[auth.wfc] peers``)."""
+
+
+def auth_document(token: str, other_token: str) -> dict[str, Any]:
+    """The Web Fuzzing Commons auth file for two users, each a fixed ``Authorization`` header."""
+    return {
+        "auth": [
+            {"name": name, "fixedHeaders": [{"name": "Authorization", "value": f"Bearer {value}"}]}
+            for name, value in zip(PEERS, (token, other_token), strict=True)
+        ]
+    }
+
+
+def write_auth_file(path: Path, token: str, other_token: str) -> None:
+    path.write_text(json.dumps(auth_document(token, other_token)))
+
+
+if __name__ == "__main__":  # python -m tests.schemathesis_hooks FILE TOKEN TOKEN2 (make schemathesis)
+    if len(sys.argv) != 4 or not all(sys.argv[1:]):
+        sys.exit("usage: python -m tests.schemathesis_hooks FILE TOKEN TOKEN2")
+    write_auth_file(Path(sys.argv[1]), sys.argv[2], sys.argv[3])

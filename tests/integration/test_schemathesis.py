@@ -14,9 +14,11 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 from local_stack.token import make_token
 from tests.integration.conftest import local_stack, new_user
+from tests.schemathesis_hooks import write_auth_file
 from tests.servers import ROOT
 
 CONFIG = ROOT / "tests" / "schemathesis.toml"
@@ -25,7 +27,7 @@ METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
 
 
 def schemathesis_command(url: str) -> list[str]:
-    """What ``make schemathesis`` runs too (the token comes from ``SCHEMATHESIS_TOKEN``)."""
+    """What ``make schemathesis`` runs too (the users come from ``SCHEMATHESIS_AUTH_FILE``)."""
     return [
         sys.executable,
         "-c",
@@ -39,16 +41,18 @@ def schemathesis_command(url: str) -> list[str]:
     ]
 
 
-def test_schemathesis_finds_nothing_in_the_published_document() -> None:
+def test_schemathesis_finds_nothing_in_the_published_document(tmp_path: Path) -> None:
     document = json.loads(DOCUMENT.read_text())
     operations = sum(1 for item in document["paths"].values() for method in item if method in METHODS)
     # Sessions are not capped at 10 here: the stateful phase creates many, and a chain that meets
     # session_limit_reached at its first step tests nothing after it.
+    auth_file = tmp_path / "auth.json"
+    write_auth_file(auth_file, make_token(new_user("schemathesis")), make_token(new_user("schemathesis-other")))
     with local_stack(MAX_ACTIVE_SESSIONS="100000") as url:
         run = subprocess.run(
             schemathesis_command(url),
             cwd=ROOT,
-            env={**os.environ, "SCHEMATHESIS_TOKEN": make_token(new_user("schemathesis")), "NO_COLOR": "1"},
+            env={**os.environ, "SCHEMATHESIS_AUTH_FILE": str(auth_file), "NO_COLOR": "1"},
             capture_output=True,
             text=True,
             check=False,  # no timeout of its own: pytest-timeout's (pyproject.toml) ends a hung run

@@ -77,3 +77,21 @@ def test_an_unrouted_method_is_dropped_only_as_a_404(status: int, body: bytes, d
     assert unrouted(status, body) is dropped
     failure = SimpleNamespace(code="ST204")
     assert filter_failure(None, failure, None, SimpleNamespace(status_code=status, content=body)) is (not dropped)
+
+
+def test_the_auth_file_names_the_two_peers_of_the_configuration(tmp_path: Any) -> None:
+    import tomllib
+
+    from tests.schemathesis_hooks import PEERS, write_auth_file
+    from tests.servers import ROOT
+
+    path = tmp_path / "auth.json"
+    write_auth_file(path, "t1", "t2")
+    document = json.loads(path.read_text())
+    assert [entry["name"] for entry in document["auth"]] == list(PEERS)
+    assert [entry["fixedHeaders"] for entry in document["auth"]] == [
+        [{"name": "Authorization", "value": "Bearer t1"}],
+        [{"name": "Authorization", "value": "Bearer t2"}],
+    ]
+    config = tomllib.loads((ROOT / "tests" / "schemathesis.toml").read_text())
+    assert config["auth"]["wfc"]["peers"] == list(PEERS)
