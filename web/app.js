@@ -6,9 +6,10 @@ import { Api, ApiError, tokenSubject } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-// How many messages a history page holds (`?pageSize=` overrides it, for trying the paging).
+// How many messages a history page holds, and sessions a page of the list (`?pageSize=` sets
+// both, for trying the paging).
 const PAGE_SIZE = clamp(Number(params.get("pageSize")) || 20, 1, 100);
-const SESSIONS_PAGE = 50;
+const SESSIONS_PAGE = params.has("pageSize") ? PAGE_SIZE : 50;
 const store = {
   get: (name) => localStorage.getItem(`chat-sessions-console.${name}`) || "",
   set: (name, value) =>

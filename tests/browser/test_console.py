@@ -123,9 +123,13 @@ def test_an_api_error_is_shown_in_words_and_nothing_typed_is_lost(console_stack:
         send(page, "Are you there?")
 
 
-def test_the_history_is_paged_as_the_user_scrolls_back(console_stack: str, browser: Browser) -> None:
+def test_sessions_are_paged_and_the_history_is_paged_as_the_user_scrolls_back(
+    console_stack: str, browser: Browser
+) -> None:
     user = new_user("dave")
     with client(console_stack, user) as http:
+        for name in ("Oldest", "Older"):
+            ok(http.post("/sessions", json={"name": name}), 201)
         session = ok(http.post("/sessions", json={"name": "Long talk"}), 201)
         chat = ok(http.post(f"/sessions/{session['sessionId']}/chats", json={"name": "Everything"}), 201)
         messages = f"/sessions/{session['sessionId']}/chats/{chat['chatId']}/messages"
@@ -137,6 +141,14 @@ def test_the_history_is_paged_as_the_user_scrolls_back(console_stack: str, brows
         page = context.new_page()
         page.goto(console_stack + "/?pageSize=2")
         sign_in(page, user)
+        # Sessions, newest first, two a page: the third is behind "More sessions".
+        expect(page.locator("#session-list button.open")).to_have_count(2)
+        expect(session_button(page, "Oldest")).to_have_count(0)
+        page.get_by_role("button", name="More sessions").click()
+        expect(page.locator("#session-list .name")).to_have_text(
+            [re.compile("^Long talk"), re.compile("^Older"), re.compile("^Oldest")]
+        )
+        expect(page.get_by_role("button", name="More sessions")).to_be_hidden()
         session_button(page, "Long talk").click()
         seqs = page.locator("#messages li")
         expect(seqs).to_have_count(2)
