@@ -883,6 +883,8 @@ def main() -> None:
 
     invoker = PoolInvoker(add_import_paths(routes))
     resources.stops.append(invoker.shutdown)
+    warming = threading.Thread(target=invoker.pool.warm, name="warm", daemon=True)
+    warming.start()  # the workers' fork server imports its libraries while the rest starts
     gateway = Gateway(
         routes,
         function_configs(template),
@@ -896,6 +898,7 @@ def main() -> None:
         print(f"cannot listen on {HOST}:{port}: {exc.strerror}; set PORT to a free port", file=sys.stderr)
         sys.exit(1)
     _say(f"{len(routes)} routes from template.yaml; Swagger UI at http://{HOST}:{server.server_port}/docs")
+    warming.join()
     _say(f"ready http://{HOST}:{server.server_port}")
     if not stopping.is_set():
         server.serve_forever(poll_interval=0.2)

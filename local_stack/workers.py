@@ -300,6 +300,14 @@ class WorkerPool:
         self._reaper = threading.Thread(target=self._reap, name="worker-reaper", daemon=True)
         self._reaper.start()
 
+    def warm(self) -> None:
+        """Start the fork server now (importing ``PRELOAD`` takes a second or two), not on the
+        first request."""
+        from multiprocessing import forkserver
+
+        _mp_context()
+        forkserver.ensure_running()
+
     # one invocation --------------------------------------------------------------------------
 
     def invoke(
