@@ -36,8 +36,10 @@ CONTRACT_ROUTES = {
     ("POST", "/sessions/{sessionId}/messages"),
     ("POST", "/sessions/{sessionId}/chats/{chatId}/regenerate"),
     ("GET", "/sessions/{sessionId}/chats/{chatId}/messages"),
+    ("POST", "/sessions/{sessionId}/chats/{chatId}/fork"),
+    ("POST", "/sessions/{sessionId}/chats/{chatId}/messages/{messageId}/edit"),
 }
-MODEL_FUNCTIONS = {"send_message", "send_to_active_chat", "regenerate"}
+MODEL_FUNCTIONS = {"send_message", "send_to_active_chat", "regenerate", "edit_message"}
 READ_ONLY = {"dynamodb:GetItem", "dynamodb:Query"}
 TEMPLATE = load()
 
@@ -111,7 +113,8 @@ def test_every_function_has_an_event_file_and_a_test() -> None:
 def test_stream_consumer_only_purges() -> None:
     purge = functions(TEMPLATE)["PurgeDeletedFunction"]
     actions = {a for s in statements(purge) if "Action" in s for a in s["Action"]}
-    assert actions == {"dynamodb:Query", "dynamodb:BatchWriteItem"}
+    # GetItem: a removed chat's head, which says which messages forks still share.
+    assert actions == {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchWriteItem"}
     (event,) = purge["Properties"]["Events"].values()
     assert event["Type"] == "DynamoDB"
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

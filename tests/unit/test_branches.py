@@ -190,6 +190,9 @@ def test_forks_of_forks_up_to_the_maximum_depth_then_fork_too_deep(table: str) -
         send(sid, chat, f"depth {depth}")
     history = listing(sid, chat)
     assert [m["seq"] for m in history] == list(range(1, 2 * MAX_FORK_DEPTH + 3))
+    # Pages of 3 cross all nine ranges both ways, their cursors carrying the whole lineage.
+    assert listing(sid, chat, "asc", 3) == history
+    assert listing(sid, chat, "desc", 3) == list(reversed(history))
     too_deep = invoke("fork_chat", session=sid, chat=chat, body={"uptoSeq": len(history)})
     assert too_deep.status == 409 and too_deep.body["error"]["code"] == "fork_too_deep"
     # Forking at a seq an ancestor holds spans fewer chats, and works.
