@@ -13,8 +13,10 @@ from tests.integration.conftest import local_stack
 
 @pytest.fixture(scope="session")
 def console_stack() -> Iterator[str]:
-    """``python -m local_stack`` (serving the console at /) on a free port: its base URL."""
-    with local_stack(MAX_ACTIVE_SESSIONS="100") as url:
+    """``python -m local_stack`` (serving the console at /) on a free port: its base URL. On moto:
+    the console's tests hold a few items, and DynamoDB Local's JVM costs ten seconds of CPU to
+    start (the integration tier runs the stack on it)."""
+    with local_stack(MAX_ACTIVE_SESSIONS="100", LOCAL_DYNAMODB="moto") as url:
         yield url
 
 
