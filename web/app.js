@@ -243,6 +243,7 @@ async function start() {
   $("user-name").textContent = tokenSubject(token) || "(a token with no user)";
   $("status-filter").value = store.get("statusFilter");
   await loadSessions();
+  if (!store.get("token")) return; // refused (401): the sign-in form is showing
   const remembered = store.get("sessionId");
   if (remembered) await selectSession(remembered, { quiet: true });
   else renderSession();
