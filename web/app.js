@@ -800,7 +800,10 @@ async function editMessage(message) {
     return;
   }
   setSending(false);
-  announce(`Edited in a new chat, ${result.chat?.name ?? ""}. Reply: ${result.assistantMessage?.content ?? ""}`);
+  const reply = result.assistantMessage;
+  // A reply still generating (202) is followed, and read out, once the history is loaded.
+  const said = reply && reply.status === "complete" ? ` Reply: ${reply.content}` : "";
+  announce(`Edited in a new chat, ${result.chat?.name ?? ""}.${said}`);
   await refreshSession();
   $("message-input").focus();
 }
