@@ -91,6 +91,10 @@ def test_a_user_works_in_two_chats_finds_it_all_after_a_reload_and_a_second_user
         expect(page.get_by_text("No sessions yet.")).to_be_visible()
         page.evaluate("id => localStorage.setItem('chat-sessions-console.sessionId', id)", session_id)
         page.reload()
+        # The console has finished starting (it tried the remembered session) once the focus is
+        # on the new session's name.
+        expect(page.get_by_label("New session name")).to_be_focused()
+        assert page.evaluate("localStorage.getItem('chat-sessions-console.sessionId')") is None
         expect(page.get_by_text("No sessions yet.")).to_be_visible()
         expect(page.locator("#session-title")).to_have_text("No session selected")
         expect(page.get_by_text("Trip planning")).to_have_count(0)
