@@ -58,6 +58,7 @@ warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 
 _SERVICE_SETTINGS = (
     "MAX_ACTIVE_SESSIONS",
+    "MONTHLY_TOKEN_BUDGET",
     "CONTEXT_TOKEN_BUDGET",
     "CONTEXT_MAX_MESSAGES",
     "OPENAI_MODEL",
@@ -357,7 +358,7 @@ class PoolInvoker:
     concurrency, a bounded wait for a free worker that does not count against the function's
     timeout, and a timed-out invocation stopped (its worker killed) before the gateway answers."""
 
-    def __init__(self, import_paths: list[str], concurrency: int | None = None, **options: float) -> None:
+    def __init__(self, import_paths: list[str], concurrency: int | None = None, **options: Any) -> None:
         from local_stack.workers import WorkerPool
 
         self.pool = WorkerPool(import_paths, concurrency, **options)

@@ -19,7 +19,10 @@ What it keeps from Lambda, and why each matters locally:
   gateway answers, so an invocation answered "timed out" cannot commit anything afterwards; the
   next request gets a fresh worker.
 - **Idle workers are retired** after ``LOCAL_WORKER_IDLE_SECONDS`` (default 300), so memory
-  follows the load.
+  follows the load, and there are at most ``LOCAL_MAX_WORKERS`` (default 12) in all: past it, a
+  new worker replaces the longest-idle worker of another function, or waits for one to become
+  idle. With 3 per function, 4 functions can be saturated at once (the 3 that call the model
+  among them) and the others still get workers.
 
 Workers are forked from a ``multiprocessing`` fork server that has already imported the heavy
 libraries every handler needs (boto3, pydantic, Powertools, openai): a cold start costs tens of
@@ -48,6 +51,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 DEFAULT_CONCURRENCY = 3
+DEFAULT_MAX_WORKERS = 12
 DEFAULT_QUEUE_SECONDS = 30.0
 DEFAULT_IDLE_SECONDS = 300.0
 INIT_TIMEOUT_S = 30.0  # the cold start (import of the handler module); Lambda allows 10 s
@@ -278,6 +282,7 @@ class WorkerPool:
         queue_seconds: float | None = None,
         idle_seconds: float | None = None,
         timeout_scale: float | None = None,
+        max_workers: int | None = None,
     ) -> None:
         self._paths = list(import_paths)
         self._limit = concurrency or int(os.environ.get("LOCAL_CONCURRENCY", "").strip() or DEFAULT_CONCURRENCY)
@@ -293,6 +298,10 @@ class WorkerPool:
             idle_seconds
             if idle_seconds is not None
             else _env_float("LOCAL_WORKER_IDLE_SECONDS", DEFAULT_IDLE_SECONDS, 1.0)
+        )
+        self._max_workers = max(
+            self._limit,
+            max_workers or int(os.environ.get("LOCAL_MAX_WORKERS", "").strip() or DEFAULT_MAX_WORKERS),
         )
         self._functions: dict[str, _Function] = {}
         self._changed = threading.Condition()
@@ -350,6 +359,7 @@ class WorkerPool:
     def _acquire(self, key: str, module: str, handler: str, function_name: str) -> _Worker:
         deadline = time.monotonic() + self._queue_s
         ticket = object()
+        retired: list[_Worker] = []
         with self._changed:
             function = self._functions.setdefault(key, _Function(self._limit))
             function.waiting.append(ticket)
@@ -364,18 +374,21 @@ class WorkerPool:
                                 function.busy.add(worker)
                                 return worker
                             worker.kill()
-                        if function.count < function.limit:
+                        if function.count < function.limit and self._room(function, retired):
                             function.starting += 1
                             break
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
-                        raise WorkerBusy(
-                            f"all {function.limit} workers of {function_name} stayed busy for {self._queue_s:g} s"
-                        )
+                        held = f"all {function.limit} workers of {function_name}"
+                        if function.count < function.limit:
+                            held = f"all {self._max_workers} workers of the stack (LOCAL_MAX_WORKERS)"
+                        raise WorkerBusy(f"{held} stayed busy for {self._queue_s:g} s")
                     self._changed.wait(remaining)
             finally:
                 function.waiting.remove(ticket)
                 self._changed.notify_all()  # the next in the queue may go now
+        for worker in retired:  # made room for this one
+            worker.kill()
         # A cold start, outside the lock: other functions' requests go on meanwhile.
         try:
             worker = _Worker(self._paths, module, handler, function_name, INIT_TIMEOUT_S * self._scale)
@@ -392,6 +405,19 @@ class WorkerPool:
                 worker.kill()
                 raise WorkerBusy("the local stack is stopping")
         return worker
+
+    def _room(self, function: _Function, retired: list[_Worker]) -> bool:
+        """Whether one more worker may start (under the lock): under ``LOCAL_MAX_WORKERS`` in all,
+        else once the longest-idle worker of another function is retired to make room."""
+        if sum(f.count for f in self._functions.values()) < self._max_workers:
+            return True
+        idle = [(w.idle_since, id(w), f, w) for f in self._functions.values() if f is not function for w in f.idle]
+        if not idle:
+            return False
+        _, _, owner, worker = min(idle, key=lambda entry: (entry[0], entry[1]))
+        owner.idle.remove(worker)
+        retired.append(worker)
+        return True
 
     def _release(self, key: str, worker: _Worker, healthy: bool) -> None:
         if not healthy:
@@ -423,6 +449,8 @@ class WorkerPool:
                     keep = [w for w in function.idle if now - w.idle_since < self._idle_s]
                     retired.extend(w for w in function.idle if w not in keep)
                     function.idle = keep
+                if retired:
+                    self._changed.notify_all()  # room under LOCAL_MAX_WORKERS
             for worker in retired:
                 worker.close()
 

@@ -373,7 +373,9 @@ class Pooled:
 
 
 @contextmanager
-def _slow_gateway(tmp: Path, timeout: int, concurrency: int, queue_seconds: float) -> Iterator[Pooled]:
+def _slow_gateway(
+    tmp: Path, timeout: int, concurrency: int, queue_seconds: float, max_workers: int | None = None
+) -> Iterator[Pooled]:
     (tmp / "slow_fn.py").write_text(SLOW)
     (tmp / "echo_fn.py").write_text(ECHO)
     template = copy.deepcopy(cfn.load())
@@ -383,7 +385,9 @@ def _slow_gateway(tmp: Path, timeout: int, concurrency: int, queue_seconds: floa
     paths = [str(p) for p in cfn.layer_dirs(template)] + [str(tmp)]
     # Scale 1: these functions' timeouts are what the tests are about (the handlers either sleep a
     # third of it or hang), not the machine's speed.
-    invoker = PoolInvoker(paths, concurrency=concurrency, queue_seconds=queue_seconds, timeout_scale=1)
+    invoker = PoolInvoker(
+        paths, concurrency=concurrency, queue_seconds=queue_seconds, timeout_scale=1, max_workers=max_workers
+    )
     log = io.StringIO()
     gateway = Gateway(routes, function_configs(template), invoker, secret=SECRET, log=log)
     server = GatewayServer(("127.0.0.1", 0), gateway, log=log)
@@ -466,5 +470,23 @@ def test_a_function_busy_past_the_queueing_limit_is_429(tmp_path: Path) -> None:
         refused = _call(running.url, "/slow")
         assert refused.status_code == 429 and refused.json()["error"]["code"] == "rate_limited"
         assert refused.headers["retry-after"] == "1"
+        gate.touch()
+        assert held.result().status_code == 200
+
+
+def test_workers_in_all_stay_under_local_max_workers(tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    gateway = _slow_gateway(tmp_path, timeout=600, concurrency=1, queue_seconds=0.5, max_workers=1)
+    with gateway as running, ThreadPoolExecutor(1) as pool:
+        state = running.invoker.pool.state
+        idle_pid = _call(running.url, "/slow").json()["pid"]
+        assert _call(running.url, "/other/x").status_code == 200  # the idle SlowFunction worker made room
+        assert state()["SlowFunction"]["idle"] == 0 and state()["OtherFunction"]["idle"] == 1
+        with pytest.raises(ProcessLookupError):
+            os.kill(idle_pid, 0)
+        held = pool.submit(_call, running.url, "/slow", gate=str(gate))  # replaces the idle OtherFunction worker
+        _until(lambda: state()["SlowFunction"]["busy"] == 1)
+        refused = _call(running.url, "/other/y")  # no idle worker anywhere to replace: it waits, then 429
+        assert refused.status_code == 429 and "LOCAL_MAX_WORKERS" in running.log.getvalue()
         gate.touch()
         assert held.result().status_code == 200
