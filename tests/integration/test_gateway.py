@@ -430,7 +430,8 @@ def test_time_queued_for_a_worker_does_not_count_against_the_timeout(tmp_path: P
 
 def test_a_timed_out_invocation_is_stopped_before_the_answer(tmp_path: Path) -> None:
     pidfile, gate, after = tmp_path / "pid", tmp_path / "gate", tmp_path / "after"
-    with _slow_gateway(tmp_path, timeout=1, concurrency=1, queue_seconds=300) as running:
+    # 3 s: time enough for the handler to write its pid first, even on a busy machine.
+    with _slow_gateway(tmp_path, timeout=3, concurrency=1, queue_seconds=300) as running:
         response = _call(running.url, "/slow", pidfile=str(pidfile), gate=str(gate), after=str(after))
         assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
         assert "timed out" in response.json()["error"]["message"]
@@ -441,7 +442,7 @@ def test_a_timed_out_invocation_is_stopped_before_the_answer(tmp_path: Path) -> 
         again = _call(running.url, "/slow")  # a fresh worker serves the function
         assert again.status_code == 200 and again.json()["pid"] != pid
     assert not after.exists()
-    assert "did not finish within its 1 s timeout" in running.log.getvalue()
+    assert "did not finish within its 3 s timeout" in running.log.getvalue()
 
 
 def test_a_slow_function_does_not_starve_another(tmp_path: Path) -> None:
