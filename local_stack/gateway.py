@@ -621,8 +621,9 @@ class _Connection(BaseRequestHandler):
             raise _Refused(error_response(400, "validation_error", message), method, target)
         if length is not None and int(length) > MAX_PAYLOAD_BYTES:  # h11 checked it is digits only
             raise _Refused(_too_large(), method, target)
-        if conn.they_are_waiting_for_100_continue:
-            conn.send(h11.InformationalResponse(status_code=100, headers=[]))
+        if conn.they_are_waiting_for_100_continue:  # curl waits for it before a larger body
+            with contextlib.suppress(OSError):
+                sock.sendall(conn.send(h11.InformationalResponse(status_code=100, headers=[])) or b"")
         body = bytearray()
         try:
             while True:

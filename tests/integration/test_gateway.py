@@ -491,3 +491,21 @@ def test_workers_in_all_stay_under_local_max_workers(tmp_path: Path) -> None:
         assert refused.status_code == 429 and "LOCAL_MAX_WORKERS" in running.log.getvalue()
         gate.touch()
         assert held.result().status_code == 200
+
+
+def test_expect_100_continue_is_answered_before_the_body(echo: Running) -> None:
+    """curl sends ``Expect: 100-continue`` before a larger body and waits for the interim answer."""
+    head = b"POST /echo/x HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: 5\r\n" % _token().encode()
+    host, port = echo.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=60) as sock:
+        sock.sendall(head + b"Expect: 100-continue\r\n\r\n")
+        stream = sock.makefile("rb")
+        assert stream.readline().split()[1] == b"100"
+        assert stream.readline() == b"\r\n"
+        sock.sendall(b"hello")
+        assert stream.readline().split()[1] == b"200"
+        headers = {}
+        while (line := stream.readline()) != b"\r\n":
+            name, _, value = line.decode().partition(":")
+            headers[name.lower()] = value.strip()
+        assert json.loads(stream.read(int(headers["content-length"])))["event"]["body"] == "hello"
