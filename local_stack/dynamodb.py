@@ -1,4 +1,10 @@
-"""An embedded DynamoDB for the local stack and the tests: moto's server, requests serialized.
+"""An embedded DynamoDB for the tests, and for the local stack when Java is missing (else it runs
+DynamoDB Local, ``local_stack.dynamodb_local``): moto's server, requests serialized.
+
+moto suits small tables only: its ``TransactWriteItems`` copies every table it touches, once per
+item, and its ``Query`` walks the whole table, so both slow down as the table grows and memory
+grows with every transaction (README, "The local stack under load"; ``make bench-local`` measures
+both engines).
 
 moto evaluates a condition and applies the write in two Python steps, so two threads can both
 pass the same condition; real DynamoDB never lets that happen. Serializing requests restores
