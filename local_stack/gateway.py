@@ -833,6 +833,8 @@ def prepare_environment(env: os._Environ[str] | dict[str, str] = os.environ) -> 
     endpoint = env.get("DYNAMODB_ENDPOINT", "").strip()
     if endpoint:
         where = f"DynamoDB at {endpoint} (DYNAMODB_ENDPOINT)"
+        if env.get("LOCAL_DATA_DIR", "").strip():
+            _say("LOCAL_DATA_DIR is ignored: the DynamoDB at DYNAMODB_ENDPOINT keeps its own data")
     else:
         endpoint, where = _start_embedded_dynamodb(env, resources)
         env["DYNAMODB_ENDPOINT"] = endpoint
