@@ -1034,6 +1034,21 @@ def archived_sessions(d: Driver) -> None:
     expect(d.call("delete_session", user=u, session=paused), 204)
 
 
+def usage_and_budget(d: Driver) -> None:
+    """GET /me/usage (a user with counts, one with none); with MONTHLY_TOKEN_BUDGET: a send and a
+    regenerate within it, then both refused once it is reached (429, nothing stored)."""
+    u = d.user()
+    sid = session(d, u)
+    c = chat(d, u, sid)
+    budget = {"MONTHLY_TOKEN_BUDGET": "1"}
+    expect(d.call("send_message", env=budget, user=u, session=sid, chat=c, body={"content": "hi"}), 201)
+    expect(d.call("get_usage", env=budget, user=u), 200)
+    expect(d.call("get_usage", user=d.user()), 200)
+    expect(d.call("send_message", env=budget, user=u, session=sid, chat=c, body={"content": "x"}), 429)
+    expect(d.call("regenerate", env=budget, user=u, session=sid, chat=c), 429, "token_budget_exhausted")
+    expect(d.call("regenerate", env={"MONTHLY_TOKEN_BUDGET": "1000000"}, user=u, session=sid, chat=c), 201)
+
+
 def unprocessed_batches(d: Driver) -> None:
     """Batches handed back in part, as a busy partition does: the exchange read back for a
     repeat, and a delete's purge, ask again for the rest. Whether a batch is handed back is
@@ -1174,6 +1189,7 @@ SCENARIOS: list[Callable[[Driver], None]] = [
     raced_replies,
     collisions,
     archived_sessions,
+    usage_and_budget,
     unprocessed_batches,
     stream_removals,
     branches,

@@ -25,6 +25,7 @@ CONTRACT_ROUTES = {
     ("POST", "/sessions/{sessionId}/resume"),
     ("POST", "/sessions/{sessionId}/archive"),
     ("POST", "/sessions/{sessionId}/unarchive"),
+    ("GET", "/me/usage"),
     ("DELETE", "/sessions/{sessionId}"),
     ("POST", "/sessions/{sessionId}/chats"),
     ("GET", "/sessions/{sessionId}/chats"),

@@ -27,7 +27,7 @@ import pytest
 
 from chat_sessions import keys
 from chat_sessions.clock import utc_now
-from chat_sessions.errors import NotFound, SessionArchived, SessionLimitReached
+from chat_sessions.errors import NotFound, SessionArchived, SessionLimitReached, TokenBudgetExhausted
 from chat_sessions.ids import new_id
 from chat_sessions.items import ChatItem, CreateMarkerItem, MessageItem, SendMarkerItem, SessionItem
 from chat_sessions.llm import get_chat_model
@@ -49,11 +49,11 @@ SESSION_QUOTA, SESSION_MARKER = 1, 2
 STATUS_UPDATE, STATUS_QUOTA = 0, 1
 DELETE_SESSION, DELETE_QUOTA = 0, 1
 CREATE_SESSION, CREATE_PREVIOUS = 1, 2
-CREATE_MARKER = 4  # with a previous chat: chat, session, previous chat's flag, head, marker
+CREATE_MARKER = 5  # with a previous chat: chat, session, previous chat's flag, head, user counters, marker
 ACTIVATE_TARGET, ACTIVATE_SESSION, ACTIVATE_PREVIOUS = 0, 1, 2
 DELETE_CHAT, DELETE_CHAT_SESSION = 0, 1
 USER_MESSAGE, USER_SESSION, USER_MARKER = 0, 1, 2
-REPLY_MESSAGE, REPLY_ANSWERED, REPLY_CHAT, REPLY_SESSION, REPLY_MARKER = 0, 1, 2, 3, 4
+REPLY_MESSAGE, REPLY_ANSWERED, REPLY_CHAT, REPLY_SESSION, REPLY_COUNTERS, REPLY_MARKER = 0, 1, 2, 3, 4, 5
 
 E = TypeVar("E", bound=Exception)
 
@@ -1246,3 +1246,65 @@ def test_fork_replayed_after_it_landed_overwrites_nothing(table: str, store: Sto
     )
     previous = store.sessions.get(USER, sid).active_chat_id
     answered_as_landed(table, lambda: store.branches.fork(USER, sid, again, previous, None, None))
+
+
+# ---------------------------------------------------------------------------------------------
+# The user's counters (GET /me/usage): sessions.delete takes the session's counts away, so it is
+# conditioned on them as read (#status = :status AND chatCount = :chats AND messageCount =
+# :messages); a send's user message, with MONTHLY_TOKEN_BUDGET, on the month's tokens
+# (attribute_not_exists(#spent) OR #spent < :budget on the counters item).
+
+
+def test_delete_with_counts_read_before_a_chat_was_created_is_refused(table: str, store: Store) -> None:
+    """Read the session (no chat); another writer creates a chat; the delete, which would take
+    0 chats from the user's count, is refused at the session."""
+    sid = new_session(store)
+    read = store.sessions.get(USER, sid)
+    new_chat(store, sid)
+    exc = refused(
+        table, lambda: store.sessions.delete(USER, sid, read.status, read.chat_count, read.message_count)
+    )
+    assert failed_items(exc) == [DELETE_SESSION]
+
+
+def test_delete_with_counts_read_before_a_reply_landed_is_refused(table: str, store: Store) -> None:
+    """Read the session; another writer's exchange lands (two messages counted); the delete,
+    which would take the old count from the user's, is refused at the session."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    read = store.sessions.get(USER, sid)
+    send_exchange(store, sid, cid)
+    exc = refused(
+        table, lambda: store.sessions.delete(USER, sid, read.status, read.chat_count, read.message_count)
+    )
+    assert failed_items(exc) == [DELETE_SESSION]
+
+
+def spend(store: Store, sid: str, cid: str, tokens: int) -> None:
+    """Another writer's exchange whose reply used ``tokens`` in this period."""
+    answered = send_user(store, sid, cid)
+    reply = reply_message(thread(store, sid, cid), answered).model_copy(
+        update={"prompt_tokens": tokens, "completion_tokens": 0, "total_tokens": tokens}
+    )
+    store.messages.append_reply(USER, reply, answered)
+
+
+def test_send_after_another_reply_reached_the_budget_is_refused(table: str, store: Store) -> None:
+    """The budget is 100 and 99 are spent: a user message is accepted (below the budget); its
+    reply, in flight, spends 1 more (the overshoot a budget allows); the next user message is
+    refused at the budget's check (429, nothing stored), though nothing else refuses it."""
+    sid = new_session(store)
+    cid = new_chat(store, sid)
+    spend(store, sid, cid, 99)
+    accepted = user_message(thread(store, sid, cid))
+    store.messages.append_user(USER, accepted, budget=100)
+    in_flight = reply_message(thread(store, sid, cid), accepted).model_copy(
+        update={"prompt_tokens": 1, "completion_tokens": 0, "total_tokens": 1}
+    )
+    store.messages.append_reply(USER, in_flight, accepted)
+    refused_message = user_message(thread(store, sid, cid))
+    exc = refused_as(
+        table, lambda: store.messages.append_user(USER, refused_message, budget=100), TokenBudgetExhausted
+    )
+    assert failed_items(exc) == [USER_SESSION + 1]  # the budget's check, the last item (no marker)
+    assert int(exc.headers["Retry-After"]) > 0

@@ -51,6 +51,8 @@ class Settings(BaseModel):
     idempotency_ttl_seconds: int = Field(ge=60)
     max_body_bytes: int = Field(ge=1024)
     max_reply_bytes: int = Field(ge=1024, le=300 * 1024)
+    monthly_token_budget: int = Field(ge=0)
+    """Tokens a user may use per calendar month (UTC); 0: no budget."""
     cursor_key_secret: str | None
     cursor_signing_key: str = Field(min_length=16)
 
@@ -82,6 +84,7 @@ def get_settings() -> Settings:
         idempotency_ttl_seconds=int(env("IDEMPOTENCY_TTL_SECONDS", "86400")),
         max_body_bytes=int(env("MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
         max_reply_bytes=int(env("MAX_REPLY_BYTES", str(DEFAULT_MAX_REPLY_BYTES))),
+        monthly_token_budget=int(env("MONTHLY_TOKEN_BUDGET", "").strip() or 0),
         cursor_key_secret=_opt("CURSOR_KEY_SECRET"),
         cursor_signing_key=_opt("CURSOR_SIGNING_KEY") or LOCAL_CURSOR_KEY,
     )

@@ -31,13 +31,16 @@ def _encode(value: int, length: int) -> str:
 
 def new_id() -> str:
     """A monotonic ULID: ids made in one process within one millisecond still sort in order,
-    so "newest first" listings stay exact for rapid creates."""
+    so "newest first" listings stay exact for rapid creates. Within a millisecond the random
+    part grows above the characters :func:`message_id` replaces, so two message ids made in one
+    millisecond at the same seq still differ (growing by 1, they were equal, and a send took a
+    concurrent send's message at that seq for its own)."""
     global _last_ms, _last_rand
     with _lock:
         now_ms = time.time_ns() // 1_000_000
         if now_ms <= _last_ms:
             now_ms = _last_ms
-            _last_rand += 1
+            _last_rand += 1 << (5 * SEQ_CHARS)
         else:
             _last_rand = int.from_bytes(os.urandom(10), "big") >> 1
         _last_ms = now_ms

@@ -213,6 +213,26 @@ class EditResult(_Response):
     assistant_message: Message
 
 
+class SessionCounts(_Response):
+    active: int
+    paused: int
+    archived: int
+
+
+class UserUsage(_Response):
+    """``GET /me/usage``: the caller's sessions by status, chats and messages (as the sessions
+    count them), tokens used ever (``usage``, deleted sessions' too) and in this calendar month
+    (UTC, ``period``), and the month's budget (null: none)."""
+
+    sessions: SessionCounts
+    chats: int
+    messages: int
+    usage: Usage
+    period: str
+    period_usage: Usage
+    token_budget: int | None
+
+
 class ErrorDetail(_Response):
     code: str
     message: str

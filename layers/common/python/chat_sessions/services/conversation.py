@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit
 
+from chat_sessions import usage
 from chat_sessions.clock import utc_now
 from chat_sessions.config import get_settings
 from chat_sessions.context_window import build_window, estimate_tokens
@@ -260,7 +261,7 @@ def send_message(
         )
         marker = None if key is None else (key.key_hash, _marker(key, message))
         try:
-            store.messages.append_user(user_id, message, marker)
+            store.messages.append_user(user_id, message, marker, get_settings().monthly_token_budget)
         except ConditionFailed as exc:
             if exc.failed(USER_MESSAGE) and store.messages.landed(message, user_id):
                 return thread, message
@@ -326,6 +327,9 @@ def regenerate(
 ) -> Exchange:
     """A new reply to the chat's last user message; earlier replies stay. Two requests before
     the model (the thread, the session's answer on sending) and the reply's transaction.
+    With ``MONTHLY_TOKEN_BUDGET``, the session's read also reads the user's counters: a
+    regenerate whose month's tokens reached the budget is refused before the model is called
+    (it stores no question whose transaction could check it).
 
     Under an ``Idempotency-Key`` the reply's transaction writes the key's marker, and a repeat
     reads it first (one more request): a regenerate DynamoDB committed but answered with an
@@ -344,9 +348,16 @@ def _regenerate(
     store: Store, model: ChatModel, user_id: str, session_id: str, chat_id: str, key: RequestKey | None
 ) -> Exchange:
     thread = _thread(store, user_id, session_id, chat_id, following_pointer=False)
-    refusal = _refusal(store.sessions.get(user_id, session_id), chat_id)
+    budget = get_settings().monthly_token_budget
+    if budget:  # the session and the user's counters in the one read (a regenerate stores no question)
+        session, counters = store.sessions.get_with_counters(user_id, session_id)
+    else:
+        session, counters = store.sessions.get(user_id, session_id), {}
+    refusal = _refusal(session, chat_id)
     if refusal is not None:
         raise refusal
+    if budget and counters.get(usage.period_field("totalTokens", usage.period_of(utc_now())), 0) >= budget:
+        raise usage.budget_exhausted(budget)
     answering = next((m for m in thread.newest if m.role == "user"), None)
     if answering is None and thread.newest:
         answering = store.messages.last_user_message(user_id, session_id, chat_id, thread.newest[-1].seq)

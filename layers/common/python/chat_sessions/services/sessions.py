@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from chat_sessions import cursors, keys
+from collections.abc import Callable
+
+from chat_sessions import cursors, keys, usage
 from chat_sessions.clock import utc_now
 from chat_sessions.config import get_settings
 from chat_sessions.errors import NotFound, SessionArchived
 from chat_sessions.ids import new_id
 from chat_sessions.items import SessionItem
 from chat_sessions.items import SessionStatus as Status
-from chat_sessions.models import CreateSessionRequest, Session, SessionPage, UpdateSessionRequest
+from chat_sessions.models import (
+    CreateSessionRequest,
+    Session,
+    SessionCounts,
+    SessionPage,
+    UpdateSessionRequest,
+    Usage,
+    UserUsage,
+)
 from chat_sessions.services.request_keys import RequestKey, created_marker, first_created
 from chat_sessions.services.retry import optimistic
 from chat_sessions.session_status import READ_ONLY, transition
@@ -126,6 +136,27 @@ def unarchive_session(store: Store, user_id: str, session_id: str) -> Session:
     return _set_status(store, user_id, session_id, "paused", {"archived"})
 
 
+def get_usage(store: Store, user_id: str) -> UserUsage:
+    """The caller's counters (one read of one item, exact: each is moved in the transaction
+    that changes what it counts) and this month's tokens against ``MONTHLY_TOKEN_BUDGET``."""
+    counters = store.sessions.counters(user_id)
+    period = usage.period_of(utc_now())
+
+    def tokens(name: Callable[[str], str]) -> Usage:
+        return Usage.model_validate({f: counters.get(name(f), 0) for f in usage.TOKEN_FIELDS})
+
+    budget = get_settings().monthly_token_budget
+    return UserUsage(
+        sessions=SessionCounts(**{s: counters.get(c, 0) for s, c in usage.STATUS_COUNTERS.items()}),
+        chats=counters.get("chats", 0),
+        messages=counters.get("messages", 0),
+        usage=tokens(lambda f: f),
+        period=period,
+        period_usage=tokens(lambda f: usage.period_field(f, period)),
+        token_budget=budget or None,
+    )
+
+
 def delete_session(store: Store, user_id: str, session_id: str) -> None:
     """A session that is gone by a retry was deleted (see ``chats.delete_chat``): 204. A session
     not found is purged all the same before the 404: a DELETE whose purge failed (throttled,
@@ -143,6 +174,6 @@ def delete_session(store: Store, user_id: str, session_id: str) -> None:
             if attempts > 1:
                 return
             raise
-        store.sessions.delete(user_id, session_id, item.status)
+        store.sessions.delete(user_id, session_id, item.status, item.chat_count, item.message_count)
 
     optimistic(attempt)

@@ -26,6 +26,7 @@ from chat_sessions import keys
 from chat_sessions.items import ChatBaseItem, ChatHeadItem, ChatItem, CreateMarkerItem, MessageItem, Segment
 from chat_sessions.store import markers
 from chat_sessions.store.chats import chat_flag, session_switch
+from chat_sessions.store.sessions import counters_move
 from chat_sessions.store.table import PAGE_BYTES, Item, Table, plain, wire_size
 
 UNBOUNDED = 1 << 62
@@ -132,6 +133,7 @@ class BranchStore:
             ops.append({"Put": {"Item": {**key, **copied.to_item()}}})
         if pin is not None:
             ops.append(pin_op(user_id, session_id, *pin, chat.created_at if pinned_previous else None))
+        ops.append(counters_move(user_id, {"chats": 1}))  # the user's count, with the session's
         markers.create(self.table, user_id, ops, marker)
 
     def message(self, user_id: str, session_id: str, span: Span, seq: int) -> MessageItem | None:

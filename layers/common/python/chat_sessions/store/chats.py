@@ -15,6 +15,7 @@ from chat_sessions.items import ChatBaseItem, ChatHeadItem, ChatItem, CreateMark
 from chat_sessions.session_status import READ_ONLY
 from chat_sessions.store import markers
 from chat_sessions.store.outcomes import ConditionFailed
+from chat_sessions.store.sessions import counters_move
 from chat_sessions.store.table import Item, Table
 
 HEAD_FIELDS = ("model", "systemPrompt")
@@ -161,6 +162,7 @@ class ChatStore:
         if previous is not None:
             ops.append(chat_flag(user_id, session_id, previous, False, chat.created_at))
         ops.append({"Put": {"Item": {**keys.head_key(user_id, session_id, chat.chat_id), **head_of(chat).to_item()}}})
+        ops.append(counters_move(user_id, {"chats": 1}))  # the user's count, with the session's
         markers.create(self.table, user_id, ops, marker)
 
     def activate(self, user_id: str, session_id: str, chat_id: str, previous: str | None, now: str) -> None:
@@ -231,6 +233,7 @@ class ChatStore:
         ]
         if pinned is not None:
             ops.extend(kept_marks(user_id, session_id, chat.chat_id, pinned))
+        ops.append(counters_move(user_id, {"chats": -1, "messages": -chat.message_count}))
         self.table.transact(ops)
         return self.purge(user_id, session_id, chat.chat_id, kept=pinned or 0)
 

@@ -21,18 +21,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from chat_sessions import keys
+from chat_sessions import keys, usage
 from chat_sessions.errors import NotFound
 from chat_sessions.items import ChatHeadItem, MessageItem, SendMarkerItem
 from chat_sessions.session_status import READ_ONLY
 from chat_sessions.store.markers import marker_put
+from chat_sessions.store.outcomes import ConditionFailed
+from chat_sessions.store.sessions import counters_update
 from chat_sessions.store.table import Item, Table, plain
 
 USAGE_FIELDS = ("promptTokens", "completionTokens", "totalTokens")
 
 USER_MESSAGE, SESSION_CHECK, MARKER = 0, 1, 2
-"""Item indexes in a user message's transaction (for cancellation reasons)."""
-REPLY, ANSWERED, CHAT, SESSION, REPLY_MARKER = 0, 1, 2, 3, 4
+"""Item indexes in a user message's transaction (for cancellation reasons); the budget's check,
+when there is a budget, is the last item."""
+REPLY, ANSWERED, CHAT, SESSION, COUNTERS, REPLY_MARKER = 0, 1, 2, 3, 4, 5
 """Item indexes in a reply's transaction."""
 
 
@@ -86,11 +89,19 @@ class MessageStore:
         )
         return int(items[0]["seq"]) if items and "seq" in items[0] else floor
 
-    def append_user(self, user_id: str, message: MessageItem, marker: tuple[str, SendMarkerItem] | None = None) -> None:
+    def append_user(
+        self,
+        user_id: str,
+        message: MessageItem,
+        marker: tuple[str, SendMarkerItem] | None = None,
+        budget: int = 0,
+    ) -> None:
         """The message at its seq, only if that seq is free, and only while the session is
         active with this chat as its active chat, in one transaction. With ``marker`` (an
         ``Idempotency-Key``'s hash and record) the marker is written too, refused if that key
-        already stored a message."""
+        already stored a message. With a ``budget`` (``MONTHLY_TOKEN_BUDGET``), only while the
+        user's tokens in the message's period are below it: a ``ConditionCheck`` on the
+        counters item, refused as ``token_budget_exhausted`` when nothing else refused it."""
         session_id, chat_id = message.session_id, message.chat_id
         ops: list[Item] = [
             {
@@ -110,7 +121,25 @@ class MessageStore:
         ]
         if marker is not None:
             ops.append(marker_put(user_id, *marker))
-        self.table.transact(ops)
+        if budget > 0:
+            ops.append(
+                {
+                    "ConditionCheck": {
+                        "Key": dict(keys.quota_key(user_id)),
+                        "ConditionExpression": "attribute_not_exists(#spent) OR #spent < :budget",
+                        "ExpressionAttributeNames": {
+                            "#spent": usage.period_field("totalTokens", usage.period_of(message.created_at))
+                        },
+                        "ExpressionAttributeValues": {":budget": budget},
+                    }
+                }
+            )
+        try:
+            self.table.transact(ops)
+        except ConditionFailed as exc:
+            if budget > 0 and exc.failed(len(ops) - 1) and not (exc.failed(USER_MESSAGE) or exc.failed(SESSION_CHECK)):
+                raise usage.budget_exhausted(budget) from exc
+            raise
 
     def append_reply(
         self,
@@ -121,7 +150,8 @@ class MessageStore:
     ) -> None:
         """The reply at its seq (only if free), the answered user message turning ``complete``
         (conditioned on the status read, and remembering its first reply), and the counters of
-        chat and session: +1 for the reply, +1 more for a user message answered for the first
+        chat and session, and of the user (with the tokens of the reply's period): +1 for the
+        reply, +1 more for a user message answered for the first
         time. The chat and the session must still exist, the session not archived (a reply
         whose session was archived while the model answered is refused: nothing lands in an
         archived session)."""
@@ -179,6 +209,10 @@ class MessageStore:
                 }
             },
         ]
+        tokens = {field: int(usage_values[":" + field]) for field in USAGE_FIELDS}
+        ops.append(
+            {"Update": counters_update(user_id, {"messages": counted, **tokens}, usage.period_of(now), tokens)}
+        )
         if marker is not None:
             ops.append(marker_put(user_id, *marker))
         self.table.transact(ops)

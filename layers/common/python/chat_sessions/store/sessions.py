@@ -1,15 +1,16 @@
-"""Sessions and the user's active-session counter.
+"""Sessions and the user's counters (:mod:`chat_sessions.usage`).
 
-Invariant kept here: the counter equals the user's sessions whose status holds a place
-(:data:`~chat_sessions.session_status.HOLDS_QUOTA`) and never exceeds ``MAX_ACTIVE_SESSIONS``.
-Every status change and every create or delete moves it in the same transaction.
+Invariants kept here: the active-session counter equals the user's sessions whose status holds
+a place (:data:`~chat_sessions.session_status.HOLDS_QUOTA`) and never exceeds
+``MAX_ACTIVE_SESSIONS``; the counter of each status equals the sessions in it. Every status
+change and every create or delete moves them in the same transaction.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from chat_sessions import keys
+from chat_sessions import keys, usage
 from chat_sessions.errors import NotFound, SessionLimitReached
 from chat_sessions.items import CreateMarkerItem, QuotaItem, SessionItem, SessionStatus, checked_changes
 from chat_sessions.session_status import HOLDS_QUOTA, READ_ONLY, Transition
@@ -22,28 +23,70 @@ def limit_reached(max_active: int) -> SessionLimitReached:
     return SessionLimitReached(f"At most {max_active} sessions can be active at once; pause or delete one.")
 
 
-def quota_increment(user_id: str, max_active: int) -> Item:
-    """Take a place: refused (condition) once the counter is at ``max_active``."""
+def counters_update(
+    user_id: str, moves: dict[str, int], period: str | None = None, period_moves: dict[str, int] | None = None
+) -> Item:
+    """The body of an ``Update`` of the user's counters item (:mod:`chat_sessions.usage`):
+    each counter in ``moves`` changes by its delta (a missing one counts from zero); with
+    ``period``, the period's token attributes by ``period_moves`` and the previous period's
+    removed. A transaction names an item once, so every move of one request is this one item."""
+    names: dict[str, str] = {}
+    values: Item = {":zero": 0}
+    sets: list[str] = []
+    periodic: dict[str, int] = {}
+    if period is not None:
+        periodic = {usage.period_field(f, period): d for f, d in (period_moves or {}).items()}
+    for field, delta in {**moves, **periodic}.items():
+        n = len(names)
+        names[f"#c{n}"] = field
+        values[f":c{n}"] = delta
+        sets.append(f"#c{n} = if_not_exists(#c{n}, :zero) + :c{n}")
+    expression = "SET " + ", ".join(sets)
+    if period is not None:
+        gone = [usage.period_field(f, usage.previous_period(period)) for f in usage.TOKEN_FIELDS]
+        names.update({f"#old{i}": name for i, name in enumerate(gone)})
+        expression += " REMOVE " + ", ".join(f"#old{i}" for i in range(len(gone)))
+    return {
+        "Key": dict(keys.quota_key(user_id)),
+        "UpdateExpression": expression,
+        "ExpressionAttributeNames": names,
+        "ExpressionAttributeValues": values,
+    }
+
+
+def counters_move(user_id: str, moves: dict[str, int]) -> Item:
+    """The counters moved, unconditionally: the transaction's other items decide (the status,
+    the counts, the items counted are conditioned on what was read), so the move is exact."""
+    return {"Update": counters_update(user_id, moves)}
+
+
+def quota_increment(user_id: str, max_active: int, also: dict[str, int] | None = None) -> Item:
+    """Take a place: refused (condition) once the counter is at ``max_active``; ``also``: the
+    other counters the same request moves."""
+    update = counters_update(user_id, {usage.STATUS_COUNTERS["active"]: 1, **(also or {})})
     return {
         "Update": {
-            "Key": dict(keys.quota_key(user_id)),
-            "UpdateExpression": "SET activeSessions = if_not_exists(activeSessions, :zero) + :one",
+            **update,
             "ConditionExpression": "attribute_not_exists(activeSessions) OR activeSessions < :max",
-            "ExpressionAttributeValues": {":zero": 0, ":one": 1, ":max": max_active},
+            "ExpressionAttributeValues": {**update["ExpressionAttributeValues"], ":max": max_active},
         }
     }
 
 
-def quota_decrement(user_id: str) -> Item:
-    """Free a place: never below zero."""
+def quota_decrement(user_id: str, also: dict[str, int] | None = None) -> Item:
+    """Free a place: never below zero; ``also``: the other counters the same request moves."""
+    update = counters_update(user_id, {usage.STATUS_COUNTERS["active"]: -1, **(also or {})})
     return {
         "Update": {
-            "Key": dict(keys.quota_key(user_id)),
-            "UpdateExpression": "SET activeSessions = activeSessions - :one",
+            **update,
             "ConditionExpression": "activeSessions >= :one",
-            "ExpressionAttributeValues": {":one": 1},
+            "ExpressionAttributeValues": {**update["ExpressionAttributeValues"], ":one": 1},
         }
     }
+
+
+def _numbers(item: Item) -> dict[str, int]:
+    return {name: value for name, value in item.items() if isinstance(value, int) and not isinstance(value, bool)}
 
 
 class SessionStore:
@@ -85,6 +128,17 @@ class SessionStore:
     def active_count(self, user_id: str) -> int:
         item = self.table.get(keys.quota_key(user_id))
         return QuotaItem.from_item(item).active_sessions if item else 0
+
+    def get_with_counters(self, user_id: str, session_id: str) -> tuple[SessionItem, dict[str, int]]:
+        """The session and the user's counters as of one instant (one TransactGetItems)."""
+        session, counters = self.table.get_many(keys.session_key(user_id, session_id), keys.quota_key(user_id))
+        if session is None:
+            raise NotFound("Session not found.")
+        return SessionItem.from_item(session), _numbers(counters or {})
+
+    def counters(self, user_id: str) -> dict[str, int]:
+        """The user's counters item as stored (one strongly consistent read), missing ones 0."""
+        return _numbers(self.table.get(keys.quota_key(user_id)) or {})
 
     def page(
         self, user_id: str, statuses: tuple[SessionStatus, ...], limit: int, after_sk: str | None
@@ -172,10 +226,13 @@ class SessionStore:
                 }
             }
         ]
+        old, new = usage.STATUS_COUNTERS[change.old], usage.STATUS_COUNTERS[change.new]
         if change.quota > 0:
-            ops.append(quota_increment(user_id, max_active))
+            ops.append(quota_increment(user_id, max_active, also={old: -1}))
         elif change.quota < 0:
-            ops.append(quota_decrement(user_id))
+            ops.append(quota_decrement(user_id, also={new: 1}))
+        else:
+            ops.append(counters_move(user_id, {old: -1, new: 1}))
         try:
             self.table.transact(ops)
         except ConditionFailed as exc:
@@ -183,23 +240,33 @@ class SessionStore:
                 raise limit_reached(max_active) from exc
             raise
 
-    def delete(self, user_id: str, session_id: str, status: str) -> int:
-        """The session item goes first, with its place under the limit if it held one, in one
-        transaction conditioned on the status read (so the place is freed exactly once); then
-        every chat and message of its partition is purged. Chat writes and sends are
+    def delete(
+        self, user_id: str, session_id: str, status: SessionStatus, chat_count: int = 0, message_count: int = 0
+    ) -> int:
+        """The session item goes first, with its place under the limit if it held one and the
+        user's counters (its status, its chats and messages), in one transaction conditioned on
+        the status and counts read (so the place is freed and the counts leave exactly once);
+        then every chat and message of its partition is purged. Chat writes and sends are
         conditioned on the session item, so nothing new lands after the first step."""
         ops: list[Item] = [
             {
                 "Delete": {
                     "Key": dict(keys.session_key(user_id, session_id)),
-                    "ConditionExpression": "#status = :status",
+                    "ConditionExpression": "#status = :status AND chatCount = :chats AND messageCount = :messages",
                     "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {":status": status},
+                    "ExpressionAttributeValues": {
+                        ":status": status,
+                        ":chats": chat_count,
+                        ":messages": message_count,
+                    },
                 }
             }
         ]
+        counts = {"chats": -chat_count, "messages": -message_count}
         if status in HOLDS_QUOTA:
-            ops.append(quota_decrement(user_id))
+            ops.append(quota_decrement(user_id, also=counts))
+        else:
+            ops.append(counters_move(user_id, {usage.STATUS_COUNTERS[status]: -1, **counts}))
         self.table.transact(ops)
         return self.purge(user_id, session_id)
 
