@@ -1261,9 +1261,7 @@ def test_delete_with_counts_read_before_a_chat_was_created_is_refused(table: str
     sid = new_session(store)
     read = store.sessions.get(USER, sid)
     new_chat(store, sid)
-    exc = refused(
-        table, lambda: store.sessions.delete(USER, sid, read.status, read.chat_count, read.message_count)
-    )
+    exc = refused(table, lambda: store.sessions.delete(USER, sid, read.status, read.chat_count, read.message_count))
     assert failed_items(exc) == [DELETE_SESSION]
 
 
@@ -1274,9 +1272,7 @@ def test_delete_with_counts_read_before_a_reply_landed_is_refused(table: str, st
     cid = new_chat(store, sid)
     read = store.sessions.get(USER, sid)
     send_exchange(store, sid, cid)
-    exc = refused(
-        table, lambda: store.sessions.delete(USER, sid, read.status, read.chat_count, read.message_count)
-    )
+    exc = refused(table, lambda: store.sessions.delete(USER, sid, read.status, read.chat_count, read.message_count))
     assert failed_items(exc) == [DELETE_SESSION]
 
 
@@ -1303,8 +1299,6 @@ def test_send_after_another_reply_reached_the_budget_is_refused(table: str, stor
     )
     store.messages.append_reply(USER, in_flight, accepted)
     refused_message = user_message(thread(store, sid, cid))
-    exc = refused_as(
-        table, lambda: store.messages.append_user(USER, refused_message, budget=100), TokenBudgetExhausted
-    )
+    exc = refused_as(table, lambda: store.messages.append_user(USER, refused_message, budget=100), TokenBudgetExhausted)
     assert failed_items(exc) == [USER_SESSION + 1]  # the budget's check, the last item (no marker)
     assert int(exc.headers["Retry-After"]) > 0

@@ -151,10 +151,9 @@ class MessageStore:
         """The reply at its seq (only if free), the answered user message turning ``complete``
         (conditioned on the status read, and remembering its first reply), and the counters of
         chat and session, and of the user (with the tokens of the reply's period): +1 for the
-        reply, +1 more for a user message answered for the first
-        time. The chat and the session must still exist, the session not archived (a reply
-        whose session was archived while the model answered is refused: nothing lands in an
-        archived session)."""
+        reply, +1 more for a user message answered for the first time. The chat and the session
+        must still exist, the session not archived (a reply whose session was archived while
+        the model answered is refused: nothing lands in an archived session)."""
         session_id, chat_id = reply.session_id, reply.chat_id
         counted = 2 if answered.status == "unanswered" else 1
         usage_values = {
@@ -210,9 +209,7 @@ class MessageStore:
             },
         ]
         tokens = {field: int(usage_values[":" + field]) for field in USAGE_FIELDS}
-        ops.append(
-            {"Update": counters_update(user_id, {"messages": counted, **tokens}, usage.period_of(now), tokens)}
-        )
+        ops.append({"Update": counters_update(user_id, {"messages": counted, **tokens}, usage.period_of(now), tokens)})
         if marker is not None:
             ops.append(marker_put(user_id, *marker))
         self.table.transact(ops)
