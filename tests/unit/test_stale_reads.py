@@ -1063,9 +1063,9 @@ def test_archive_with_status_read_before_a_pause_frees_no_second_place(table: st
 
 
 # ---------------------------------------------------------------------------------------------
-# Branches (issue 11): branches.pin_op (the source's pin raised: attribute_exists(PK) AND
-# (attribute_not_exists(pinnedSeq) OR pinnedSeq < :seq); with the active source's flag going off:
-# active = :on AND (...)), and chats.delete conditioned on the pin read (messageCount = :n AND
+# Branches (issue 11): branches.pin_op (the source's pin raised: attribute_exists(PK) AND NOT
+# pinnedSeq >= :seq; with the active source's flag going off: active = :on AND NOT pinnedSeq >=
+# :seq), and chats.delete conditioned on the pin read (messageCount = :n AND
 # attribute_not_exists(pinnedSeq) / AND pinnedSeq = :pin).
 
 FORK_PIN_AFTER_FLAG = 3  # a fork of an inactive source that replaces another active chat:

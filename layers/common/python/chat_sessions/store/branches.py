@@ -61,16 +61,18 @@ def span_of(lineage: list[Segment] | None, chat_id: str, seq: int) -> Span:
 def pin_op(user_id: str, session_id: str, chat_id: str, seq: int, switched_off_at: str | None = None) -> Item:
     """The source's pin raised to ``seq``: only while the source exists, and only upwards (a
     fork that read a lower pin than another fork has raised since is refused, and its retry
-    finds the pin high enough). When the source is the active chat the fork replaces, its flag
-    goes off in the same update (a transaction names an item once), conditioned as
-    :func:`~chat_sessions.store.chats.chat_flag` is."""
+    finds the pin high enough). ``NOT pinnedSeq >= :seq`` holds for a chat never pinned (a
+    comparison with a missing attribute is false), with no parenthesised ``OR`` for the
+    mutation check to wrap in redundant parentheses, which DynamoDB refuses. When the source is
+    the active chat the fork replaces, its flag goes off in the same update (a transaction
+    names an item once), conditioned as :func:`~chat_sessions.store.chats.chat_flag` is."""
     values: Item = {":seq": seq}
     if switched_off_at is None:
         update = "SET pinnedSeq = :seq"
-        condition = "attribute_exists(PK) AND (attribute_not_exists(pinnedSeq) OR pinnedSeq < :seq)"
+        condition = "attribute_exists(PK) AND NOT pinnedSeq >= :seq"
     else:
         update = "SET pinnedSeq = :seq, active = :off, updatedAt = :now"
-        condition = "active = :on AND (attribute_not_exists(pinnedSeq) OR pinnedSeq < :seq)"
+        condition = "active = :on AND NOT pinnedSeq >= :seq"
         values.update({":off": False, ":on": True, ":now": switched_off_at})
     return {
         "Update": {
