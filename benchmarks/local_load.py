@@ -623,7 +623,7 @@ def main(argv: list[str] | None = None) -> None:
             results.append(result)
     engines: list[EnginePoint] = []
     if not args.no_engines:
-        engines += engine_points("dynamodb-local", [0, 1_000, 10_000])
+        engines += engine_points("dynamodb-local", [0, 1_000, 10_000, 30_000], runs=100)
         engines += engine_points("moto", [0, 1_000, 4_000, 10_000], runs=3)
     section = markdown(results, engines, started, time.monotonic() - t0)
     RAW.parent.mkdir(parents=True, exist_ok=True)
