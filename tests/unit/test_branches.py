@@ -347,3 +347,22 @@ def test_an_archived_session_refuses_forks_and_edits(table: str) -> None:
     for refused in (forked, edited):
         assert refused.status == 409 and refused.body["error"]["code"] == "session_archived", refused.body
     assert invoke("list_chats", session=sid).body == chats_before
+
+
+def test_a_keyed_edit_repeated_answers_the_first_response_without_a_second_fork(table: str, model: Upstream) -> None:
+    """The key's record keeps the fork as answered and the exchange by reference (a record with
+    both messages' text and the fork's system prompt could pass DynamoDB's 400 KB item limit)."""
+    sid = new_session()
+    chat = new_chat(sid, system_prompt="p" * 32_000)
+    big = "é" * 32_000
+    send(sid, chat, big)
+    question = listing(sid, chat)[0]
+    headers = {"Idempotency-Key": "edit-once"}
+    where: dict[str, Any] = {"session": sid, "chat": chat, "message": question["messageId"]}
+    first = invoke("edit_message", **where, body={"content": big}, headers=headers)
+    assert first.status == 201, first.body
+    calls = model.calls
+    again = invoke("edit_message", **where, body={"content": big}, headers=headers)
+    assert (again.status, again.body) == (201, first.body)
+    assert model.calls == calls
+    assert len(invoke("list_chats", session=sid).body["items"]) == 2

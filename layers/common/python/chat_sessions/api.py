@@ -30,7 +30,7 @@ from pydantic import BaseModel
 from chat_sessions import idempotency, invocation
 from chat_sessions.config import get_settings
 from chat_sessions.errors import Conflict, PayloadTooLarge, ServiceError, Unauthorized, ValidationFailed
-from chat_sessions.models import ErrorBody, Exchange
+from chat_sessions.models import EditResult, ErrorBody, Exchange
 from chat_sessions.observability import logger, metrics, tracer
 from chat_sessions.services.exchanges import exchange_ref, read_exchange
 from chat_sessions.services.request_keys import RequestKey
@@ -188,9 +188,10 @@ def respond(router: Router, status: int, produce: Callable[[], BaseModel | None]
     """Run the operation and shape its response; a POST with ``Idempotency-Key`` runs at most
     once per user and key, and its repeats get the first response back.
 
-    The record of an exchange (a send or a regenerate) holds where its two messages are, not
-    their text: a 32,000-character message and a long reply would not fit DynamoDB's 400 KB
-    item limit together. A repeat reads them back (one BatchGetItem)."""
+    The record of an exchange (a send, a regenerate, or an edit's, with the fork it made) holds
+    where its two messages are, not their text: a 32,000-character message and a long reply
+    would not fit DynamoDB's 400 KB item limit together. A repeat reads them back (one
+    BatchGetItem)."""
     event = router.current_event
     if event.http_method != "POST":
         return _response(status, _dump(produce()))
@@ -204,6 +205,9 @@ def respond(router: Router, status: int, produce: Callable[[], BaseModel | None]
         first.append(result)
         if isinstance(result, Exchange):
             return {"status": status, "exchange": exchange_ref(result)}
+        if isinstance(result, EditResult):  # the fork as it was answered, its exchange by reference
+            exchange = Exchange(user_message=result.user_message, assistant_message=result.assistant_message)
+            return {"status": status, "edit": {"chat": _dump(result.chat), "exchange": exchange_ref(exchange)}}
         return {"status": status, "body": _dump(result)}
 
     stored = idempotency.run_once(
@@ -211,6 +215,9 @@ def respond(router: Router, status: int, produce: Callable[[], BaseModel | None]
     )
     if first:
         return _response(status, _dump(first[0]))
+    if "edit" in stored:
+        exchange = read_exchange(get_store(), user_id(router), stored["edit"]["exchange"])
+        return _response(int(stored["status"]), {"chat": stored["edit"]["chat"], **_dump(exchange)})
     if "exchange" in stored:
         return _response(int(stored["status"]), _dump(read_exchange(get_store(), user_id(router), stored["exchange"])))
     return _response(int(stored["status"]), stored["body"])
