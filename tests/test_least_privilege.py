@@ -213,6 +213,7 @@ class World:
             "OpenAIBaseUrl": self.model_url,
             "OpenAIModel": "gpt-4o-mini",
             "MaxActiveSessions": str(MAX_ACTIVE),
+            "MonthlyTokenBudget": "0",
             "ContextTokenBudget": "8000",
             "LogLevel": "WARNING",
             "PowertoolsTraceDisabled": "true",
@@ -1357,13 +1358,16 @@ def test_the_cursor_key_is_a_generated_secret() -> None:
 
 
 def test_the_recorded_calls_name_only_this_worlds_resources(observed: Observed) -> None:
-    """The calls went to the table, parameter and secret the template's references name (so the
-    ARNs compared above are the deployed ones), never to an index or another table."""
+    """The calls went to the table (and its one index, ``ByStatus``, which only the session
+    listing reads), parameter and secret the template's references name (so the ARNs compared
+    above are the deployed ones), never to another index or table."""
     for call in observed.calls:
         for _, resource in needed(call, observed.parameter_key):
             assert resource in {
                 observed.world.table_arn,
+                f"{observed.world.table_arn}/index/ByStatus",
                 parameter_arn(PARAMETER_NAME),
                 observed.world.secret_arn,
                 observed.parameter_key,
             }, call
+            assert "/index/" not in resource or call.module == "list_sessions", call
