@@ -109,7 +109,25 @@ def conjuncts(expression: str) -> list[str]:
 
 
 def always_true(condition: str) -> str:
-    return f"(({condition}) OR attribute_not_exists({NEVER_SET}))"
+    """``condition`` made always true. DynamoDB refuses redundant parentheses, so a condition
+    that is already one parenthesised group is not wrapped in a second pair (a mutant that
+    DynamoDB refuses as invalid would fail every test and prove nothing)."""
+    inner = condition if _wrapped(condition) else f"({condition})"
+    return f"({inner} OR attribute_not_exists({NEVER_SET}))"
+
+
+def _wrapped(condition: str) -> bool:
+    """Whether ``condition`` is one group: ``(...)`` whose opening parenthesis closes at its end."""
+    text = condition.strip()
+    if not (text.startswith("(") and text.endswith(")")):
+        return False
+    depth = 0
+    for i, char in enumerate(text):
+        depth += char == "("
+        depth -= char == ")"
+        if depth == 0 and i < len(text) - 1:
+            return False
+    return True
 
 
 def mutants_of(site: Site) -> list[Mutant]:

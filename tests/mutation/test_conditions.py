@@ -10,6 +10,7 @@ import pytest
 from tests.mutation.conditions import (
     NEVER_SET,
     UnreadableCondition,
+    always_true,
     conjuncts,
     mutants_of,
     sites,
@@ -26,6 +27,14 @@ def test_conjuncts_split_on_top_level_and_only() -> None:
     assert conjuncts("attribute_exists(PK) and size(x) > :n") == ["attribute_exists(PK)", "size(x) > :n"]
     with pytest.raises(UnreadableCondition):
         conjuncts("a = :a AND")
+
+
+def test_a_mutant_adds_no_redundant_parentheses() -> None:
+    """DynamoDB refuses an expression with redundant parentheses: a mutant wrapped twice would be
+    refused as invalid, fail every test that reaches it, and be counted caught for nothing."""
+    assert always_true("a = :a") == f"((a = :a) OR attribute_not_exists({NEVER_SET}))"
+    assert always_true("(a = :a OR b = :b)") == f"((a = :a OR b = :b) OR attribute_not_exists({NEVER_SET}))"
+    assert always_true("(a = :a) OR (b = :b)") == f"(((a = :a) OR (b = :b)) OR attribute_not_exists({NEVER_SET}))"
 
 
 def test_every_condition_in_the_store_is_found() -> None:
