@@ -1042,11 +1042,13 @@ def usage_and_budget(d: Driver) -> None:
     sid = session(d, u)
     c = chat(d, u, sid)
     budget = {"MONTHLY_TOKEN_BUDGET": "1"}
-    expect(d.call("send_message", env=budget, user=u, session=sid, chat=c, body={"content": "hi"}), 201)
+    first = expect(d.call("send_message", env=budget, user=u, session=sid, chat=c, body={"content": "hi"}), 201)
     expect(d.call("get_usage", env=budget, user=u), 200)
     expect(d.call("get_usage", user=d.user()), 200)
     expect(d.call("send_message", env=budget, user=u, session=sid, chat=c, body={"content": "x"}), 429)
     expect(d.call("regenerate", env=budget, user=u, session=sid, chat=c), 429, "token_budget_exhausted")
+    question = {"chat": c, "message": first["userMessage"]["messageId"], "body": {"content": "y"}}
+    expect(d.call("edit_message", env=budget, user=u, session=sid, **question), 429, "token_budget_exhausted")
     expect(d.call("regenerate", env={"MONTHLY_TOKEN_BUDGET": "1000000"}, user=u, session=sid, chat=c), 201)
 
 

@@ -168,3 +168,17 @@ def test_message_ids_made_in_one_millisecond_at_one_seq_differ() -> None:
     made = [ids.new_id() for _ in range(50)]  # most within one millisecond
     assert len({ids.message_id(base, 3) for base in made}) == 50
     assert made == sorted(made)
+
+
+def test_the_budget_refuses_an_edit_before_its_fork(table: str, model: Upstream, budget: int) -> None:
+    model.default = Reply(content="ok", prompt_tokens=90, completion_tokens=10)
+    sid = new_session()
+    chat = new_chat(sid)
+    sent = invoke("send_message", session=sid, chat=chat, body={"content": "one"})
+    before = sorted_items(table)
+    edited = invoke(
+        "edit_message", session=sid, chat=chat, message=sent.body["userMessage"]["messageId"], body={"content": "x"}
+    )
+    assert (edited.status, edited.body["error"]["code"]) == (429, "token_budget_exhausted")
+    assert sorted_items(table) == before  # no fork
+    assert me()["chats"] == 1

@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from chat_sessions import keys
+from chat_sessions import keys, usage
 from chat_sessions.clock import utc_now
+from chat_sessions.config import get_settings
 from chat_sessions.errors import ForkTooDeep, IdempotencyKeyReused, NotFound, ValidationFailed
 from chat_sessions.ids import new_id, seq_in
 from chat_sessions.items import ChatItem, ForkOrigin, MessageItem, Segment, SessionItem
@@ -179,6 +180,11 @@ def edit_message(
     refusal = conversation.refusal_to_write(session)
     if refusal is not None:
         raise refusal
+    budget = get_settings().monthly_token_budget
+    if budget:  # refused before the fork, so a refused edit stores nothing (one more read)
+        spent = store.sessions.counters(user_id).get(usage.period_field("totalTokens", usage.period_of(utc_now())), 0)
+        if spent >= budget:
+            raise usage.budget_exhausted(budget)
     fork, repeated = _fork(store, user_id, session_id, chat_id, seq - 1, None, key, (session, chat))
     if repeated:
         exchange = conversation.finish_edit(store, model, user_id, session_id, fork.chat_id, seq, content)
