@@ -10,9 +10,12 @@ Checked per user the scenario created:
 - ``chatCount`` and ``messageCount`` on sessions, ``messageCount`` and ``lastSeq`` on chats, equal
   the items stored;
 - no session or chat is stored twice (the scenarios name each one differently and create it once);
-- every chat's messages have ``seq`` exactly 1..N; no ``messageId`` is stored twice; no user
-  message content is stored twice in one chat (the scenarios send each content once);
-- nothing is orphaned (a chat without its session, a message without its chat);
+- every chat's own messages have ``seq`` exactly 1..N, or, for a fork, from the seq after its
+  shared history (``lineage``) on; no ``messageId`` is stored twice in one chat; no user message
+  content is stored twice in one chat (the scenarios send each content once);
+- nothing is orphaned (a chat without its session, a message without its chat), except the
+  messages a deleted chat keeps for its forks (up to the ``keptUpTo`` its mark names), which no
+  counter counts;
 - every ``201`` the API answered is stored (sessions, chats, messages, with the ``seq`` answered),
   unless the scenario tried to delete it.
 """
@@ -54,6 +57,7 @@ class UserData:
     chats: dict[str, dict[str, dict[str, Any]]] = field(default_factory=lambda: defaultdict(dict))
     messages: dict[str, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     heads: dict[str, set[str]] = field(default_factory=lambda: defaultdict(set))
+    kept: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(dict))
 
 
 def user_data(items: list[dict[str, Any]], user: str) -> UserData:
@@ -75,6 +79,8 @@ def user_data(items: list[dict[str, Any]], user: str) -> UserData:
                 data.messages[session_id].append(item)
             elif sk.startswith("MSG#"):
                 data.heads[session_id].add(sk[len("MSG#") :])
+                if item.get("keptUpTo") is not None:  # a deleted chat's mark: forks share its messages
+                    data.kept[session_id][sk.split("#")[1]] = int(item["keptUpTo"])
     return data
 
 
@@ -142,8 +148,21 @@ def check_user(items: list[dict[str, Any]], user: str, max_active: int, recorder
             _num(session.get("chatCount")) == len(chats),
             f"session {session_id}: chatCount {session.get('chatCount')}, {len(chats)} chats stored",
         )
-        # A user message is counted with its reply (the counters move in the reply's transaction).
-        counted = [m for m in messages if not (m.get("role") == "user" and m.get("status") == "unanswered")]
+        kept = data.kept.get(session_id, {})
+
+        def kept_for_forks(
+            m: dict[str, Any], chats: dict[str, dict[str, Any]] = chats, kept: dict[str, int] = kept
+        ) -> bool:
+            chat_id = str(m["SK"]).split("#")[1]
+            return chat_id not in chats and chat_id in kept and _num(m.get("seq")) <= kept[chat_id]
+
+        # A user message is counted with its reply (the counters move in the reply's transaction);
+        # what a deleted chat keeps for its forks is no longer counted.
+        counted = [
+            m
+            for m in messages
+            if not (m.get("role") == "user" and m.get("status") == "unanswered") and not kept_for_forks(m)
+        ]
         check(
             "session messageCount = answered messages",
             _num(session.get("messageCount")) == len(counted),
@@ -153,14 +172,22 @@ def check_user(items: list[dict[str, Any]], user: str, max_active: int, recorder
         check("every chat has its head", set(chats) <= heads, f"session {session_id}: heads {heads}, chats {chats}")
         by_chat: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for message in messages:
-            by_chat[str(message["SK"]).split("#")[1]].append(message)
-            all_ids[str(message.get("messageId"))] += 1
-        for chat_id in by_chat:
-            check("no orphan chats or messages", chat_id in chats, f"session {session_id}: messages of gone {chat_id}")
+            chat_of = str(message["SK"]).split("#")[1]
+            by_chat[chat_of].append(message)
+            all_ids[f"{chat_of}/{message.get('messageId')}"] += 1
+        for chat_id, kept_messages in by_chat.items():
+            orphans = [m for m in kept_messages if chat_id not in chats and not kept_for_forks(m)]
+            check("no orphan chats or messages", not orphans, f"session {session_id}: messages of gone {chat_id}")
         for chat_id, chat in chats.items():
             stored = sorted(by_chat.get(chat_id, []), key=lambda m: _num(m.get("seq")))
             seqs = [_num(m.get("seq")) for m in stored]
-            check("seq exactly 1..N", seqs == list(range(1, len(seqs) + 1)), f"chat {chat_id}: seqs {seqs}")
+            lineage = chat.get("lineage") or []
+            first = _num(lineage[-1]["toSeq"]) + 1 if lineage else 1
+            check(
+                "seq exactly 1..N (a fork: from its shared history on)",
+                seqs == list(range(first, first + len(seqs))),
+                f"chat {chat_id}: seqs {seqs}, first {first}",
+            )
             answered = [m for m in stored if not (m.get("role") == "user" and m.get("status") == "unanswered")]
             check(
                 "chat messageCount = answered messages",
@@ -177,7 +204,7 @@ def check_user(items: list[dict[str, Any]], user: str, max_active: int, recorder
             twice = {c: n for c, n in contents.items() if n > 1}
             check("each user message stored once", not twice, f"chat {chat_id}: stored more than once: {twice}")
     twice_ids = [i for i, n in all_ids.items() if n > 1]
-    check("messageId unique", not twice_ids, f"{user}: messageIds stored twice: {twice_ids}")
+    check("messageId unique in its chat", not twice_ids, f"{user}: messageIds stored twice: {twice_ids}")
     return bad
 
 

@@ -355,3 +355,61 @@ def test_regenerate_under_faults(scenario: Scenario) -> None:
     assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
     assert {r["assistantMessage"]["messageId"] for r in regenerated} <= {m["messageId"] for m in replies}
     scenario.finish()
+
+
+# --- branches ------------------------------------------------------------------------------------
+
+
+def fork(api: Api, sid: str, cid: str, name: str, upto: int, allowed: frozenset[str] = frozenset()) -> httpx.Response:
+    body = {"name": name, "uptoSeq": upto}
+    return api.until_done("POST", C + "/fork", f"/sessions/{sid}/chats/{cid}/fork", body, allowed | NOT_FOUND)
+
+
+def test_forks_and_edits_under_faults(scenario: Scenario) -> None:
+    """Forks raced with activations of their source and sends to it, then an edit, then the
+    source deleted: one active chat throughout, every fork's history the source's first
+    ``uptoSeq`` messages followed by its own, and none of it changed by the source's deletion."""
+    api = scenario.api("brancher")
+    sid = ok(api, create_session(api), 201)["sessionId"]
+    source = ok(api, create_chat(api, sid, "source"), 201)["chatId"]
+    for i in range(3):
+        ok(api, send(api, sid, source, unique(f"question {i}")), 201)
+    before = all_messages(api, sid, source)
+    assert [m["seq"] for m in before] == list(range(1, 7))
+    inactive = frozenset({"chat_not_active"})
+
+    def work(i: int) -> httpx.Response:
+        own = scenario.as_user(api.user)
+        if i % 3 == 0:
+            return fork(own, sid, source, f"fork {i}", upto=2 + i // 3 * 2)
+        if i % 3 == 1:
+            return activate(own, sid, source, NOT_FOUND)
+        return send(own, sid, source, unique(f"raced {i}"), allowed=inactive)
+
+    answers = race(6, work)
+    forks = [r.json() for r in answers if r.status_code == 201 and "forkedFrom" in r.json()]
+    assert forks, [r.status_code for r in answers]
+    source_now = all_messages(api, sid, source)
+    edited = ok(
+        api,
+        api.until_done(
+            "POST",
+            C + "/messages/{messageId}/edit",
+            f"/sessions/{sid}/chats/{source}/messages/{before[2]['messageId']}/edit",
+            {"content": unique("question 1, edited")},
+        ),
+        201,
+    )
+    assert (edited["userMessage"]["seq"], edited["chat"]["forkedFrom"]) == (3, {"chatId": source, "seq": 2})
+    histories = {
+        f["chatId"]: [(m["seq"], m["role"], m["content"]) for m in all_messages(api, sid, f["chatId"])]
+        for f in [*forks, edited["chat"]]
+    }
+    shown = [(m["seq"], m["role"], m["content"]) for m in source_now]
+    for chat in [*forks, edited["chat"]]:
+        upto = chat["forkedFrom"]["seq"]
+        assert histories[chat["chatId"]][:upto] == shown[:upto], chat
+    delete(api, C, f"/sessions/{sid}/chats/{source}")
+    for chat_id, history in histories.items():
+        assert [(m["seq"], m["role"], m["content"]) for m in all_messages(api, sid, chat_id)] == history
+    scenario.finish()

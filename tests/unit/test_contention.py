@@ -74,6 +74,27 @@ def test_reads_cancelled_by_collisions_answer_conflict_not_500(
     assert injected(injector, "tx_conflict") >= 6
 
 
+def test_an_edit_whose_reads_collide_is_a_conflict_not_500(
+    server_table: str, injector: FaultInjector, model: Upstream
+) -> None:
+    """Found by the fault tier: an edit's first read (session and chat, one TransactGetItems)
+    cancelled as a collision answered 500; it is retried like every read, and contention that
+    outlasts the retries is ``409 conflict`` with nothing stored."""
+    sid, _, active = conversation()
+    sent = invoke("send_message", session=sid, chat=active, body={"content": "q"})
+    assert sent.status == 201, sent
+    before = table_items(server_table)
+    faults(injector, "seed=1,tx_conflict=1")
+    where = {"session": sid, "chat": active, "message": sent.body["userMessage"]["messageId"]}
+    answer = invoke("edit_message", **where, body={"content": "q, edited"})
+    assert (answer.status, answer.body["error"]["code"]) == (409, "conflict"), answer
+    assert table_items(server_table) == before
+    assert injected(injector, "tx_conflict") >= 3
+    faults(injector, "seed=1")
+    edited = invoke("edit_message", **where, body={"content": "q, edited"})
+    assert edited.status == 201, edited
+
+
 def test_a_collision_on_the_quota_is_a_conflict_never_the_limit(
     server_table: str, injector: FaultInjector, model: Upstream
 ) -> None:

@@ -169,8 +169,14 @@ def edit_message(
     seq = seq_in(message_id)
     if seq is None or not 1 <= seq <= keys.MAX_SEQ:
         raise NotFound("Message not found.")
-    session, chat = store.chats.get_with_session(user_id, session_id, chat_id)
-    message = store.branches.message(user_id, session_id, span_of(chat.lineage, chat_id, seq), seq)
+
+    def read() -> tuple[SessionItem, ChatItem, MessageItem | None]:
+        # The session and chat in one TransactGetItems, which DynamoDB may cancel as a collision
+        # with a concurrent write: read again, as every other attempt does.
+        session, chat = store.chats.get_with_session(user_id, session_id, chat_id)
+        return session, chat, store.branches.message(user_id, session_id, span_of(chat.lineage, chat_id, seq), seq)
+
+    session, chat, message = optimistic(read)
     if message is None or message.message_id != message_id:
         raise NotFound("Message not found.")
     if message.role != "user":
