@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from local_stack import template as cfn
+from local_stack.workers import LambdaContext
 
 LAMBDA_DEFAULT_TIMEOUT_S = 3.0
 LAMBDA_DEFAULT_MEMORY_MB = 128
@@ -78,34 +79,6 @@ def find_function(name: str, template: dict[str, Any] | None = None) -> Function
     raise SystemExit(f"no function {name!r} in template.yaml; one of: {', '.join(sorted(found))}")
 
 
-@dataclass
-class Context:
-    """The Lambda context: what handlers and Powertools read of it."""
-
-    function_name: str
-    memory_limit_in_mb: int
-    deadline: float
-    aws_request_id: str
-    function_version: str = "$LATEST"
-    identity: Any = None
-    client_context: Any = None
-
-    @property
-    def invoked_function_arn(self) -> str:
-        return f"arn:aws:lambda:us-east-1:000000000000:function:{self.function_name}"
-
-    @property
-    def log_group_name(self) -> str:
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        return f"local/[{self.function_version}]{os.getpid()}"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.deadline - time.time()) * 1000))
-
-
 def invoke(function: Function, event: Any, environment: dict[str, str]) -> Any:
     """Call the handler once, in this process, with exactly ``environment`` as ``os.environ``
     (a cold start: call it in a fresh process, or reset cached settings and clients first)."""
@@ -115,7 +88,7 @@ def invoke(function: Function, event: Any, environment: dict[str, str]) -> Any:
         if path not in sys.path:
             sys.path.insert(0, path)
     handler = getattr(importlib.import_module(function.module), function.handler)
-    context = Context(
+    context = LambdaContext(
         function_name=function.logical_id,
         memory_limit_in_mb=function.memory_mb,
         deadline=time.time() + function.timeout_s,

@@ -26,8 +26,9 @@ from chat_sessions import keys
 from chat_sessions.items import ChatBaseItem, ChatHeadItem, ChatItem, CreateMarkerItem, MessageItem, Segment
 from chat_sessions.store import markers
 from chat_sessions.store.chats import chat_flag, session_switch
+from chat_sessions.store.messages import newest_user_message
 from chat_sessions.store.sessions import counters_move
-from chat_sessions.store.table import PAGE_BYTES, Item, Table, plain, wire_size
+from chat_sessions.store.table import PAGE_BYTES, Item, Table, wire_size
 
 UNBOUNDED = 1 << 62
 """No byte limit for one segment's query: a page's limit is applied over all its segments."""
@@ -226,24 +227,7 @@ class BranchStore:
         whose own range holds no question."""
         for part in parts:
             low, high = keys.seq_range(part.chat_id, part.low, part.high)
-            start: Item | None = None
-            while True:
-                kwargs: Item = {
-                    "KeyConditionExpression": "PK = :pk AND SK BETWEEN :low AND :high",
-                    "ExpressionAttributeValues": {
-                        ":pk": keys.session_partition(user_id, session_id),
-                        ":low": low,
-                        ":high": high,
-                    },
-                    "Limit": 100,
-                }
-                if start:
-                    kwargs["ExclusiveStartKey"] = start
-                resp = self.table.call("query", TableName=self.table.table_name, ConsistentRead=True, **kwargs)
-                for item in resp.get("Items", []):
-                    if item.get("role") == "user":
-                        return MessageItem.from_item(plain(item))
-                start = resp.get("LastEvaluatedKey")
-                if not start:
-                    break
+            found = newest_user_message(self.table, keys.session_partition(user_id, session_id), low, high)
+            if found is not None:
+                return found
         return None

@@ -241,23 +241,26 @@ class MessageStore:
     def last_user_message(self, user_id: str, session_id: str, chat_id: str, before_seq: int) -> MessageItem | None:
         """The newest user message older than ``before_seq``: for a regenerate whose thread
         read held replies only (a chat regenerated more times than the thread reads)."""
-        start: Item | None = None
-        while True:
-            kwargs: Item = {
-                "KeyConditionExpression": "PK = :pk AND SK BETWEEN :from AND :to",
-                "ExpressionAttributeValues": {
-                    ":pk": keys.session_partition(user_id, session_id),
-                    ":from": keys.message_sk(chat_id, max(before_seq - 1, 0)),
-                    ":to": keys.message_sk(chat_id, 0),
-                },
-                "Limit": 100,
-            }
-            if start:
-                kwargs["ExclusiveStartKey"] = start
-            resp = self.table.call("query", TableName=self.table.table_name, ConsistentRead=True, **kwargs)
-            for item in resp.get("Items", []):
-                if item.get("role") == "user":
-                    return MessageItem.from_item(plain(item))
-            start = resp.get("LastEvaluatedKey")
-            if not start:
-                return None
+        low, high = keys.seq_range(chat_id, 0, max(before_seq - 1, 0))
+        return newest_user_message(self.table, keys.session_partition(user_id, session_id), low, high)
+
+
+def newest_user_message(table: Table, partition: str, low_sk: str, high_sk: str) -> MessageItem | None:
+    """The newest user message with a sort key in ``low_sk..high_sk`` (messages sort newest
+    first), read a page of 100 at a time past the replies in between."""
+    start: Item | None = None
+    while True:
+        kwargs: Item = {
+            "KeyConditionExpression": "PK = :pk AND SK BETWEEN :low AND :high",
+            "ExpressionAttributeValues": {":pk": partition, ":low": low_sk, ":high": high_sk},
+            "Limit": 100,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        resp = table.call("query", TableName=table.table_name, ConsistentRead=True, **kwargs)
+        for item in resp.get("Items", []):
+            if item.get("role") == "user":
+                return MessageItem.from_item(plain(item))
+        start = resp.get("LastEvaluatedKey")
+        if not start:
+            return None
