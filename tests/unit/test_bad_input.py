@@ -15,16 +15,9 @@ from tests.support import invoke, table_items
 
 MODULES = sorted({r.module for r in routes()})
 BODY_MODULES = ["create_session", "update_session", "create_chat", "update_chat", "send_message", "send_to_active_chat"]
-SESSION_MODULES = [m for m in MODULES if m not in ("create_session", "list_sessions")]
-CHAT_MODULES = [
-    "get_chat",
-    "update_chat",
-    "activate_chat",
-    "delete_chat",
-    "send_message",
-    "regenerate",
-    "list_messages",
-]
+# Every operation on a session or a chat (new routes join by their path in template.yaml).
+SESSION_MODULES = sorted({r.module for r in routes() if "{sessionId}" in r.path})
+CHAT_MODULES = sorted({r.module for r in routes() if "{chatId}" in r.path})
 VALID_BODY: dict[str, dict[str, Any]] = {
     "create_session": {"name": "n"},
     "update_session": {"name": "n"},
@@ -32,6 +25,8 @@ VALID_BODY: dict[str, dict[str, Any]] = {
     "update_chat": {"name": "n"},
     "send_message": {"content": "c"},
     "send_to_active_chat": {"content": "c"},
+    "fork_chat": {"uptoSeq": 0},
+    "edit_message": {"content": "c"},
 }
 WRONG_BODIES: dict[str, list[Any]] = {
     "create_session": [

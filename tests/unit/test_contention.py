@@ -114,12 +114,14 @@ def test_a_single_write_refused_for_a_transaction_in_flight_is_a_conflict(
     server_table: str, injector: FaultInjector, model: Upstream
 ) -> None:
     """Defect 3: ``TransactionConflictException`` on a single write (a PATCH) is retried, then
-    ``409 conflict``; the item is unchanged."""
+    ``409 conflict``; the item is unchanged. (A chat's PATCH is a transaction since an archived
+    session refuses it by a ``ConditionCheck``: its collisions are cancellations.)"""
     sid, first, _ = conversation()
-    faults(injector, "seed=1,write_conflict=1")
-    for module, body in (("update_session", {"name": "renamed"}), ("update_chat", {"name": "renamed"})):
-        answer = invoke(module, session=sid, chat=first, body=body)
+    for spec, module in (("write_conflict", "update_session"), ("tx_conflict", "update_chat")):
+        faults(injector, f"seed=1,{spec}=1")
+        answer = invoke(module, session=sid, chat=first, body={"name": "renamed"})
         assert (answer.status, answer.body["error"]["code"]) == (409, "conflict"), (module, answer)
+        assert injected(injector, spec) >= 3
     assert {i["name"] for i in kinds(server_table, "session") + kinds(server_table, "chat")} == {"s", "a", "b"}
 
 
