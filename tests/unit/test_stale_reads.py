@@ -29,7 +29,7 @@ from chat_sessions import keys
 from chat_sessions.clock import utc_now
 from chat_sessions.errors import NotFound, SessionArchived, SessionLimitReached, TokenBudgetExhausted
 from chat_sessions.ids import new_id
-from chat_sessions.items import ChatItem, CreateMarkerItem, MessageItem, SendMarkerItem, SessionItem
+from chat_sessions.items import ChatItem, CreateMarkerItem, MessageItem, Segment, SendMarkerItem, SessionItem
 from chat_sessions.llm import get_chat_model
 from chat_sessions.models import CreateChatRequest, CreateSessionRequest, UpdateChatRequest, UpdateSessionRequest
 from chat_sessions.services import chats, conversation, sessions
@@ -1079,16 +1079,12 @@ def conversation_of(store: Store, sid: str, cid: str, exchanges: int) -> None:
         send_exchange(store, sid, cid, f"q{n}")
 
 
-def fork_write(store: Store, sid: str, source: ChatItem, upto: int, previous: str | None) -> Callable[[], None]:
-    """The write of a fork of ``source`` at ``upto`` planned from what was read now (source,
-    pointer): it runs later, after another writer's change."""
+def fork_item(sid: str, fork_id: str, source: ChatItem, upto: int, lineage: list[Segment] | None) -> ChatItem:
+    """The chat item a fork of ``source`` at ``upto`` writes, as the service builds it."""
     from chat_sessions.items import ForkOrigin
-    from chat_sessions.services.branches import plan
 
-    fork_id = new_id()
-    planned = plan(store, USER, source, upto, fork_id)
     now = utc_now()
-    item = ChatItem(
+    return ChatItem(
         chat_id=fork_id,
         session_id=sid,
         name="fork",
@@ -1098,8 +1094,18 @@ def fork_write(store: Store, sid: str, source: ChatItem, upto: int, previous: st
         created_at=now,
         updated_at=now,
         forked_from=ForkOrigin(chat_id=source.chat_id, seq=upto),
-        lineage=planned.lineage or None,
+        lineage=lineage,
     )
+
+
+def fork_write(store: Store, sid: str, source: ChatItem, upto: int, previous: str | None) -> Callable[[], None]:
+    """The write of a fork of ``source`` at ``upto`` planned from what was read now (source,
+    pointer): it runs later, after another writer's change."""
+    from chat_sessions.services.branches import plan
+
+    fork_id = new_id()
+    planned = plan(store, USER, source, upto, fork_id)
+    item = fork_item(sid, fork_id, source, upto, planned.lineage or None)
     assert planned.pin == (source.chat_id, planned.lineage[-1].to_seq), "the write under test raises the pin"
     return lambda: store.branches.fork(USER, sid, item, previous, planned.pin, planned.copied)
 
@@ -1229,21 +1235,7 @@ def test_fork_replayed_after_it_landed_overwrites_nothing(table: str, store: Sto
     assert fork_id is not None and fork_id != source
     send_user(store, sid, fork_id)
     new_chat(store, sid, "other")
-    from chat_sessions.items import ForkOrigin
-
-    now = utc_now()
-    again = ChatItem(
-        chat_id=fork_id,
-        session_id=sid,
-        name="fork",
-        model=read.model,
-        active=True,
-        message_count=0,
-        created_at=now,
-        updated_at=now,
-        forked_from=ForkOrigin(chat_id=source, seq=2),
-        lineage=store.chats.get(USER, sid, fork_id).lineage,
-    )
+    again = fork_item(sid, fork_id, read, 2, store.chats.get(USER, sid, fork_id).lineage)
     previous = store.sessions.get(USER, sid).active_chat_id
     answered_as_landed(table, lambda: store.branches.fork(USER, sid, again, previous, None, None))
 
