@@ -743,7 +743,9 @@ async function send(event) {
     if (error instanceof ApiError && error.status >= 500) await loadHistoryKeepingError();
     renderMessages();
   }
-  input.focus();
+  // Back to the message box, unless the user moved on while the counts were read.
+  const here = document.activeElement;
+  if (!here || here === document.body || $("send-form").contains(here)) input.focus();
 }
 
 async function loadHistoryKeepingError() {
