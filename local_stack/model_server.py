@@ -4,12 +4,20 @@ It answers ``POST /v1/chat/completions`` with a reply that names itself as the l
 echoes what it was asked, and reports token usage (four characters a token), so the whole API
 can be tried and tested with no model provider. ``GET /v1/models`` lists it and
 ``GET /v1/stats`` counts the completions served (tests use it to prove "no second model call").
+
+Asked with ``stream=True`` it streams the same reply as server-sent events, one word a chunk,
+waiting ``LOCAL_MODEL_DELAY_MS`` (default 0) between words so that a reply can be watched as it
+grows; with ``stream_options.include_usage`` a last chunk carries the usage, as OpenAI's does.
+A question containing ``[fail after N words]`` makes a streamed reply break off (the connection
+closed mid-stream, no final chunk) after ``N`` words: a model failing midway, for tests.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -17,6 +25,7 @@ from typing import Any
 
 MODEL_ID = "local-echo-1"
 LABEL = "[local model]"
+FAIL_AFTER = re.compile(r"\[fail after (\d+) words?\]")
 
 
 def _tokens(text: str) -> int:
@@ -84,6 +93,9 @@ class _Handler(BaseHTTPRequestHandler):
         content = reply_for(messages)
         prompt = sum(_tokens(str(m.get("content", ""))) for m in messages)
         completion = _tokens(content)
+        if request.get("stream") is True:
+            self._stream(request, messages, content, prompt, completion)
+            return
         self._send(
             200,
             {
@@ -101,6 +113,46 @@ class _Handler(BaseHTTPRequestHandler):
                 },
             },
         )
+
+    def _stream(
+        self, request: dict[str, Any], messages: list[dict[str, Any]], content: str, prompt: int, completion: int
+    ) -> None:
+        """The reply as server-sent events, a word a chunk (the space before a word goes with it,
+        so the chunks put together are the reply), then the finish and, if asked, the usage."""
+        delay = max(0.0, float(os.environ.get("LOCAL_MODEL_DELAY_MS", "").strip() or 0) / 1000)
+        last_user = next((str(m.get("content", "")) for m in reversed(messages) if m.get("role") == "user"), "")
+        failing = FAIL_AFTER.search(last_user)
+        fail_after = int(failing.group(1)) if failing else None
+        model = str(request.get("model") or MODEL_ID)
+        base: dict[str, Any] = {"id": f"chatcmpl-local-{self.server.calls}", "object": "chat.completion.chunk"}
+        base.update(model=model, created=int(time.time()))
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Cache-Control", "no-cache")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+
+        def event(chunk: dict[str, Any]) -> None:
+            self.wfile.write(b"data: " + json.dumps({**base, **chunk}).encode() + b"\n\n")
+            self.wfile.flush()
+
+        try:
+            event({"choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]})
+            for n, word in enumerate(re.findall(r"\s*\S+", content)):
+                if fail_after is not None and n >= fail_after:
+                    return  # the connection closes mid-stream: the client sees a broken stream
+                if n and delay:
+                    time.sleep(delay)
+                event({"choices": [{"index": 0, "delta": {"content": word}, "finish_reason": None}]})
+            event({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            if (request.get("stream_options") or {}).get("include_usage"):
+                usage = {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
+                event({"choices": [], "usage": usage})
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            return  # the client went away (a cancelled generation closes its stream)
 
 
 def start_in_thread(host: str = "127.0.0.1", port: int = 0) -> tuple[ModelServer, str]:

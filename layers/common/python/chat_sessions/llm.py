@@ -68,6 +68,23 @@ class ChatModel(Protocol):
     def complete(self, model: str, messages: list[dict[str, str]]) -> Completion: ...
 
 
+class ReplyStream(Protocol):
+    """A reply as it is generated: iterating yields its text piece by piece (raising
+    :class:`UpstreamError`/:class:`UpstreamTimeout` when the model fails midway); once iteration
+    ended, :meth:`completion` is the whole reply with its usage. :meth:`close` stops it early
+    (a cancelled reply), closing the connection to the model."""
+
+    def __iter__(self) -> Iterator[str]: ...
+
+    def completion(self) -> Completion: ...
+
+    def close(self) -> None: ...
+
+
+class StreamingModel(Protocol):
+    def stream(self, model: str, messages: list[dict[str, str]], seconds: float) -> ReplyStream: ...
+
+
 # --- the reply, validated --------------------------------------------------------------------
 
 TokenCount = Annotated[int, Field(ge=0, le=MAX_USAGE_TOKENS)]
@@ -262,6 +279,11 @@ class OpenAIChatModel:
                     time.sleep(pause)  # backoff between attempts, inside the deadline
         raise AssertionError("unreachable")  # pragma: no cover
 
+    def stream(self, model: str, messages: list[dict[str, str]], seconds: float) -> ReplyStream:
+        """The reply streamed (``stream=True``), within ``seconds`` in all: the generating
+        function's own time, not the request's 25 s."""
+        return _stream_of(self, model, messages, seconds)
+
     def _once(self, model: str, messages: list[dict[str, str]]) -> Completion:
         extra: dict[str, Any] = {}
         if self._max_tokens:
@@ -291,6 +313,118 @@ class OpenAIChatModel:
             logger.warning("model call failed", extra={"error": type(exc).__name__})
             raise UpstreamError("The model failed to answer; the message is kept as unanswered.") from exc
         return parse_reply(bytes(body), model, self._max_reply_bytes)
+
+
+class _Chunk(_Reply):
+    """One streamed chunk, validated like a whole reply (the SDK builds chunks unvalidated)."""
+
+    model: Annotated[str, Field(max_length=256)] | None = None
+    choices: list[_StreamChoice] = []
+    usage: _Usage | None = None
+
+
+class _Delta(_Reply):
+    content: str | None = None
+
+
+class _StreamChoice(_Reply):
+    delta: _Delta | None = None
+    finish_reason: str | None = None
+
+
+_Chunk.model_rebuild()
+
+
+class _OpenAIReplyStream:
+    """``chat.completions.create(stream=True)`` with usage asked for in the last chunk; every
+    chunk validated, the content bounded by ``max_reply_bytes``, the whole stream by one deadline
+    (the connection's waits are capped by it, as for a whole reply)."""
+
+    def __init__(
+        self,
+        client: openai.OpenAI,
+        model: str,
+        messages: list[dict[str, str]],
+        deadline: float,
+        options: dict[str, Any],
+    ) -> None:
+        self._client = client
+        self._model = model
+        self._messages = messages
+        self._deadline = deadline
+        self._options = options
+        self._max_bytes = int(options.pop("max_reply_bytes"))
+        self._parts: list[str] = []
+        self._size = 0
+        self._served_by: str | None = None
+        self._usage = _Usage()
+        self._stream: Any = None
+        self._finished = False
+
+    def __iter__(self) -> Iterator[str]:
+        try:
+            with _until(self._deadline):
+                self._stream = self._client.chat.completions.create(
+                    model=self._model,
+                    messages=cast(Any, self._messages),
+                    stream=True,
+                    stream_options={"include_usage": True},
+                    **self._options,
+                )
+                for raw in self._stream:
+                    piece = self._take(raw)
+                    if piece:
+                        yield piece
+                if not self._finished:  # the connection ended mid-reply, with no error said
+                    raise UpstreamError(
+                        "The model's stream broke off before the reply ended; what it generated is kept."
+                    )
+        except (openai.APITimeoutError, httpx2.TimeoutException) as exc:
+            raise UpstreamTimeout("The model did not finish in time; what it generated is kept.") from exc
+        except openai.RateLimitError as exc:
+            raise RateLimited("The model is rate limited; the message is kept as unanswered.") from exc
+        except (openai.OpenAIError, httpx2.HTTPError, httpx2.StreamError, httpcore2.TimeoutException) as exc:
+            logger.warning("model stream failed", extra={"error": type(exc).__name__})
+            raise UpstreamError("The model failed while answering; what it generated is kept.") from exc
+
+    def _take(self, raw: Any) -> str:
+        try:
+            chunk = _Chunk.model_validate(raw.model_dump() if hasattr(raw, "model_dump") else raw)
+        except (ValueError, RecursionError) as exc:
+            raise UpstreamError("The model sent an unreadable chunk; what it generated is kept.") from exc
+        if chunk.model:
+            self._served_by = chunk.model
+        if chunk.usage is not None:
+            self._usage = chunk.usage
+        self._finished = self._finished or any(c.finish_reason for c in chunk.choices)
+        piece = "".join(c.delta.content for c in chunk.choices[:1] if c.delta and c.delta.content)
+        self._size += len(piece.encode())
+        if self._size > self._max_bytes:
+            raise UpstreamError(f"The model's reply grew past {self._max_bytes} bytes; what fits is kept.")
+        self._parts.append(piece)
+        return piece
+
+    def completion(self) -> Completion:
+        return Completion(
+            content="".join(self._parts),
+            model=self._served_by or self._model,
+            prompt_tokens=self._usage.prompt_tokens,
+            completion_tokens=self._usage.completion_tokens,
+        )
+
+    def close(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.close()
+            except Exception:  # closing a broken connection: nothing more to lose
+                logger.debug("closing the model stream failed", exc_info=True)
+
+
+def _stream_of(model: OpenAIChatModel, name: str, messages: list[dict[str, str]], seconds: float) -> ReplyStream:
+    extra: dict[str, Any] = {"max_reply_bytes": model._max_reply_bytes}
+    if model._max_tokens:
+        extra["max_tokens"] = model._max_tokens
+    return _OpenAIReplyStream(model._client, name, messages, time.monotonic() + seconds, extra)
 
 
 def _api_key(settings: Settings) -> Any:
