@@ -386,8 +386,12 @@ class Gateway:
         secret: str = DEFAULT_SECRET,
         openapi_json: Callable[[], str] | None = None,
         log: TextIO | None = None,
+        local_services: list[Callable[[HttpRequest], HttpResponse | None]] | None = None,
     ) -> None:
         self.matchers = sorted((compile_route(route) for route in routes), key=lambda m: m.rank)
+        # The local stack's own endpoints (/local/stream, the EventBridge receiver...), asked in
+        # order before routing; None from one means "not mine".
+        self.local_services = list(local_services or [])
         self.functions = functions
         self.invoke = invoke
         self.secret = secret
@@ -409,6 +413,9 @@ class Gateway:
 
         if (local := console.serve(request, self.secret)) is not None:
             return local
+        for service in self.local_services:
+            if (answer := service(request)) is not None:
+                return answer
         if request.method in ("GET", "HEAD"):
             public = self._public(path, urlsplit(request.target).query)
             if public is not None:
@@ -729,6 +736,7 @@ class Resources:
     """What ``prepare_environment`` started, to be stopped on exit."""
 
     stops: list[Callable[[], None]] = field(default_factory=list)
+    dynamodb_endpoint: str = ""  # the DynamoDB itself (not the fault injector): the stream is read there
 
     def close(self) -> None:
         for stop in reversed(self.stops):
@@ -839,7 +847,8 @@ def prepare_environment(env: os._Environ[str] | dict[str, str] = os.environ) -> 
         endpoint, where = _start_embedded_dynamodb(env, resources)
         env["DYNAMODB_ENDPOINT"] = endpoint
     client = boto3.client("dynamodb", endpoint_url=endpoint, region_name=env["AWS_DEFAULT_REGION"])
-    created = cfn.ensure_table(client, env["TABLE_NAME"])
+    created = cfn.ensure_table(client, env["TABLE_NAME"], stream=True)
+    resources.dynamodb_endpoint = endpoint
     _say(f"table {env['TABLE_NAME']} {'created' if created else 'found'} in {where}")
     _start_fault_injector(env, endpoint, resources)
 
@@ -858,6 +867,34 @@ def prepare_environment(env: os._Environ[str] | dict[str, str] = os.environ) -> 
         target = env.get("OPENAI_BASE_URL", "").strip() or "https://api.openai.com/v1"
         _say(f"model: {env.get('OPENAI_MODEL') or 'gpt-4o-mini'} at {target} (openai client)")
     return resources
+
+
+def _start_stream(
+    gateway: Gateway, invoker: PoolInvoker, template: dict[str, Any], resources: Resources, port: int
+) -> None:
+    """The table's stream delivered to the template's stream consumers (``local_stack.streams``),
+    and the EventBridge bus they publish to (``local_stack.eventbridge``): the functions' boto3
+    ``events`` client reaches this gateway through ``AWS_ENDPOINT_URL_EVENTBRIDGE``."""
+    from local_stack import eventbridge, streams
+
+    bus = eventbridge.LocalEventBus()
+    gateway.local_services.append(bus.serve)
+    os.environ["AWS_ENDPOINT_URL_EVENTBRIDGE"] = f"http://{HOST}:{port}"
+    try:
+        poller = streams.start(
+            resources.dynamodb_endpoint or os.environ["DYNAMODB_ENDPOINT"],
+            os.environ["TABLE_NAME"],
+            streams.pool_invoker(invoker.pool),
+            region=os.environ["AWS_DEFAULT_REGION"],
+            template=template,
+        )
+    except streams.UnsupportedPattern as exc:
+        resources.close()
+        sys.exit(f"template.yaml: {exc}")
+    resources.stops.append(poller.stop)  # stopped first (stops run last to first): before its workers and DynamoDB
+    gateway.local_services.append(lambda request: streams.serve(poller, request))
+    names = ", ".join(state.consumer.function for state in poller.states) or "none"
+    _say(f"table stream: delivered to {names}; GET /local/stream?drained waits for it; events at /local/events")
 
 
 def main() -> None:
@@ -902,6 +939,7 @@ def main() -> None:
         print(f"cannot listen on {HOST}:{port}: {exc.strerror}; set PORT to a free port", file=sys.stderr)
         sys.exit(1)
     _say(f"{len(routes)} routes from template.yaml; Swagger UI at http://{HOST}:{server.server_port}/docs")
+    _start_stream(gateway, invoker, template, resources, server.server_port)
     warming.join()
     _say(f"ready http://{HOST}:{server.server_port}")
     if not stopping.is_set():

@@ -116,14 +116,26 @@ def ttl_attribute(template: dict[str, Any] | None = None) -> str | None:
     return None
 
 
-def ensure_table(client: Any, table_name: str) -> bool:
-    """Create the table if it is missing; True when it was created."""
+def stream_specification(template: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The table's ``StreamSpecification`` as ``CreateTable``/``UpdateTable`` take it."""
+    template = template or load()
+    (props,) = [res["Properties"] for res in template["Resources"].values() if res["Type"] == "AWS::DynamoDB::Table"]
+    view = props.get("StreamSpecification", {}).get("StreamViewType")
+    return {"StreamEnabled": True, "StreamViewType": view} if view else {"StreamEnabled": False}
+
+
+def ensure_table(client: Any, table_name: str, stream: bool = False) -> bool:
+    """Create the table if it is missing; True when it was created. ``stream``: with the
+    template's stream (the local stack reads it, ``local_stack.streams``); tests that do not
+    consume the stream leave it off, since moto copies every stream record a table holds on each
+    transaction."""
     try:
         client.describe_table(TableName=table_name)
         return False
     except client.exceptions.ResourceNotFoundException:
         pass
-    client.create_table(TableName=table_name, **table_definition())
+    extra = {"StreamSpecification": stream_specification()} if stream else {}
+    client.create_table(TableName=table_name, **table_definition(), **extra)
     client.get_waiter("table_exists").wait(TableName=table_name)
     ttl = ttl_attribute()
     if ttl:

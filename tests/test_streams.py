@@ -1,0 +1,256 @@
+"""The local stream emulation (local_stack/streams.py): filters, batches, order, retries, drain.
+
+The filter tests pin the EventBridge subset the emulation understands and prove every pattern in
+template.yaml is inside it. The poller tests read a real stream (moto's, in process) and invoke a
+recording function in place of the worker pool, so what Lambda's event source mapping promises
+(order, batch size, retry from the reported failure, dead letters, bisection) is checked on what
+the function received.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+
+from local_stack import streams
+from local_stack import template as cfn
+from local_stack.streams import Consumer, StreamPoller, UnsupportedPattern, compile_pattern
+
+
+def record(event_name: str = "INSERT", sk: str = "SESSION#1", **new: Any) -> dict[str, Any]:
+    image = {"PK": {"S": "USER#u"}, "SK": {"S": sk}, **{k: {"S": v} for k, v in new.items()}}
+    body: dict[str, Any] = {"Keys": {"PK": image["PK"], "SK": image["SK"]}}
+    if event_name != "REMOVE":
+        body["NewImage"] = image
+    if event_name != "INSERT":
+        body["OldImage"] = image
+    return {"eventName": event_name, "dynamodb": body}
+
+
+def test_every_filter_pattern_in_the_template_is_understood() -> None:
+    template = cfn.load()
+    raw = [
+        (name, f["Pattern"])
+        for name, res in cfn.functions(template).items()
+        for source in (res["Properties"].get("Events") or {}).values()
+        if source["Type"] == "DynamoDB"
+        for f in (source["Properties"].get("FilterCriteria") or {}).get("Filters", [])
+    ]
+    assert raw, "the template has stream consumers with filters"
+    for name, pattern in raw:
+        compile_pattern(pattern, name)  # raises UnsupportedPattern for syntax outside the subset
+    found = {c.function: c for c in streams.consumers(template)}
+    assert {name for name, _ in raw} <= set(found)
+    purge = found["PurgeDeletedFunction"]
+    assert purge.batch_size == 25 and purge.report_failures and purge.bisect and purge.max_retries == 10
+    assert purge.accepts(record("REMOVE", "SESSION#1")) and purge.accepts(record("REMOVE", "CHAT#1"))
+    assert not purge.accepts(record("REMOVE", "MSG#1#0000000001"))
+    assert not purge.accepts(record("MODIFY", "SESSION#1"))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "matching", "other"),
+    [
+        ({"eventName": ["REMOVE"]}, record("REMOVE"), record("INSERT")),
+        ({"eventName": ["INSERT", "MODIFY"]}, record("MODIFY"), record("REMOVE")),
+        (
+            {"dynamodb": {"Keys": {"SK": {"S": [{"prefix": "CHAT#"}]}}}},
+            record(sk="CHAT#x"),
+            record(sk="MSG#CHAT#x"),
+        ),
+        ({"dynamodb": {"NewImage": {"status": {"S": [{"exists": True}]}}}}, record(status="a"), record()),
+        ({"dynamodb": {"NewImage": {"status": {"S": [{"exists": False}]}}}}, record(), record(status="a")),
+        (
+            {"dynamodb": {"NewImage": {"status": {"S": [{"anything-but": ["a"]}]}}}},
+            record(status="b"),
+            record(status="a"),
+        ),
+        # Every key must match: the event name alone is not enough.
+        (
+            {"eventName": ["REMOVE"], "dynamodb": {"Keys": {"SK": {"S": [{"prefix": "S"}]}}}},
+            record("REMOVE"),
+            record("REMOVE", "CHAT#1"),
+        ),
+        # A nested object the record lacks does not match (REMOVE has no NewImage).
+        ({"dynamodb": {"NewImage": {"SK": {"S": [{"prefix": ""}]}}}}, record("INSERT"), record("REMOVE")),
+    ],
+    ids=["exact", "exact-any-of", "prefix", "exists", "not-exists", "anything-but", "and", "nested-missing"],
+)
+def test_patterns_match_as_lambda_filters_do(
+    pattern: dict[str, Any], matching: dict[str, Any], other: dict[str, Any]
+) -> None:
+    match = compile_pattern(json.dumps(pattern))
+    assert match(matching)
+    assert not match(other)
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [
+        {"dynamodb": {"NewImage": {"n": {"N": [{"numeric": [">", 0]}]}}}},
+        {"dynamodb": {"Keys": {"SK": {"S": [{"suffix": "#1"}]}}}},
+        {"$or": [{"eventName": ["REMOVE"]}]},
+        {"eventName": "REMOVE"},
+        {"eventName": []},
+        "not json",
+    ],
+    ids=["numeric", "suffix", "or", "bare-value", "empty-list", "not-json"],
+)
+def test_syntax_outside_the_subset_is_refused_not_misread(pattern: Any) -> None:
+    with pytest.raises(UnsupportedPattern):
+        compile_pattern(pattern if isinstance(pattern, str) else json.dumps(pattern))
+
+
+# --- the poller, on moto's stream -------------------------------------------------------------
+
+
+def consumer(
+    name: str = "Fn",
+    batch_size: int = 2,
+    patterns: tuple[str, ...] = (),
+    max_retries: int = 2,
+    bisect: bool = False,
+    position: str = "TRIM_HORIZON",
+) -> Consumer:
+    return Consumer(
+        function=name,
+        module="m",
+        handler="h",
+        timeout_s=3,
+        memory_mb=128,
+        batch_size=batch_size,
+        starting_position=position,
+        report_failures=True,
+        max_retries=max_retries,
+        bisect=bisect,
+        patterns=patterns,
+        filters=tuple(compile_pattern(p) for p in patterns),
+    )
+
+
+@pytest.fixture
+def stream_table(dynamodb_endpoint: str) -> Iterator[tuple[Any, str, Any, str]]:
+    """A fresh table with the template's stream on the tests' moto server (moto's in-process mock
+    does not serve DescribeStream), and a Streams client."""
+    name = f"streamed-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    cfn.ensure_table(client, name, stream=True)
+    arn = streams.enable_stream(client, name)
+    yield client, arn, boto3.client("dynamodbstreams", endpoint_url=dynamodb_endpoint), name
+    client.delete_table(TableName=name)
+
+
+def put(table: tuple[Any, str, Any, str], sk: str) -> None:
+    table[0].put_item(TableName=table[3], Item={"PK": {"S": "USER#u"}, "SK": {"S": sk}})
+
+
+Handler = Callable[[Consumer, list[str]], Any]
+
+
+def run_poller(
+    stream_table: tuple[Any, str, Any, str],
+    consumers: list[Consumer],
+    handler: Handler,
+    writes: list[str],
+    later: tuple[str, ...] = (),
+) -> tuple[StreamPoller, list[tuple[str, list[str]]]]:
+    _, arn, streams_client, _ = stream_table
+    calls: list[tuple[str, list[str]]] = []
+    lock = threading.Lock()
+
+    def invoke(c: Consumer, event: dict[str, Any]) -> Any:
+        sks = [r["dynamodb"]["Keys"]["SK"]["S"] for r in event["Records"]]
+        assert all(r["eventSourceARN"] == arn and r["eventSource"] == "aws:dynamodb" for r in event["Records"])
+        with lock:
+            calls.append((c.function, sks))
+        return handler(c, [r["dynamodb"]["SequenceNumber"] for r in event["Records"]])
+
+    # Written before the poller starts, read from the stream's start: whole batches, deterministically.
+    for sk in writes:
+        put(stream_table, sk)
+    poller = StreamPoller(streams_client, arn, consumers, invoke, poll_interval_s=0.05)
+    poller.start()
+    try:
+        assert poller.wait_drained(60)
+        for sk in later:
+            put(stream_table, sk)
+        assert poller.wait_drained(60)
+    finally:
+        poller.stop()
+    return poller, calls
+
+
+def ok(c: Consumer, sequences: list[str]) -> Any:
+    return {"batchItemFailures": []}
+
+
+def test_records_reach_each_consumer_in_order_in_batches_after_its_filter(stream_table: Any) -> None:
+    only_chats = consumer(
+        "Chats", batch_size=3, patterns=('{"dynamodb": {"Keys": {"SK": {"S": [{"prefix": "CHAT#"}]}}}}',)
+    )
+    writes = [f"CHAT#{i}" if i % 2 else f"SESSION#{i}" for i in range(10)]
+    poller, calls = run_poller(stream_table, [consumer("All", batch_size=2), only_chats], ok, writes)
+    seen = {name: [sk for n, sks in calls if n == name for sk in sks] for name in ("All", "Chats")}
+    assert seen["All"] == writes
+    assert seen["Chats"] == [w for w in writes if w.startswith("CHAT#")]
+    assert all(len(sks) <= (2 if name == "All" else 3) for name, sks in calls)
+    state = {c["function"]: c for c in poller.state()["consumers"]}
+    assert state["Chats"]["filteredOut"] == 5 and state["All"]["records"] == 10
+
+
+def test_a_reported_failure_is_retried_from_that_record(stream_table: Any) -> None:
+    failed: set[str] = set()
+
+    def fail_second_once(c: Consumer, sequences: list[str]) -> Any:
+        if len(sequences) == 3 and not failed:
+            failed.add(sequences[1])
+            return {"batchItemFailures": [{"itemIdentifier": sequences[1]}]}
+        return ok(c, sequences)
+
+    poller, calls = run_poller(stream_table, [consumer(batch_size=3)], fail_second_once, ["A", "B", "C"])
+    assert calls[:2] == [("Fn", ["A", "B", "C"]), ("Fn", ["B", "C"])]
+    assert poller.state()["consumers"][0]["retries"] == 1
+
+
+def test_a_failing_batch_is_bisected_then_dead_lettered_after_its_retries(stream_table: Any) -> None:
+    bad: list[str] = []  # the second record's sequence number, known once the first batch comes
+
+    def fail_on_second(c: Consumer, sequences: list[str]) -> Any:
+        if not bad:
+            bad.append(sequences[1])
+        if bad[0] in sequences:
+            raise RuntimeError("boom")
+        return ok(c, sequences)
+
+    poller, calls = run_poller(
+        stream_table, [consumer(batch_size=2, max_retries=1, bisect=True)], fail_on_second, ["A", "B"]
+    )
+    assert calls == [("Fn", ["A", "B"]), ("Fn", ["A"]), ("Fn", ["B"]), ("Fn", ["B"])]  # B: tried, retried once
+    state = poller.state()["consumers"][0]
+    assert state["deadLettered"] == 1 and state["deadLetters"][0]["reason"].startswith("function error")
+
+
+def test_drained_waits_for_what_a_consumer_writes_in_turn(stream_table: Any) -> None:
+    chats = consumer("Chats", batch_size=1, patterns=('{"dynamodb": {"Keys": {"SK": {"S": [{"prefix": "CHAT#"}]}}}}',))
+    msgs = consumer("Msgs", batch_size=10, patterns=('{"dynamodb": {"Keys": {"SK": {"S": [{"prefix": "MSG#"}]}}}}',))
+    written: list[str] = []
+
+    def chats_write_a_message(c: Consumer, sequences: list[str]) -> Any:
+        if c.function == "Chats":  # one record per batch: one message per chat
+            written.append(f"MSG#{len(written)}")
+            put(stream_table, written[-1])
+        return ok(c, sequences)
+
+    _, calls = run_poller(stream_table, [chats, msgs], chats_write_a_message, ["CHAT#1", "CHAT#2"])
+    assert sorted(sk for name, sks in calls if name == "Msgs" for sk in sks) == ["MSG#0", "MSG#1"]
+
+
+def test_latest_starts_at_the_end_of_the_stream(stream_table: Any) -> None:
+    _, calls = run_poller(stream_table, [consumer(position="LATEST")], ok, ["BEFORE"], later=("AFTER",))
+    assert calls == [("Fn", ["AFTER"])]
