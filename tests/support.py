@@ -103,6 +103,23 @@ def invoke(
     return Result(response["statusCode"], json.loads(text) if text else None, response.get("headers") or {})
 
 
+def stream_drained(base_url: str, timeout_s: float = 300.0) -> dict[str, Any]:
+    """Wait until the local stack's table stream is drained: every change made before the call,
+    and whatever its consumers wrote in turn, handled by every stream consumer
+    (``GET /local/stream?drained``, local_stack/streams.py). Returns the stream's state; fails
+    the test if it is not drained within ``timeout_s`` (a hung consumer, not a busy machine)."""
+    import urllib.error
+    import urllib.request
+
+    url = f"{base_url.rstrip('/')}/local/stream?drained&timeout={timeout_s:g}"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s + 60) as response:
+            state: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        raise AssertionError(f"the stream was not drained within {timeout_s:g} s: {exc.read().decode()}") from exc
+    return state
+
+
 def table_items(table_name: str, raw: bool = False) -> list[dict[str, Any]]:
     """Every item in the table (tests only: the service never scans); ``raw`` in DynamoDB's wire
     format (``{"S": ...}``), to size items by DynamoDB's rules."""
