@@ -42,6 +42,7 @@ from jwt.warnings import InsecureKeyLengthWarning
 
 from local_stack import template as cfn
 from local_stack.template import Route
+from local_stack.websocket import WebSocketHub
 from local_stack.workers import WorkerBusy
 
 DEFAULT_PORT = 3000
@@ -395,6 +396,8 @@ class Gateway:
         self.functions = functions
         self.invoke = invoke
         self.secret = secret
+        # The WebSocket API (/ws and the @connections management API), when the template has one.
+        self.websockets: WebSocketHub | None = None
         self._openapi_json = openapi_json
         self._openapi_text: str | None = None
         self._openapi_lock = threading.Lock()
@@ -411,6 +414,8 @@ class Gateway:
         path = urlsplit(request.target).path or "/"
         from local_stack import console  # the web console at / and POST /local/token (local only)
 
+        if self.websockets is not None and (managed := self.websockets.manage(request)) is not None:
+            return managed
         if (local := console.serve(request, self.secret)) is not None:
             return local
         for service in self.local_services:
@@ -582,6 +587,10 @@ class _Connection(BaseRequestHandler):
             except _Refused as refused:
                 self._send(sock, conn, refused.response, refused.method, started, refused.target, close=True)
                 self._linger(sock)
+                return
+            websockets = self.server.gateway.websockets
+            if websockets is not None and websockets.is_upgrade(request):
+                websockets.serve(self.server.gateway, sock, conn, request)  # until the WebSocket closes
                 return
             response = self.server.gateway.handle(request)
             if not self._send(sock, conn, response, request.method, started, request.target):
@@ -897,6 +906,20 @@ def _start_stream(
     _say(f"table stream: delivered to {names}; GET /local/stream?drained waits for it; events at /local/events")
 
 
+def _start_websockets(gateway: Gateway, template: dict[str, Any], port: int) -> None:
+    """The template's WebSocket API at ws://127.0.0.1:$PORT/ws, and its management API at
+    http://127.0.0.1:$PORT/@connections, which the functions' ``WEBSOCKET_ENDPOINT`` names
+    (``local_stack.websocket``)."""
+    from local_stack.websocket import websocket_routes
+
+    routes = websocket_routes(template)
+    if not routes:
+        return
+    gateway.websockets = WebSocketHub(routes, gateway.log)
+    os.environ[cfn.LOCAL_WEBSOCKET_ENDPOINT] = f"http://{HOST}:{port}"
+    _say(f"WebSocket API ({', '.join(sorted(routes))}) at ws://{HOST}:{port}/ws?token=<JWT>")
+
+
 def main() -> None:
     """Serve the API on http://127.0.0.1:$PORT until SIGINT or SIGTERM."""
     try:
@@ -939,6 +962,7 @@ def main() -> None:
         print(f"cannot listen on {HOST}:{port}: {exc.strerror}; set PORT to a free port", file=sys.stderr)
         sys.exit(1)
     _say(f"{len(routes)} routes from template.yaml; Swagger UI at http://{HOST}:{server.server_port}/docs")
+    _start_websockets(gateway, template, server.server_port)
     _start_stream(gateway, invoker, template, resources, server.server_port)
     warming.join()
     _say(f"ready http://{HOST}:{server.server_port}")

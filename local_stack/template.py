@@ -181,8 +181,31 @@ def _local_value(value: Any, template: dict[str, Any], table: str) -> str:
         if name == "Ref" and isinstance(arg, str):
             return _ref(arg, template, table)
         if name == "Fn::Sub" and isinstance(arg, str):
+            if any(_is_websocket_api(m.group(1), template) for m in re.finditer(r"\$\{([^}!]+)\}", arg)):
+                return _local_websocket_endpoint()
             return re.sub(r"\$\{([^}!]+)\}", lambda m: _ref(m.group(1), template, table), arg)
     raise _NoLocalValue(f"{value!r} has no local value")
+
+
+LOCAL_WEBSOCKET_ENDPOINT = "LOCAL_WEBSOCKET_ENDPOINT"
+"""Set by the local gateway to its own URL: it serves the WebSocket API's management API
+(``@connections``), so a variable built from the WebSocket API's URL (``WEBSOCKET_ENDPOINT``)
+names the gateway locally."""
+
+
+def _is_websocket_api(name: str, template: dict[str, Any]) -> bool:
+    resource = template.get("Resources", {}).get(name.split(".", 1)[0]) or {}
+    return bool(
+        resource.get("Type") == "AWS::ApiGatewayV2::Api"
+        and resource.get("Properties", {}).get("ProtocolType") == "WEBSOCKET"
+    )
+
+
+def _local_websocket_endpoint() -> str:
+    value = os.environ.get(LOCAL_WEBSOCKET_ENDPOINT, "").strip()
+    if not value:
+        raise _NoLocalValue("the WebSocket API's URL: the local gateway serves it when it runs (make run)")
+    return value
 
 
 def _ref(name: str, template: dict[str, Any], table: str) -> str:

@@ -16,9 +16,11 @@ EVENTS = ROOT / "events"
 
 def reset_caches() -> None:
     """Forget cached settings, clients and model so each test sees its own environment."""
-    from chat_sessions import config, llm, store
+    from chat_sessions import config, llm, push, store
 
     config.get_settings.cache_clear()
+    push._client.cache_clear()
+    push._subscribers_cache.clear()
     store.get_store.cache_clear()
     store.dynamodb_client.cache_clear()
     store.plain_dynamodb_client.cache_clear()

@@ -48,6 +48,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any
+from urllib.parse import unquote
 
 import boto3
 import botocore.handlers
@@ -64,7 +65,7 @@ TEMPLATE = load()
 FUNCTIONS: dict[str, dict[str, Any]] = {
     resource["Properties"]["Handler"].split(".")[0]: resource for resource in functions(TEMPLATE).values()
 }
-CHECKED = ("dynamodb:", "ssm:", "secretsmanager:", "kms:")
+CHECKED = ("dynamodb:", "ssm:", "secretsmanager:", "kms:", "execute-api:")
 """The services whose grants must be exact. Others are SAM's (logs, X-Ray) or Lambda's own on the
 function's behalf (the stream consumer's dead-letter queue), never called by our code."""
 KMS_CONDITION = "HasOpenAIApiKeyKmsKey"
@@ -74,10 +75,32 @@ KMS grant. The stream consumer's lets Lambda send failed batches to the dead-let
 
 PACKAGE = ROOT / "layers" / "common" / "python" / "chat_sessions"
 PACKAGE_DIR = str(PACKAGE) + "/"
-TABLE_REQUESTS = {"call", "transact", "get", "get_many", "get_batch", "update", "patch", "query", "page", "purge"}
+TABLE_REQUESTS = {
+    "call",
+    "transact",
+    "get",
+    "get_many",
+    "get_batch",
+    "update",
+    "patch",
+    "query",
+    "page",
+    "purge",
+    "delete_keys",
+}
 """The methods of ``store.table.Table`` that send DynamoDB requests."""
 
 REGION, ACCOUNT, PARTITION = "us-east-1", "123456789012", "aws"
+WEBSOCKET_API, WEBSOCKET_STAGE = "wsapi12345", "live"
+MANAGE_CONNECTIONS = (
+    "execute-api:ManageConnections",
+    f"arn:{PARTITION}:execute-api:{REGION}:{ACCOUNT}:{WEBSOCKET_API}/{WEBSOCKET_STAGE}/POST/@connections/*",
+)
+"""What posting to any connection of the WebSocket API needs (IAM grants it by pattern: the
+connection ids are API Gateway's, known only at run time)."""
+NO_AWS_CALLS = {"ws_authorize"}
+"""Functions that call no AWS API (the authorizer reads the issuer's keys over HTTPS): their
+policies must grant nothing checked, and no scenario can drive a call."""
 PARAMETER_NAME = "/chat-sessions/openai-api-key"
 MODEL_KEY = "sk-least-privilege-from-ssm"
 MAX_ACTIVE = 2
@@ -217,6 +240,11 @@ class World:
             "ContextTokenBudget": "8000",
             "LogLevel": "WARNING",
             "PowertoolsTraceDisabled": "true",
+            "WebSocketApi": WEBSOCKET_API,
+            "WebSocketStage": WEBSOCKET_STAGE,
+            "AWS::URLSuffix": "amazonaws.com",
+            "UserPool": f"{REGION}_pool",
+            "UserPoolClient": "app-client-id",
         }
 
 
@@ -229,6 +257,8 @@ def resolve(value: Any, refs: dict[str, str]) -> str:
         ((name, arg),) = value.items()
         if name == "Ref" or name == "Fn::GetAtt":
             return refs[arg if isinstance(arg, str) else ".".join(arg)]
+        if name == "Fn::If" and arg[0] == "CreateUserPool":  # the default: the stack's own user pool
+            return resolve(arg[1], refs)
         if name == "Fn::Sub" and isinstance(arg, str):
             out = arg
             for ref, resolved in refs.items():
@@ -321,6 +351,8 @@ def needed(call: AwsCall, parameter_key: str | None) -> set[Grant]:
         if request.get("WithDecryption") and parameter_key is not None:
             pairs.add(("kms:Decrypt", parameter_key))
         return pairs
+    if call.service == "apigatewaymanagementapi" and operation == "PostToConnection":
+        return {MANAGE_CONNECTIONS}
     if call.service == "secretsmanager" and operation == "GetSecretValue":
         secret = request["SecretId"]
         assert secret.startswith("arn:"), f"{call} names the secret, not its ARN: the grant is by ARN"
@@ -470,6 +502,21 @@ class Driver:
         event["Records"][0]["dynamodb"]["Keys"] = {"PK": {"S": pk}, "SK": {"S": sk}}
         handler = importlib.import_module("purge_deleted").lambda_handler
         return self._run("purge_deleted", None, lambda: handler(event, LambdaContext()))
+
+    def websocket(self, module: str, user: str, connection: str, body: Any = None) -> Any:
+        """A WebSocket route's function with its events/ event, as API Gateway invokes it."""
+        event = copy.deepcopy(load_event(module))
+        event["requestContext"]["connectionId"] = connection
+        event["requestContext"]["authorizer"].update({"userId": user, "principalId": user})
+        if body is not None:
+            event["body"] = json.dumps(body)
+        handler = importlib.import_module(module).lambda_handler
+        result = self._run(module, None, lambda: handler(event, LambdaContext()))
+        return json.loads(result["body"]) if "body" in result else result
+
+    def push(self, event: dict[str, Any]) -> Any:
+        handler = importlib.import_module("push_messages").lambda_handler
+        return self._run("push_messages", None, lambda: handler(event, LambdaContext()))
 
     def set_faults(self, spec: str) -> None:
         """The injector's faults from now on (``FAULTS_OFF``: none)."""
@@ -1180,6 +1227,51 @@ def branches(d: Driver) -> None:
     assert expect(d.call("list_messages", user=u, session=sid, chat=mid), 200)["items"]
 
 
+def websocket_push(d: Driver) -> None:
+    """Connections: connect, subscribe to a chat of the caller's (and to another user's: refused,
+    and after ``$disconnect``: refused), a stored message pushed to the chat's subscribers by the
+    stream consumer (one connection gone: its subscription forgotten), then disconnect."""
+    from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
+    from moto.core.exceptions import JsonRESTError
+
+    from chat_sessions import keys, push
+
+    class Gone(JsonRESTError):
+        code = 410
+
+    management = apigatewaymanagementapi_backends[ACCOUNT][REGION]
+    posted: list[str] = []
+
+    def post(data: bytes, connection_id: str) -> None:
+        if "gone" in connection_id:
+            raise Gone("GoneException", "the connection is gone")
+        posted.append(connection_id)
+
+    d.monkeypatch.setattr(management, "post_to_connection", post)
+    push._subscribers_cache.clear()
+    u, other = d.user(), d.user()
+    sid, osid = session(d, u), session(d, other)
+    c, oc = chat(d, u, sid), chat(d, other, osid)
+    for connection in ("lp-live=", "lp-gone=", "lp-closed="):
+        assert d.websocket("ws_connect", u, connection) == {"statusCode": 200}
+        if connection != "lp-closed=":
+            frame = d.websocket("ws_subscribe", u, connection, {"action": "subscribe", "sessionId": sid, "chatId": c})
+            assert frame["type"] == "subscribed", frame
+    frame = d.websocket("ws_subscribe", u, "lp-live=", {"action": "subscribe", "sessionId": osid, "chatId": oc})
+    assert frame["code"] == "not_found", frame
+    d.websocket("ws_disconnect", u, "lp-closed=")
+    frame = d.websocket("ws_subscribe", u, "lp-closed=", {"action": "subscribe", "sessionId": sid, "chatId": c})
+    assert frame["code"] == "connection_closed", frame
+    event = copy.deepcopy(load_event("push_messages"))
+    image = event["Records"][0]["dynamodb"]["NewImage"]
+    key = keys.message_key(u, sid, c, 2)
+    image.update({"PK": {"S": key["PK"]}, "SK": {"S": key["SK"]}, "sessionId": {"S": sid}, "chatId": {"S": c}})
+    event["Records"][0]["dynamodb"]["Keys"] = {"PK": image["PK"], "SK": image["SK"]}
+    assert d.push(event) == {"batchItemFailures": []}
+    assert [unquote(p) for p in posted] == ["lp-live="]
+    assert d.websocket("ws_disconnect", u, "lp-live=") == {"statusCode": 200}
+
+
 SCENARIOS: list[Callable[[Driver], None]] = [
     sessions_and_quota,
     sessions_listed_and_deleted,
@@ -1196,6 +1288,7 @@ SCENARIOS: list[Callable[[Driver], None]] = [
     unprocessed_batches,
     stream_removals,
     branches,
+    websocket_push,
 ]
 
 
@@ -1271,7 +1364,7 @@ def _never() -> Any:
 
 def test_every_function_was_driven(observed: Observed) -> None:
     """A function left out would be compared against nothing."""
-    assert {call.module for call in observed.calls} == set(FUNCTIONS)
+    assert {call.module for call in observed.calls} == set(FUNCTIONS) - NO_AWS_CALLS
 
 
 def test_every_request_site_in_the_code_was_driven(observed: Observed) -> None:
@@ -1371,5 +1464,6 @@ def test_the_recorded_calls_name_only_this_worlds_resources(observed: Observed) 
                 parameter_arn(PARAMETER_NAME),
                 observed.world.secret_arn,
                 observed.parameter_key,
+                MANAGE_CONNECTIONS[1],
             }, call
             assert "/index/" not in resource or call.module == "list_sessions", call

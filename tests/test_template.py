@@ -124,9 +124,10 @@ def test_stream_consumer_only_purges() -> None:
 
 def test_read_only_functions_get_read_only_access() -> None:
     for name, resource in functions(TEMPLATE).items():
-        (event,) = resource["Properties"]["Events"].values()
-        if event["Type"] != "HttpApi":
+        events = list(resource["Properties"].get("Events", {}).values())  # none: the WebSocket API's
+        if len(events) != 1 or events[0]["Type"] != "HttpApi":
             continue
+        (event,) = events
         method = event["Properties"]["Method"]
         actions = {a for s in statements(resource) for a in s["Action"] if a.startswith("dynamodb:")}
         assert actions, name
@@ -223,7 +224,45 @@ def test_no_module_but_store_imports_boto3() -> None:
         for p in [*package.rglob("*.py"), *(ROOT / "functions").glob("*.py")]
         if re.search(r"^\s*(import boto3|from boto3)", p.read_text(), re.M)
     )
-    assert importers == ["layers/common/python/chat_sessions/store/__init__.py"]
+    # push.py: the WebSocket API's management client (apigatewaymanagementapi), not DynamoDB.
+    assert importers == [
+        "layers/common/python/chat_sessions/push.py",
+        "layers/common/python/chat_sessions/store/__init__.py",
+    ]
+
+
+def test_the_websocket_api() -> None:
+    """Routes by ``action``; ``$connect`` behind the REQUEST authorizer reading ``?token=`` (the
+    HTTP API's issuer and audience); each function invocable by this API only; the URL output."""
+    resources = TEMPLATE["Resources"]
+    api = resources["WebSocketApi"]["Properties"]
+    assert api["ProtocolType"] == "WEBSOCKET" and api["RouteSelectionExpression"] == "$request.body.action"
+    routes = {
+        r["Properties"]["RouteKey"]: r["Properties"]
+        for r in resources.values()
+        if r["Type"] == "AWS::ApiGatewayV2::Route"
+    }
+    assert set(routes) == {"$connect", "$disconnect", "subscribe", "$default"}
+    assert routes["$connect"]["AuthorizationType"] == "CUSTOM"
+    assert all(r.get("AuthorizationType", "NONE") == "NONE" for key, r in routes.items() if key != "$connect")
+    authorizer = resources["WebSocketAuthorizer"]["Properties"]
+    assert authorizer["AuthorizerType"] == "REQUEST"
+    assert authorizer["IdentitySource"] == ["route.request.querystring.token"]
+    env = resources["WsAuthorizeFunction"]["Properties"]["Environment"]["Variables"]
+    http = resources["HttpApi"]["Properties"]["Auth"]["Authorizers"]["JwtAuthorizer"]["JwtConfiguration"]
+    assert env["JWT_ISSUER"] == http["issuer"]
+    assert env["JWT_AUDIENCE"]["Fn::If"][0] == http["audience"]["Fn::If"][0] == "CreateUserPool"
+    for name in ("WsAuthorizeFunction", "WsConnectFunction", "WsDisconnectFunction", "WsSubscribeFunction"):
+        permission = resources[name.replace("Function", "Permission")]["Properties"]
+        assert permission["FunctionName"] == {"Ref": f"{name}.Alias"}
+        assert permission["Principal"] == "apigateway.amazonaws.com"
+        assert "${WebSocketApi}/" in permission["SourceArn"]["Fn::Sub"]
+    assert "wss://${WebSocketApi}" in TEMPLATE["Outputs"]["WebSocketUrl"]["Value"]["Fn::Sub"]
+    # TTL removes what a missed $disconnect leaves: the table's TTL attribute is expiresAt.
+    push = resources["PushMessagesFunction"]["Properties"]
+    (stream,) = push["Events"].values()
+    pattern = stream["Properties"]["FilterCriteria"]["Filters"][0]["Pattern"]
+    assert '"eventName": ["INSERT", "MODIFY"]' in pattern and '"prefix": "MSG#"' in pattern
 
 
 # The two ways to deploy: the stack's own Cognito user pool (the defaults), or an OIDC issuer

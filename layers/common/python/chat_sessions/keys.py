@@ -16,10 +16,13 @@ Layout (see the README's access-pattern table):
                                                                      messages forks still share (seq 0)
     USER#<user>#IDEMPOTENCY             <function>#<hash>            idempotency record
     USER#<user>#IDEMPOTENCY             KEY#<hash>                   what a keyed create or send stored
+    USER#<user>                         WSCONN#<connectionId>        a WebSocket connection (its subscriptions)
+    USER#<user>#SESSION#<sessionId>     SUB#<chatId>#<connectionId>  a connection subscribed to a chat
 """
 
 from __future__ import annotations
 
+import re
 from typing import TypedDict
 
 from chat_sessions.errors import NotFound, Unauthorized
@@ -200,3 +203,68 @@ def children_of_removed(pk: str, sk: str) -> tuple[str, str] | None:
     if "#" + SESSION_PREFIX in pk and sk.startswith(CHAT_PREFIX) and is_valid_id(sk[len(CHAT_PREFIX) :]):
         return pk, head_sk(sk[len(CHAT_PREFIX) :])  # the head and every message
     return None
+
+
+# --- WebSocket push (chat_sessions.push) --------------------------------------------------------
+
+CONNECTION_PREFIX = "WSCONN#"
+SUBSCRIPTION_PREFIX = "SUB#"
+_CONNECTION_ID = re.compile(r"[A-Za-z0-9+/=_-]{1,128}")
+"""API Gateway's connection ids (``L0SM9cOFvHcCIhw=``): base64 text, never a ``#``."""
+
+
+def is_valid_connection_id(value: object) -> bool:
+    return isinstance(value, str) and _CONNECTION_ID.fullmatch(value) is not None
+
+
+def _connection(connection_id: str) -> str:
+    if not is_valid_connection_id(connection_id):
+        raise ValueError(f"not a connection id: {connection_id!r}")
+    return connection_id
+
+
+def connection_key(user_id: str, connection_id: str) -> Key:
+    """A WebSocket connection, in its user's partition (erased with the user); it lists the
+    chats it subscribed to, so ``$disconnect`` finds their subscription items without a query."""
+    return {"PK": _user(user_id), "SK": CONNECTION_PREFIX + _connection(connection_id)}
+
+
+def subscription_prefix(chat_id: str) -> str:
+    """Every subscription to a chat, and nothing else, begins with this (in the session's partition)."""
+    return f"{SUBSCRIPTION_PREFIX}{_checked('Chat', chat_id)}#"
+
+
+def subscription_key(user_id: str, session_id: str, chat_id: str, connection_id: str) -> Key:
+    """A connection subscribed to a chat: in the session's partition, next to the chat, so one
+    query by chat finds every subscriber and deleting the session purges them with it."""
+    return {
+        "PK": session_partition(user_id, session_id),
+        "SK": subscription_prefix(chat_id) + _connection(connection_id),
+    }
+
+
+def subscription_ref(session_id: str, chat_id: str) -> str:
+    """How a connection item names one of its subscriptions (``<sessionId>#<chatId>``)."""
+    return f"{_checked('Session', session_id)}#{_checked('Chat', chat_id)}"
+
+
+def subscription_key_of_ref(user_id: str, ref: str, connection_id: str) -> Key:
+    session_id, _, chat_id = ref.partition("#")
+    return subscription_key(user_id, session_id, chat_id, connection_id)
+
+
+def message_chat(pk: str, sk: str) -> tuple[str, str] | None:
+    """For a message item's keys (a stream record's), the session partition and the chat id;
+    None for any other item (a chat head, a fork's base, anything outside a session)."""
+    if "#" + SESSION_PREFIX not in pk or not sk.startswith("MSG#"):
+        return None
+    chat_id, _, digits = sk[len("MSG#") :].partition("#")
+    if not is_valid_id(chat_id) or len(digits) != SEQ_WIDTH or not digits.isdigit() or int(digits) == MAX_SEQ:
+        return None
+    return pk, chat_id
+
+
+def subscription_prefix_in(partition: str, chat_id: str) -> tuple[str, str]:
+    """The partition and sort-key prefix of a chat's subscriptions, by the partition a stream
+    record names."""
+    return partition, subscription_prefix(chat_id)

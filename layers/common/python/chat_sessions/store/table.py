@@ -227,6 +227,11 @@ class Table:
             if not start:
                 return deleted
 
+    def delete_keys(self, key_list: list[Item]) -> None:
+        """Delete items by key, ``BATCH`` per BatchWriteItem, unprocessed ones resubmitted."""
+        for i in range(0, len(key_list), BATCH):
+            self._batch_delete(key_list[i : i + BATCH])
+
     def _batch_delete(self, key_list: list[Item]) -> None:
         requests = [{"DeleteRequest": {"Key": k}} for k in key_list]
         delay = 0.05
