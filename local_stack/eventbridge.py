@@ -21,6 +21,7 @@ last 1,000 are gone (a gap between ``after`` and the first ``n`` shows it).
 from __future__ import annotations
 
 import json
+import os
 import threading
 import uuid
 from collections import deque
@@ -141,3 +142,19 @@ def _problem(entry: Any) -> str | None:
 def _aws_error(status: int, code: str, message: str) -> HttpResponse:
     body = {"__type": code, "message": message}
     return HttpResponse(status, [("Content-Type", "application/x-amz-json-1.1")], json.dumps(body).encode())
+
+
+def start_in_thread(region: str = "us-east-1") -> tuple[Any, str, LocalEventBus]:
+    """The bus alone on a free port of 127.0.0.1 (``make invoke`` and tests, where no gateway
+    runs): returns the server (``shutdown()`` stops it), its URL for
+    ``AWS_ENDPOINT_URL_EVENTBRIDGE``, and the bus."""
+    from local_stack.gateway import Gateway, GatewayServer
+
+    def no_routes(route: Any, function: Any, event: dict[str, Any]) -> Any:
+        raise AssertionError("the event bus has no routes")
+
+    bus = LocalEventBus(region)
+    quiet = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the server (its access log)
+    server = GatewayServer(("127.0.0.1", 0), Gateway([], {}, no_routes, local_services=[bus.serve]), log=quiet)
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="eventbus", daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_port}", bus

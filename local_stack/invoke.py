@@ -105,6 +105,20 @@ def local_backends() -> Iterator[None]:
 
     with contextlib.redirect_stdout(sys.stderr):
         resources = prepare_environment(os.environ)
+    if not os.environ.get("AWS_ENDPOINT_URL_EVENTBRIDGE", "").strip():
+        # The domain events' bus (local_stack.eventbridge), as make run serves it: what the
+        # publisher puts there is printed on stderr after the response.
+        from local_stack import eventbridge
+
+        server, url, bus = eventbridge.start_in_thread(os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+        os.environ["AWS_ENDPOINT_URL_EVENTBRIDGE"] = url
+        resources.stops.append(server.shutdown)
+
+        def show_events() -> None:
+            for published in bus.events()["events"]:
+                print(f"event {json.dumps(published)}", file=sys.stderr)
+
+        resources.stops.append(show_events)
     try:
         yield
     finally:

@@ -212,6 +212,9 @@ def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[
     """A record from ``GetRecords`` (boto3's shape) as Lambda puts it in the event: the
     creation time as epoch seconds, ``eventSourceARN`` added, the region Lambda's."""
     dynamodb = dict(record["dynamodb"])
+    for name in ("Keys", "NewImage", "OldImage"):
+        if name in dynamodb:
+            dynamodb[name] = {attr: _typed(value) for attr, value in dynamodb[name].items()}
     created = dynamodb.get("ApproximateCreationDateTime")
     if isinstance(created, datetime):
         dynamodb["ApproximateCreationDateTime"] = float(int(created.timestamp()))
@@ -227,6 +230,20 @@ def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[
     if record.get("userIdentity"):
         out["userIdentity"] = record["userIdentity"]
     return out
+
+
+def _typed(value: Any) -> Any:
+    """An attribute value as DynamoDB (and so Lambda) writes it. DynamoDB Local's stream writes an
+    empty map as ``{}`` where DynamoDB writes ``{"M": {}}`` (the item itself reads back right)."""
+    if value == {}:
+        return {"M": {}}
+    if isinstance(value, dict) and len(value) == 1:
+        ((kind, inner),) = value.items()
+        if kind == "M" and isinstance(inner, dict):
+            return {"M": {k: _typed(v) for k, v in inner.items()}}
+        if kind == "L" and isinstance(inner, list):
+            return {"L": [_typed(v) for v in inner]}
+    return value
 
 
 # --- the poller -------------------------------------------------------------------------------

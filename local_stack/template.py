@@ -148,6 +148,7 @@ def ensure_table(client: Any, table_name: str, stream: bool = False) -> bool:
 # --- each function's environment, as Lambda sets it -------------------------------------------
 
 LOCAL_TABLE = "chat-sessions-local"
+LOCAL_EVENT_BUS = "chat-sessions-local-events"
 
 NOT_EMULATED = {
     "OpenAIApiKeyParameterName": "an SSM parameter name: locally the key is OPENAI_API_KEY (none for the local model)",
@@ -223,6 +224,8 @@ def _ref(name: str, template: dict[str, Any], table: str) -> str:
     resource = template.get("Resources", {}).get(name)
     if resource is not None and resource["Type"] == "AWS::DynamoDB::Table":
         return table
+    if resource is not None and resource["Type"] == "AWS::Events::EventBus":
+        return LOCAL_EVENT_BUS  # the local stack's bus (local_stack.eventbridge) takes any name
     kind = resource["Type"] if resource is not None else "unknown"
     raise _NoLocalValue(f"{name} ({kind}) is not emulated locally")
 

@@ -25,6 +25,9 @@ def reset_caches() -> None:
     store.dynamodb_client.cache_clear()
     store.plain_dynamodb_client.cache_clear()
     llm.get_chat_model.cache_clear()
+    from chat_sessions import events  # the domain events' EventBridge client
+
+    events.events_client.cache_clear()
 
 
 @dataclass

@@ -19,7 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
-from local_stack import invoke, model_server
+from local_stack import eventbridge, invoke, model_server
 from local_stack import template as cfn
 from tests.support import reset_caches
 
@@ -30,14 +30,21 @@ EVENTS = cfn.ROOT / "events"
 
 @pytest.fixture(scope="module")
 def backends(dynamodb_endpoint: str) -> Iterator[dict[str, str]]:
-    """A table of its own on the worker's moto server, and the local model."""
+    """A table of its own on the worker's moto server, the local model, and the local event bus."""
     table = f"chat-sessions-invoke-{uuid.uuid4().hex[:8]}"
     cfn.ensure_table(boto3.client("dynamodb", endpoint_url=dynamodb_endpoint), table)
     server, base_url = model_server.start_in_thread()
+    bus_server, bus_url, _ = eventbridge.start_in_thread()
     try:
-        yield {"DYNAMODB_ENDPOINT": dynamodb_endpoint, "TABLE_NAME": table, "OPENAI_BASE_URL": base_url}
+        yield {
+            "DYNAMODB_ENDPOINT": dynamodb_endpoint,
+            "TABLE_NAME": table,
+            "OPENAI_BASE_URL": base_url,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": bus_url,
+        }
     finally:
         server.shutdown()
+        bus_server.shutdown()
 
 
 @pytest.fixture

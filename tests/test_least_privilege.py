@@ -65,13 +65,15 @@ TEMPLATE = load()
 FUNCTIONS: dict[str, dict[str, Any]] = {
     resource["Properties"]["Handler"].split(".")[0]: resource for resource in functions(TEMPLATE).values()
 }
-CHECKED = ("dynamodb:", "ssm:", "secretsmanager:", "kms:", "execute-api:")
+CHECKED = ("dynamodb:", "ssm:", "secretsmanager:", "kms:", "execute-api:", "events:")
 """The services whose grants must be exact. Others are SAM's (logs, X-Ray) or Lambda's own on the
 function's behalf (the stream consumer's dead-letter queue), never called by our code."""
 KMS_CONDITION = "HasOpenAIApiKeyKmsKey"
 ALLOWED_POLICY_TEMPLATES = {"purge_deleted": {"SQSSendMessagePolicy"}}
 """SAM policy templates a function may carry: none can hide a DynamoDB, SSM, Secrets Manager or
 KMS grant. The stream consumer's lets Lambda send failed batches to the dead-letter queue."""
+ALLOWED_POLICY_TEMPLATES["publish_events"] = {"SQSSendMessagePolicy"}  # its dead-letter queue, as the purge's
+EVENT_BUS = "chat-sessions-lp-events"
 
 PACKAGE = ROOT / "layers" / "common" / "python" / "chat_sessions"
 PACKAGE_DIR = str(PACKAGE) + "/"
@@ -230,6 +232,8 @@ class World:
             "AWS::AccountId": ACCOUNT,
             "ChatTable": self.table,
             "ChatTable.Arn": self.table_arn,
+            "EventBus": EVENT_BUS,
+            "EventBus.Arn": event_bus_arn(EVENT_BUS),
             "CursorSigningKey": self.secret_arn,
             "OpenAIApiKeyParameterName": PARAMETER_NAME,
             "OpenAIApiKeyKmsKeyArn": self.kms_key_arn if customer_key else "",
@@ -353,6 +357,8 @@ def needed(call: AwsCall, parameter_key: str | None) -> set[Grant]:
         return pairs
     if call.service == "apigatewaymanagementapi" and operation == "PostToConnection":
         return {MANAGE_CONNECTIONS}
+    if call.service == "events" and operation == "PutEvents":
+        return {("events:PutEvents", event_bus_arn(entry["EventBusName"])) for entry in request["Entries"]}
     if call.service == "secretsmanager" and operation == "GetSecretValue":
         secret = request["SecretId"]
         assert secret.startswith("arn:"), f"{call} names the secret, not its ARN: the grant is by ARN"
@@ -362,6 +368,10 @@ def needed(call: AwsCall, parameter_key: str | None) -> set[Grant]:
 
 def table_arn(name: str) -> str:
     return f"arn:{PARTITION}:dynamodb:{REGION}:{ACCOUNT}:table/{name}"
+
+
+def event_bus_arn(name: str) -> str:
+    return f"arn:{PARTITION}:events:{REGION}:{ACCOUNT}:event-bus/{name}"
 
 
 def parameter_arn(name: str) -> str:
@@ -1137,6 +1147,17 @@ def stream_removals(d: Driver) -> None:
     assert d.stream(keys.idempotency_pk(u), "POST /sessions#abc") == {"batchItemFailures": []}
 
 
+def domain_events(d: Driver) -> None:
+    """The events publisher with a stream batch (events/): its events go on the bus (moto's
+    EventBridge), in one PutEvents; it reads nothing of the table."""
+    from chat_sessions import events
+
+    events.events_client.cache_clear()  # a cold start: the client is made in this world
+    event = copy.deepcopy(load_event("publish_events"))
+    handler = importlib.import_module("publish_events").lambda_handler
+    assert d._run("publish_events", None, lambda: handler(event, LambdaContext())) == {"batchItemFailures": []}
+
+
 def branches(d: Driver) -> None:
     """Forks (at 0, within the history, past it, of a missing chat; of a fork; at an unanswered
     question, which is copied), a fork's listing by pages both ways, a send and regenerates in
@@ -1287,6 +1308,7 @@ SCENARIOS: list[Callable[[Driver], None]] = [
     usage_and_budget,
     unprocessed_batches,
     stream_removals,
+    domain_events,
     branches,
     websocket_push,
 ]
@@ -1337,6 +1359,7 @@ def observed(dynamodb_endpoint: str) -> Observed:
         )
         secrets: Any = boto3.client("secretsmanager", region_name=REGION)
         secret_arn = secrets.create_secret(Name="cursor-signing-key", SecretString=uuid.uuid4().hex * 2)["ARN"]
+        boto3.client("events", region_name=REGION).create_event_bus(Name=EVENT_BUS)
         injector = FaultInjector(dynamodb_endpoint, parse_spec(FAULTS_OFF) or _never()).start()
         monkeypatch.setenv("DYNAMODB_ENDPOINT", injector.url)
         world = World(table=table, secret_arn=secret_arn, kms_key_arn=parameter_key, model_url=model.base_url)
@@ -1464,6 +1487,7 @@ def test_the_recorded_calls_name_only_this_worlds_resources(observed: Observed) 
                 parameter_arn(PARAMETER_NAME),
                 observed.world.secret_arn,
                 observed.parameter_key,
+                event_bus_arn(EVENT_BUS),
                 MANAGE_CONNECTIONS[1],
             }, call
             assert "/index/" not in resource or call.module == "list_sessions", call

@@ -226,6 +226,7 @@ def test_no_module_but_store_imports_boto3() -> None:
     )
     # push.py: the WebSocket API's management client (apigatewaymanagementapi), not DynamoDB.
     assert importers == [
+        "layers/common/python/chat_sessions/events.py",  # the domain events' EventBridge client
         "layers/common/python/chat_sessions/push.py",
         "layers/common/python/chat_sessions/store/__init__.py",
     ]

@@ -205,6 +205,20 @@ def children_of_removed(pk: str, sk: str) -> tuple[str, str] | None:
     return None
 
 
+def user_of_key(pk: str) -> str | None:
+    """The user whose item has partition key ``pk`` (any partition of theirs: their own, a
+    session's, their idempotency records'), for stream consumers that see keys only; None for a
+    key this layout did not build. The user part never holds a ``#`` (it is escaped)."""
+    if not pk.startswith("USER#"):
+        return None
+    escaped = pk[len("USER#") :].split("#", 1)[0]
+    user_id = escaped.replace("%23", "#").replace("%25", "%")  # every "%" in it starts an escape
+    try:
+        return user_id if _user(user_id) == "USER#" + escaped else None
+    except Unauthorized:
+        return None
+
+
 # --- WebSocket push (chat_sessions.push) --------------------------------------------------------
 
 CONNECTION_PREFIX = "WSCONN#"
