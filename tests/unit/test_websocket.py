@@ -258,3 +258,65 @@ def test_push_delta_never_raises(pushing: Any) -> None:
     push.push_delta("", "not-an-id", "x", "m", 0, "text")
     boto3.client("dynamodb").delete_table(TableName="chat-sessions-test")
     push.push_delta("alice", "01JDQ3Z8N4V2K7M9XQ4W5T6Y7Z", "01JDQ40B2C3D4E5F6G7H8J9K0M", "m", 0, "text")
+
+
+# --- what it costs ---------------------------------------------------------------------------
+
+PUSH_EXPECTED: dict[str, list[str]] = {
+    "ws_connect": ["PutItem"],
+    "ws_subscribe": ["TransactWriteItems"],
+    "push_messages, one message, 3 subscribers": ["Query"],
+    "push_delta, first delta of a reply": ["Query"],
+    "push_delta, the next within a second": [],
+    "ws_disconnect, 2 subscriptions": ["DeleteItem", "BatchWriteItem"],
+    "ws_disconnect, none": ["DeleteItem"],
+}
+
+
+def test_push_round_trips(pushing: Any) -> None:
+    """The DynamoDB requests of each step (the README's "Push over WebSocket" table states them):
+    none grows with the conversation; a message frame costs one query for any number of
+    subscribers (and one post each), and the deltas of a reply one query per second."""
+    from benchmarks.meter import DynamoMeter
+    from chat_sessions import store
+
+    meter = DynamoMeter().attach(store.dynamodb_client())
+    seen: dict[str, list[str]] = {}
+
+    def measure(label: str, action: Any) -> None:
+        meter.reset()
+        action()
+        seen[label] = meter.take().operations
+
+    sid, cid = chat_of("alice")
+    other_sid, other_cid = chat_of("alice")
+    measure("ws_connect", lambda: connect("cost-1="))
+    measure("ws_subscribe", lambda: subscribe("cost-1=", sid, cid))
+    for connection in ("cost-2=", "cost-3="):
+        connect(connection)
+        subscribe(connection, sid, cid)
+    subscribe("cost-1=", other_sid, other_cid)
+    measure(
+        "push_messages, one message, 3 subscribers",
+        lambda: run(record("INSERT", message_image(sid, cid, "complete", "hi"))),
+    )
+    measure("push_delta, first delta of a reply", lambda: push.push_delta("alice", sid, cid, "m", 0, "Hel"))
+    measure("push_delta, the next within a second", lambda: push.push_delta("alice", sid, cid, "m", 3, "lo"))
+    assert [f["type"] for f in frames(pushing, "cost-3=")] == ["message", "delta", "delta"]
+    measure("ws_disconnect, 2 subscriptions", lambda: disconnect("cost-1="))
+    connect("cost-4=")
+    measure("ws_disconnect, none", lambda: disconnect("cost-4="))
+    assert seen == PUSH_EXPECTED
+
+
+def test_the_readme_states_the_push_round_trips() -> None:
+    from tests.support import ROOT
+
+    section = (ROOT / "README.md").read_text().split("### Push over WebSocket", 1)[1].split("\n#", 1)[0]
+    rows: dict[str, list[str]] = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 4 and cells[1].isdigit():
+            rows[cells[0].replace("`", "")] = [op.strip() for op in cells[2].split(",") if op.strip() != "none"]
+            assert int(cells[1]) == len(rows[cells[0].replace("`", "")]), line
+    assert rows == PUSH_EXPECTED
