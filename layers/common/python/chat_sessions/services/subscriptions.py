@@ -7,6 +7,7 @@ import time
 
 from chat_sessions.clock import utc_now
 from chat_sessions.errors import Conflict, NotFound
+from chat_sessions.services import retry
 from chat_sessions.store import Store
 from chat_sessions.store.connections import ChatNotFound, ConnectionGone, ConnectionStore
 
@@ -32,8 +33,9 @@ def connect(store: Store, user_id: str, connection_id: str) -> None:
 def subscribe(store: Store, user_id: str, connection_id: str, session_id: str, chat_id: str) -> None:
     """Subscribe the connection to a chat of the caller's own: ``NotFound`` otherwise (another
     user's chat and a chat that does not exist look the same)."""
-    try:
-        ConnectionStore(store.table).subscribe(user_id, connection_id, session_id, chat_id, _expires_at())
+    connections = ConnectionStore(store.table)
+    try:  # a collision (a $disconnect or another subscribe at the same instant) is tried again
+        retry.optimistic(lambda: connections.subscribe(user_id, connection_id, session_id, chat_id, _expires_at()))
     except ChatNotFound as exc:
         raise NotFound("Chat not found.") from exc
     except ConnectionGone as exc:
