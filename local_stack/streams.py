@@ -59,6 +59,7 @@ MAX_DEAD_LETTERS = 1000
 DRAIN_PATH = "/local/stream"
 DEFAULT_DRAIN_TIMEOUT_S = 60.0
 MAX_DRAIN_TIMEOUT_S = 600.0
+THROTTLED = "throttled"
 
 
 # --- FilterCriteria ---------------------------------------------------------------------------
@@ -273,6 +274,7 @@ class _ConsumerState:
         self.invocations = 0
         self.retries = 0
         self.dead_letters: deque[dict[str, Any]] = deque(maxlen=MAX_DEAD_LETTERS)
+        self.throttled = 0
         self.dead_lettered = 0
 
     def snapshot(self) -> dict[str, Any]:
@@ -285,6 +287,7 @@ class _ConsumerState:
             "queued": len(self.queue),
             "invocations": self.invocations,
             "retries": self.retries,
+            "throttled": self.throttled,
             "deadLettered": self.dead_lettered,
             "deadLetters": list(self.dead_letters)[-20:],
         }
@@ -475,6 +478,9 @@ class StreamPoller:
             failed_from, why = self._invoke_once(state, batch)
             if failed_from is None:
                 return
+            if why == THROTTLED:  # no worker free: not the function's failure, so not a retry
+                self._stop.wait(0.2)
+                continue
             if failed_from == 0 and why != "reported" and consumer.bisect and len(batch) > 1:
                 half = len(batch) // 2
                 self._deliver(state, batch[:half])
@@ -495,8 +501,16 @@ class StreamPoller:
         consumer = state.consumer
         with self._lock:
             state.invocations += 1
+        from local_stack.workers import WorkerBusy
+
         try:
             result = self.invoke(consumer, {"Records": batch})
+        except WorkerBusy:
+            # Every worker the stack may run is busy (LOCAL_MAX_WORKERS): Lambda throttled the
+            # invocation. The batch waits and is tried again, without counting as a retry.
+            with self._lock:
+                state.throttled += 1
+            return 0, THROTTLED
         except Exception as exc:
             self._note(f"{consumer.function} failed on a batch of {len(batch)} stream records: {exc}")
             return 0, f"function error: {str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}"

@@ -254,3 +254,20 @@ def test_drained_waits_for_what_a_consumer_writes_in_turn(stream_table: Any) -> 
 def test_latest_starts_at_the_end_of_the_stream(stream_table: Any) -> None:
     _, calls = run_poller(stream_table, [consumer(position="LATEST")], ok, ["BEFORE"], later=("AFTER",))
     assert calls == [("Fn", ["AFTER"])]
+
+
+def test_a_throttled_batch_waits_for_a_worker_and_is_not_a_retry(stream_table: Any) -> None:
+    from local_stack.workers import WorkerBusy
+
+    busy = [2]  # the first two invocations find no free worker
+
+    def throttled_then_ok(c: Consumer, sequences: list[str]) -> Any:
+        if busy[0]:
+            busy[0] -= 1
+            raise WorkerBusy("all workers busy")
+        return ok(c, sequences)
+
+    poller, calls = run_poller(stream_table, [consumer(batch_size=2, max_retries=0)], throttled_then_ok, ["A", "B"])
+    assert calls == [("Fn", ["A", "B"])] * 3
+    state = poller.state()["consumers"][0]
+    assert state["throttled"] == 2 and state["retries"] == 0 and state["deadLettered"] == 0
