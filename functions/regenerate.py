@@ -7,7 +7,6 @@ from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from chat_sessions import api
 from chat_sessions.llm import get_chat_model
-from chat_sessions.models import Exchange
 from chat_sessions.services import conversation
 from chat_sessions.store import get_store
 
@@ -18,14 +17,21 @@ router = Router()
     "/sessions/<sessionId>/chats/<chatId>/regenerate",
     summary="Regenerate the last reply",
     tags=["messages"],
-    responses=api.responses(201, Exchange, 409, 422, 429, 502, 504),
+    responses=api.exchange_responses(409, 422, 429, 502, 504),
 )
-def regenerate(sessionId: str, chatId: str, key: api.IdempotencyKey = None) -> Response[Any]:
+def regenerate(sessionId: str, chatId: str, key: api.IdempotencyKey = None, prefer: api.Prefer = None) -> Response[Any]:
+    respond_async = api.prefers_async(router)
     return api.respond(
         router,
-        201,
+        202 if respond_async else 201,
         lambda: conversation.regenerate(
-            get_store(), get_chat_model(), api.user_id(router), sessionId, chatId, api.request_key(router)
+            get_store(),
+            get_chat_model(),
+            api.user_id(router),
+            sessionId,
+            chatId,
+            api.request_key(router),
+            respond_async=respond_async,
         ),
     )
 

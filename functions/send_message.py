@@ -8,7 +8,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 
 from chat_sessions import api
 from chat_sessions.llm import get_chat_model
-from chat_sessions.models import Exchange, SendMessageRequest
+from chat_sessions.models import SendMessageRequest
 from chat_sessions.services import conversation
 from chat_sessions.store import get_store
 
@@ -19,16 +19,28 @@ router = Router()
     "/sessions/<sessionId>/chats/<chatId>/messages",
     summary="Send a message to a chat",
     tags=["messages"],
-    responses=api.responses(201, Exchange, 409, 413, 422, 429, 502, 504),
+    responses=api.exchange_responses(409, 413, 422, 429, 502, 504),
 )
 def send_message(
-    sessionId: str, chatId: str, body: Annotated[SendMessageRequest, Body()], key: api.IdempotencyKey = None
+    sessionId: str,
+    chatId: str,
+    body: Annotated[SendMessageRequest, Body()],
+    key: api.IdempotencyKey = None,
+    prefer: api.Prefer = None,
 ) -> Response[Any]:
+    respond_async = api.prefers_async(router)
     return api.respond(
         router,
-        201,
+        202 if respond_async else 201,
         lambda: conversation.send_message(
-            get_store(), get_chat_model(), api.user_id(router), sessionId, chatId, body.content, api.request_key(router)
+            get_store(),
+            get_chat_model(),
+            api.user_id(router),
+            sessionId,
+            chatId,
+            body.content,
+            api.request_key(router),
+            respond_async=respond_async,
         ),
     )
 

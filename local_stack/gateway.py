@@ -133,11 +133,27 @@ def function_configs(template: dict[str, Any]) -> dict[str, FunctionConfig]:
     return {
         name: FunctionConfig(
             name,
-            _number(res.get("Properties", {}).get("Timeout"), timeout),
+            _number(_parameter_value(name, res, "Timeout"), timeout),
             int(_number(res.get("Properties", {}).get("MemorySize"), memory)),
         )
         for name, res in cfn.functions(template).items()
     }
+
+
+def _parameter_value(name: str, resource: dict[str, Any], prop: str) -> Any:
+    """A function property; one given by a parameter (``!Ref GenerationTimeoutSeconds``) takes
+    the value the function's local environment gives the variable set from that same parameter
+    (so ``GENERATION_TIMEOUT_SECONDS=20 make run`` sets the generating function's timeout too),
+    else the parameter's default."""
+    value = resource.get("Properties", {}).get(prop)
+    if not (isinstance(value, dict) and set(value) == {"Ref"}):
+        return value
+    declared = resource.get("Properties", {}).get("Environment", {}).get("Variables", {})
+    variable = next((k for k, v in declared.items() if v == value), None)
+    environment = cfn.environment_for(name)
+    if variable is not None and variable in environment:
+        return environment[variable]
+    return cfn.load().get("Parameters", {}).get(str(value["Ref"]), {}).get("Default")
 
 
 @dataclass(frozen=True)
@@ -379,6 +395,9 @@ class PoolInvoker:
 class Gateway:
     """Routes one HTTP request: public docs, else authorizer, then the route's function."""
 
+    lambda_api: Callable[[HttpRequest], HttpResponse | None] | None = None
+    """The local Lambda Invoke API (``local_stack.lambda_invoke``), when the stack serves it."""
+
     def __init__(
         self,
         routes: list[Route],
@@ -412,6 +431,8 @@ class Gateway:
 
     def _handle(self, request: HttpRequest) -> HttpResponse:
         path = urlsplit(request.target).path or "/"
+        if self.lambda_api is not None and (invoked := self.lambda_api(request)) is not None:
+            return invoked
         from local_stack import console  # the web console at / and POST /local/token (local only)
 
         if self.websockets is not None and (managed := self.websockets.manage(request)) is not None:
@@ -962,6 +983,12 @@ def main() -> None:
         print(f"cannot listen on {HOST}:{port}: {exc.strerror}; set PORT to a free port", file=sys.stderr)
         sys.exit(1)
     _say(f"{len(routes)} routes from template.yaml; Swagger UI at http://{HOST}:{server.server_port}/docs")
+    from local_stack.lambda_invoke import LocalLambda, pool_runner
+
+    # Asynchronous invocations (a reply generated on its own): the functions' boto3 reaches the
+    # Invoke API on this port, before any worker starts (workers take the environment at start).
+    gateway.lambda_api = LocalLambda(template, pool_runner(invoker.pool, gateway.functions)).serve
+    os.environ["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{HOST}:{server.server_port}"
     _start_websockets(gateway, template, server.server_port)
     _start_stream(gateway, invoker, template, resources, server.server_port)
     warming.join()

@@ -65,7 +65,7 @@ TEMPLATE = load()
 FUNCTIONS: dict[str, dict[str, Any]] = {
     resource["Properties"]["Handler"].split(".")[0]: resource for resource in functions(TEMPLATE).values()
 }
-CHECKED = ("dynamodb:", "ssm:", "secretsmanager:", "kms:", "execute-api:", "events:")
+CHECKED = ("lambda:", "dynamodb:", "ssm:", "secretsmanager:", "kms:", "execute-api:", "events:")
 """The services whose grants must be exact. Others are SAM's (logs, X-Ray) or Lambda's own on the
 function's behalf (the stream consumer's dead-letter queue), never called by our code."""
 KMS_CONDITION = "HasOpenAIApiKeyKmsKey"
@@ -168,6 +168,8 @@ class Recorder:
         body = params.get("body")
         request = json.loads(body) if isinstance(body, bytes | str) and body else {}
         service = str(model.service_model.service_name)
+        if service == "lambda":  # a REST API: the function is named in the path, the body is the payload
+            request = {"FunctionName": params["url_path"].split("/")[3], "Payload": request}
         stack: set[tuple[str, int]] = set()
         frame: FrameType | None = sys._getframe(1)
         while frame is not None:
@@ -242,6 +244,9 @@ class World:
             "MaxActiveSessions": str(MAX_ACTIVE),
             "MonthlyTokenBudget": "0",
             "ContextTokenBudget": "8000",
+            "GenerateReplyFunction": "chat-sessions-GenerateReplyFunction",
+            "GenerateReplyFunction.Arn": function_arn("chat-sessions-GenerateReplyFunction"),
+            "GenerationTimeoutSeconds": "300",
             "LogLevel": "WARNING",
             "PowertoolsTraceDisabled": "true",
             "WebSocketApi": WEBSOCKET_API,
@@ -359,11 +364,18 @@ def needed(call: AwsCall, parameter_key: str | None) -> set[Grant]:
         return {MANAGE_CONNECTIONS}
     if call.service == "events" and operation == "PutEvents":
         return {("events:PutEvents", event_bus_arn(entry["EventBusName"])) for entry in request["Entries"]}
+    if call.service == "lambda" and operation == "Invoke":
+        name = request["FunctionName"]
+        return {("lambda:InvokeFunction", name if name.startswith("arn:") else function_arn(name))}
     if call.service == "secretsmanager" and operation == "GetSecretValue":
         secret = request["SecretId"]
         assert secret.startswith("arn:"), f"{call} names the secret, not its ARN: the grant is by ARN"
         return {("secretsmanager:GetSecretValue", secret)}
     raise AssertionError(f"{call}: no IAM mapping for this call yet; add one here and the grant to the template")
+
+
+def function_arn(name: str) -> str:
+    return f"arn:{PARTITION}:lambda:{REGION}:{ACCOUNT}:function:{name}"
 
 
 def table_arn(name: str) -> str:
@@ -1293,6 +1305,122 @@ def websocket_push(d: Driver) -> None:
     assert d.websocket("ws_disconnect", u, "lp-live=") == {"statusCode": 200}
 
 
+def generate(d: Driver, event: dict[str, Any], env: dict[str, str] | None = None) -> Any:
+    """The generating function with an event a send or regenerate handed to the Lambda service."""
+    handler = importlib.import_module("generate_reply").lambda_handler
+    return d._run("generate_reply", env, lambda: handler(event, LambdaContext(remaining_millis=300_000)))["outcome"]
+
+
+def async_replies(d: Driver) -> None:
+    """Prefer: respond-async (send, send to the active chat, regenerate), the generation to the
+    end, a duplicate delivery, the model failing midway, reads and long polls, cancel (generating,
+    not generating, missing), the lease refusing sends, an invocation that could not be handed
+    over, and a dead generation's lease taken over."""
+    from tests.lambda_service import lambda_service
+
+    u = d.user()
+    sid = session(d, u)
+    c = chat(d, u, sid)
+    prefer = {"Prefer": "respond-async"}
+    with lambda_service() as lam:
+        env = {"AWS_ENDPOINT_URL_LAMBDA": lam.url}
+        where: dict[str, Any] = {"user": u, "session": sid, "chat": c}
+        sent = expect(d.call("send_message", **where, body={"content": "q1"}, headers=prefer, env=env), 202)
+        reply = sent["assistantMessage"]
+        expect(d.call("send_message", **where, body={"content": "q2"}), 409, "reply_in_progress")
+        expect(d.call("send_message", **where, body={"content": "q2"}, headers=prefer, env=env), 409)
+        expect(d.call("regenerate", **where), 409, "reply_in_progress")
+        expect(d.call("regenerate", **where, headers=prefer, env=env), 409, "reply_in_progress")
+        got = d.call("get_message", **where, message=reply["messageId"], query={"wait": "1", "after": "0"})
+        assert expect(got, 200)["status"] == "generating"
+        (event,) = lam.events("chat-sessions-GenerateReplyFunction")
+        assert generate(d, event, {"REPLY_FLUSH_SECONDS": "0"}) == "complete"  # each piece stored
+        assert generate(d, event) == "duplicate"  # Lambda delivered it twice
+        expect(d.call("get_message", **where, message=reply["messageId"], query={}), 200)
+        expect(d.call("get_message", **where, message=MISSING, query={}), 404)
+        expect(d.call("cancel_message", **where, message=reply["messageId"]), 409, "not_generating")
+        expect(d.call("cancel_message", **where, message=MISSING), 404)
+        regenerated = expect(d.call("regenerate", **where, headers=prefer, env=env), 202)["assistantMessage"]
+        expect(d.call("cancel_message", **where, message=regenerated["messageId"]), 200)
+        assert (
+            generate(d, lam.events("chat-sessions-GenerateReplyFunction")[-1]) == "duplicate"
+        )  # cancelled before it ran
+        expect(d.call("send_to_active_chat", user=u, session=sid, body={"content": "q3"}, headers=prefer, env=env), 202)
+        d.model.script = [Reply(content="one two three four", break_after=2)]
+        assert generate(d, lam.events("chat-sessions-GenerateReplyFunction")[-1]) == "failed"
+        # A generation cancelled while it runs stops at its next write of the content.
+        expect(d.call("regenerate", **where, headers=prefer, env=env), 202)
+        with d.at_model_call(lambda: cancel_newest(d, u, sid, c)):
+            d.model.script = [Reply(content=" ".join(["word"] * 40), delay=0)]
+            assert (
+                generate(d, lam.events("chat-sessions-GenerateReplyFunction")[-1], {"REPLY_FLUSH_SECONDS": "0"})
+                == "stopped"
+            )
+        # The question answered meanwhile (its status is a condition of the end): read again, counted once.
+        expect(d.call("send_message", **where, body={"content": "q7"}, headers=prefer, env=env), 202)
+        with d.at_model_call(lambda: answer_question(d, u, sid, c)):
+            assert generate(d, lam.events("chat-sessions-GenerateReplyFunction")[-1]) == "complete"
+    # The Lambda service unreachable: the reply is stored failed, the request answers 503.
+    closed = {"AWS_ENDPOINT_URL_LAMBDA": "http://127.0.0.1:9"}
+    expect(d.call("send_message", **where, body={"content": "q4"}, headers=prefer, env=closed), 503, "unavailable")
+    # A generation that died: once its lease has run out, the next reply takes the chat over.
+    short = {"AWS_ENDPOINT_URL_LAMBDA": "http://127.0.0.1:9", "GENERATION_TIMEOUT_SECONDS": "0.5"}
+    with lambda_service() as lam:
+        short["AWS_ENDPOINT_URL_LAMBDA"] = lam.url
+        short["REPLY_LEASE_MARGIN_SECONDS"] = "0"
+        expect(d.call("send_message", **where, body={"content": "q5"}, headers=prefer, env=short), 202)
+        lease_runs_out(d, u, sid, c)
+        expect(d.call("send_message", **where, body={"content": "q6"}, headers=prefer, env=short), 202)
+        lease_runs_out(d, u, sid, c)
+        expect(d.call("regenerate", **where, headers=prefer, env=short), 202)
+
+
+def cancel_newest(d: Driver, user: str, sid: str, chat_id: str) -> None:
+    """Cancel the chat's newest message, as another request would (past the recording)."""
+    from chat_sessions import keys
+
+    newest = newest_message(d, user, sid, chat_id)
+    d.backend.update_item(
+        TableName=d.world.table,
+        Key=dict(keys.message_key(user, sid, chat_id, newest.seq)),
+        UpdateExpression="SET #s = :c REMOVE leaseUntil",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":c": "cancelled"},
+    )
+    d.backend.update_item(
+        TableName=d.world.table,
+        Key=dict(keys.head_key(user, sid, chat_id)),
+        UpdateExpression="REMOVE generatingSeq, leaseUntil",
+    )
+
+
+def answer_question(d: Driver, user: str, sid: str, chat_id: str) -> None:
+    """The question of the chat's newest reply turns complete, as if answered meanwhile."""
+    from chat_sessions import keys
+
+    newest = newest_message(d, user, sid, chat_id)
+    d.backend.update_item(
+        TableName=d.world.table,
+        Key=dict(keys.message_key(user, sid, chat_id, newest.reply_to_seq)),
+        UpdateExpression="SET #s = :c",
+        ExpressionAttributeNames={"#s": "status"},
+        ExpressionAttributeValues={":c": "complete"},
+    )
+
+
+def lease_runs_out(d: Driver, user: str, sid: str, chat_id: str) -> None:
+    """Wait (a second at most) until the chat's lease has passed: time passing is what is tested."""
+    import time
+
+    from chat_sessions import keys
+
+    head = d.backend.get_item(TableName=d.world.table, Key=dict(keys.head_key(user, sid, chat_id)), ConsistentRead=True)
+    until = int(head["Item"]["leaseUntil"])
+    assert until <= time.time() + 2
+    while int(time.time()) <= until:  # leases count whole seconds
+        time.sleep(0.05)
+
+
 SCENARIOS: list[Callable[[Driver], None]] = [
     sessions_and_quota,
     sessions_listed_and_deleted,
@@ -1310,6 +1438,7 @@ SCENARIOS: list[Callable[[Driver], None]] = [
     stream_removals,
     domain_events,
     branches,
+    async_replies,
     websocket_push,
 ]
 
@@ -1413,6 +1542,7 @@ def test_the_secrets_were_read_the_deployed_way(observed: Observed) -> None:
     reads = {(c.module, c.operation) for c in observed.calls if c.service in ("ssm", "secretsmanager")}
     assert reads == {
         *((m, "GetParameter") for m in ("send_message", "send_to_active_chat", "regenerate", "edit_message")),
+        ("generate_reply", "GetParameter"),
         *((m, "GetSecretValue") for m in ("list_sessions", "list_chats", "list_messages")),
     }
 
@@ -1489,5 +1619,6 @@ def test_the_recorded_calls_name_only_this_worlds_resources(observed: Observed) 
                 observed.parameter_key,
                 event_bus_arn(EVENT_BUS),
                 MANAGE_CONNECTIONS[1],
+                function_arn("chat-sessions-GenerateReplyFunction"),
             }, call
             assert "/index/" not in resource or call.module == "list_sessions", call

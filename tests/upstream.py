@@ -31,6 +31,8 @@ class Reply:
     """Seconds between single bytes of the response, status line included: a server that is
     never silent for long enough to trip a per-read timeout."""
     trickle_body_only: bool = False
+    break_after: int | None = None
+    """Streamed (``stream=True``): the connection closes after this many words, mid-reply."""
 
 
 class Upstream(ThreadingHTTPServer):
@@ -76,6 +78,9 @@ class _Handler(BaseHTTPRequestHandler):
         if reply.raw is not None:
             self._send(reply, reply.raw)
             return
+        if reply.status == 200 and request.get("stream") is True:
+            self._stream(reply, request)
+            return
         if reply.status == 200:
             body: dict[str, Any] = {
                 "id": "chatcmpl-test",
@@ -94,6 +99,37 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             body = {"error": {"message": "scripted failure", "type": "server_error"}}
         self._send(reply, json.dumps(body).encode())
+
+    def _stream(self, reply: Reply, request: dict[str, Any]) -> None:
+        """The reply as server-sent events, a word a chunk, then the usage if asked for."""
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        base = {"id": "chatcmpl-test", "object": "chat.completion.chunk", "created": 0}
+        base["model"] = request.get("model", "test-model")
+        words = reply.content.split(" ")
+        chunks: list[dict[str, Any]] = [
+            {"choices": [{"index": 0, "delta": {"content": (" " if i else "") + w}, "finish_reason": None}]}
+            for i, w in enumerate(words)
+        ]
+        if reply.break_after is not None:
+            chunks = chunks[: reply.break_after]
+        else:
+            chunks.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+            if (request.get("stream_options") or {}).get("include_usage"):
+                usage = {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}
+                usage["total_tokens"] = reply.prompt_tokens + reply.completion_tokens
+                chunks.append({"choices": [], "usage": usage})
+        try:
+            for chunk in chunks:
+                self.wfile.write(b"data: " + json.dumps({**base, **chunk}).encode() + b"\n\n")
+            if reply.break_after is None:
+                self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
     def _send(self, reply: Reply, data: bytes) -> None:
         head = [f"{self.protocol_version} {reply.status} Scripted"]

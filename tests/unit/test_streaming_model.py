@@ -45,9 +45,7 @@ def test_a_streamed_reply_is_the_whole_reply_word_by_word(local_model: str, monk
     assert completion.completion_tokens > 0 and completion.prompt_tokens > 0  # usage from the last chunk
 
 
-def test_a_broken_stream_fails_with_what_came_kept(
-    local_model: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_broken_stream_fails_with_what_came_kept(local_model: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LOCAL_MODEL_DELAY_MS", "0")
     stream = _model(local_model, monkeypatch).stream(
         model_server.MODEL_ID, [{"role": "user", "content": "go [fail after 4 words] on"}], 30

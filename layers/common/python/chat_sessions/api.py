@@ -78,6 +78,37 @@ IdempotencyKey = Annotated[
 ``respond`` reads and enforces it."""
 
 
+Prefer = Annotated[
+    str | None,
+    Header(
+        alias="Prefer",
+        description="respond-async: answer 202 at once, with the user message stored and the reply in status "
+        "generating; the reply is generated on its own (read it with GET .../messages/{messageId}?wait=&after=, "
+        "or subscribe over the WebSocket API). Without it the answer waits for the whole reply (201).",
+    ),
+]
+"""The ``Prefer`` header of the routes that answer with a reply (RFC 7240's ``respond-async``)."""
+
+
+def prefers_async(router: Router) -> bool:
+    """Whether the request asked ``Prefer: respond-async`` (any case, among other preferences)."""
+    headers = router.current_event.headers or {}
+    values = [str(v) for k, v in headers.items() if k.lower() == "prefer"]
+    preferences = (part.split(";")[0].split("=")[0].strip().lower() for v in values for part in v.split(","))
+    return "respond-async" in preferences
+
+
+def exchange_responses(*errors: int) -> dict[int, Any]:
+    """A send's or regenerate's responses: ``201`` (the whole reply) or, asked
+    ``Prefer: respond-async``, ``202`` (the reply generating), both an :class:`Exchange`."""
+    out = responses(201, Exchange, *errors)
+    out[202] = {
+        "description": "Accepted (Prefer: respond-async): the reply is generating",
+        "content": {"application/json": {"model": Exchange}},
+    }
+    return dict(sorted(out.items()))
+
+
 def error_response(
     status: int,
     code: str,

@@ -55,6 +55,20 @@ class Settings(BaseModel):
     """Tokens a user may use per calendar month (UTC); 0: no budget."""
     cursor_key_secret: str | None
     cursor_signing_key: str = Field(min_length=16)
+    generation_timeout_seconds: float = Field(gt=0, le=900)
+    """The generating function's timeout (``GENERATION_TIMEOUT_SECONDS``, the template's
+    ``GenerationTimeoutSeconds``): how long a reply generated on its own may take."""
+    reply_lease_margin_seconds: float = Field(ge=0)
+    """Added to that timeout for the chat's lease: a generation that died unlocks its chat (and
+    shows ``failed``) at most timeout + margin after it started."""
+
+    reply_flush_seconds: float = Field(ge=0, le=2)
+    """A generating reply's content is stored when this long has passed since its last write
+    (``REPLY_FLUSH_SECONDS``, default 1.5): at least every 2 s while text comes."""
+
+    @property
+    def reply_lease_seconds(self) -> float:
+        return self.generation_timeout_seconds + self.reply_lease_margin_seconds
 
 
 def _opt(name: str) -> str | None:
@@ -87,4 +101,7 @@ def get_settings() -> Settings:
         monthly_token_budget=int(env("MONTHLY_TOKEN_BUDGET", "").strip() or 0),
         cursor_key_secret=_opt("CURSOR_KEY_SECRET"),
         cursor_signing_key=_opt("CURSOR_SIGNING_KEY") or LOCAL_CURSOR_KEY,
+        generation_timeout_seconds=float(env("GENERATION_TIMEOUT_SECONDS", "").strip() or 300),
+        reply_lease_margin_seconds=float(env("REPLY_LEASE_MARGIN_SECONDS", "").strip() or 30),
+        reply_flush_seconds=float(env("REPLY_FLUSH_SECONDS", "").strip() or 1.5),
     )

@@ -70,6 +70,18 @@ class SessionArchived(Conflict):
     code = "session_archived"
 
 
+class ReplyInProgress(Conflict):
+    """The chat has a reply still generating (``Prefer: respond-async``): one at a time."""
+
+    code = "reply_in_progress"
+
+
+class NotGenerating(Conflict):
+    """Cancel of a message that is not a reply being generated."""
+
+    code = "not_generating"
+
+
 class IdempotencyKeyReused(ServiceError):
     status, code = 422, "idempotency_key_reused"
 

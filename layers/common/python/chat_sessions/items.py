@@ -23,7 +23,11 @@ Name = Annotated[str, Field(min_length=1, max_length=200)]
 
 SessionStatus = Literal["active", "paused", "archived"]
 Role = Literal["user", "assistant"]
-MessageStatus = Literal["complete", "unanswered"]
+MessageStatus = Literal["complete", "unanswered", "generating", "failed", "cancelled"]
+"""User messages: ``unanswered`` | ``complete``. Assistant messages: ``complete``, or, for a reply
+generated on its own (``Prefer: respond-async``), ``generating`` until it ends ``complete``,
+``failed`` or ``cancelled``. Stored as the attribute ``status`` (the event publisher derives
+``reply.completed|failed|cancelled`` from its old and new images)."""
 
 
 class StoredItem(BaseModel):
@@ -135,6 +139,12 @@ class ChatHeadItem(StoredItem):
     kept_up_to: Count | None = None
     """Set when the chat was deleted while forks shared its messages up to this seq: the head
     and those messages stay (until the session goes), the chat is gone."""
+    generating_seq: Annotated[int, Field(ge=1)] | None = None
+    lease_until: Annotated[int, Field(ge=0)] | None = None
+    """The chat's reply in flight (``generatingSeq``) and until when it holds the chat
+    (``leaseUntil``, epoch seconds): while the lease runs, nothing else is sent or regenerated in
+    the chat (a condition on this item). The generation's end removes both; a generation that
+    died leaves them, and the chat accepts messages again once the lease has passed."""
 
     @property
     def shared_up_to(self) -> int:
@@ -176,6 +186,19 @@ class MessageItem(StoredItem):
     reply_to_seq: Annotated[int, Field(ge=1)] | None = None
     reply_seq: Annotated[int, Field(ge=1)] | None = None
     created_at: Text
+    lease_until: Annotated[int, Field(ge=0)] | None = None
+    """A ``generating`` reply's lease (as on the chat head): past it, the reply is dead (its
+    function crashed or timed out) and is shown ``failed``."""
+    generator: Text | None = None
+    """The invocation generating the reply (its claim): a second delivery of the same
+    asynchronous invocation finds it taken and does nothing."""
+
+    def shown_status(self, now: float) -> MessageStatus:
+        """The status a reader sees: a ``generating`` reply whose lease has passed is ``failed``
+        (its generation died; the next send or regenerate stores it so)."""
+        if self.status == "generating" and self.lease_until is not None and self.lease_until < int(now):
+            return "failed"
+        return self.status
 
     @property
     def usage(self) -> Usage | None:

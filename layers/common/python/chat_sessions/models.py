@@ -177,7 +177,10 @@ class Message(_Response):
     seq: int
     role: Literal["user", "assistant"]
     content: str
-    status: Literal["complete", "unanswered"]
+    status: Literal["complete", "unanswered", "generating", "failed", "cancelled"] = Field(
+        description="User messages: unanswered | complete. Replies: complete, or (Prefer: respond-async) "
+        "generating until complete, failed (what was generated kept) or cancelled."
+    )
     model: str | None
     usage: Usage | None
     created_at: str

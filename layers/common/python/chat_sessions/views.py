@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from chat_sessions.items import ChatItem, MessageItem, SessionItem
 from chat_sessions.items import Usage as StoredUsage
 from chat_sessions.models import Chat, ForkedFrom, Message, Session, Usage
@@ -55,7 +57,7 @@ def message_view(item: MessageItem) -> Message:
         seq=item.seq,
         role=item.role,
         content=item.content,
-        status=item.status,
+        status=item.shown_status(time.time()),
         model=item.model,
         usage=None if usage is None else _usage(usage),
         created_at=item.created_at,

@@ -30,6 +30,7 @@ from chat_sessions.errors import (
     NoActiveChat,
     NotFound,
     NothingToRegenerate,
+    ReplyInProgress,
     ServiceError,
     SessionArchived,
     SessionPaused,
@@ -40,6 +41,7 @@ from chat_sessions.items import MessageItem, SendMarkerItem, SessionItem
 from chat_sessions.llm import ChatModel, Completion
 from chat_sessions.models import Exchange
 from chat_sessions.observability import metrics
+from chat_sessions.services import replies
 from chat_sessions.services.history import after, with_shared
 from chat_sessions.services.request_keys import RequestKey, expiry
 from chat_sessions.services.retry import Stale, optimistic
@@ -58,6 +60,7 @@ from chat_sessions.store.messages import (
     USER_MESSAGE,
     Thread,
 )
+from chat_sessions.store.replies import ReplyStore, dead_reply_failed, lease_taken, reply_put
 from chat_sessions.views import message_view
 
 
@@ -165,9 +168,12 @@ def _reply(
     answering: MessageItem,
     last_seq: int,
     key: RequestKey | None = None,
+    check_lease: bool = False,
 ) -> MessageItem:
     """Answer ``answering`` and append the reply after the chat's newest message; with ``key``
-    (a keyed regenerate), the key's marker goes with the reply."""
+    (a keyed regenerate), the key's marker goes with the reply. ``check_lease`` (a regenerate):
+    only while no reply is generating in the chat (a condition on its head, the transaction's
+    last item)."""
     head = thread.head
     completion = _complete(model, head.model, _window(thread, answering))
     message_id = new_id()
@@ -193,9 +199,12 @@ def _reply(
             created_at=utc_now(),
         )
         marker = None if key is None else (key.key_hash, _marker(key, answered, reply_seq=reply.seq))
+        lease = [replies.lease_check(user_id, head.session_id, head.chat_id)] if check_lease else []
         try:
-            store.messages.append_reply(user_id, reply, answered, marker)
+            store.messages.append_reply(user_id, reply, answered, marker, extra=lease)
         except ConditionFailed as exc:
+            if lease and exc.failed(len(exc.reasons) - 1):
+                raise _in_progress() from None
             if exc.failed(REPLY) and store.messages.landed(reply, user_id):
                 return reply
             if key is not None and exc.failed(REPLY_MARKER):
@@ -218,6 +227,16 @@ def _reply(
     return optimistic(attempt)
 
 
+def _in_progress() -> ReplyInProgress:
+    return ReplyInProgress("A reply is still being generated in this chat; wait for it or cancel it.")
+
+
+def _refuse_in_progress(thread: Thread) -> None:
+    """The early answer (a read; the transaction's condition on the head decides)."""
+    if replies.in_progress(thread.head, replies.now_seconds()):
+        raise _in_progress()
+
+
 def _exchange(user_message: MessageItem, reply: MessageItem) -> Exchange:
     return Exchange(
         user_message=message_view(user_message.model_copy(update={"status": "complete", "reply_seq": reply.seq})),
@@ -233,17 +252,23 @@ def send_message(
     chat_id: str | None,
     content: str,
     key: RequestKey | None = None,
+    respond_async: bool = False,
 ) -> Exchange:
     """Store the user's message in the active chat, then answer it.
 
     ``chat_id`` None sends to the session's active chat, whichever it is when the message is
-    committed."""
+    committed. Only while no reply is generating in the chat (``409 reply_in_progress``): a
+    condition on the chat's head in the user message's transaction. ``respond_async``
+    (``Prefer: respond-async``): the same transaction stores the reply ``generating`` and takes
+    the chat's lease, and the generating function is invoked; the answer does not wait for it."""
     message_id = new_id()
     following_pointer = chat_id is None
+    generating: MessageItem | None = None
 
     attempts = 0
 
     def store_user_message() -> tuple[Thread, MessageItem]:
+        nonlocal generating
         nonlocal attempts
         attempts += 1
         target = _target(store, user_id, session_id, chat_id)
@@ -259,12 +284,26 @@ def send_message(
             tokens=estimate_tokens(content),
             created_at=utc_now(),
         )
-        marker = None if key is None else (key.key_hash, _marker(key, message))
+        _refuse_in_progress(thread)
+        now = replies.now_seconds()
+        if respond_async:
+            generating = replies.generating(thread.head, message, message.seq + 1, seq_id(message_id, message.seq + 1))
+            lease = [reply_put(user_id, generating), lease_taken(user_id, generating, generating.lease_until or 0, now)]
+            dead = replies.dead_seq(thread.head, now)
+            if dead is not None:
+                lease.append(dead_reply_failed(user_id, session_id, target, dead, now))
+        else:
+            lease = [replies.lease_check(user_id, session_id, target)]
+        head_index = MARKER + (key is not None) + respond_async
+        reply_seq = None if generating is None else generating.seq
+        marker = None if key is None else (key.key_hash, _marker(key, message, reply_seq=reply_seq))
         try:
-            store.messages.append_user(user_id, message, marker, get_settings().monthly_token_budget)
+            store.messages.append_user(user_id, message, marker, get_settings().monthly_token_budget, lease)
         except ConditionFailed as exc:
             if exc.failed(USER_MESSAGE) and store.messages.landed(message, user_id):
                 return thread, message
+            if exc.failed(head_index) and not exc.failed(SESSION_CHECK):
+                raise _in_progress() from None
             if key is not None and exc.failed(MARKER):
                 stored = store.messages.get_marker(user_id, key.key_hash)
                 if stored is not None and stored.message_id != message.message_id:
@@ -278,6 +317,9 @@ def send_message(
         thread, user_message = optimistic(store_user_message)
     except _Repeat as repeat:
         return _answer_stored(store, model, user_id, key, repeat.marker)
+    if generating is not None:
+        started = replies.start_generation(store, user_id, generating)
+        return Exchange(user_message=message_view(user_message), assistant_message=message_view(started))
     thread = Thread(thread.head, [user_message, *thread.newest])
     reply = _reply(store, model, user_id, thread, user_message, user_message.seq)
     return _exchange(user_message, reply)
@@ -323,7 +365,13 @@ def _answer_stored(
 
 
 def regenerate(
-    store: Store, model: ChatModel, user_id: str, session_id: str, chat_id: str, key: RequestKey | None = None
+    store: Store,
+    model: ChatModel,
+    user_id: str,
+    session_id: str,
+    chat_id: str,
+    key: RequestKey | None = None,
+    respond_async: bool = False,
 ) -> Exchange:
     """A new reply to the chat's last user message; earlier replies stay. Two requests before
     the model (the thread, the session's answer on sending) and the reply's transaction.
@@ -338,15 +386,44 @@ def regenerate(
         stored = store.messages.get_marker(user_id, key.key_hash)
         if stored is not None:
             return _answer_stored(store, model, user_id, key, stored)
+    if respond_async:
+        return optimistic(lambda: _start_regenerate(store, user_id, session_id, chat_id))
     try:
         return _regenerate(store, model, user_id, session_id, chat_id, key)
     except _Repeat as repeat:
         return _answer_stored(store, model, user_id, key, repeat.marker)
 
 
+def _start_regenerate(store: Store, user_id: str, session_id: str, chat_id: str) -> Exchange:
+    """A regenerate with ``Prefer: respond-async``: the reply stored ``generating`` with the
+    chat's lease, the session's state a condition of that transaction, then the generating
+    function invoked. (Under an ``Idempotency-Key`` its repeats are answered by the key's record.)"""
+    thread, answering = _to_regenerate(store, user_id, session_id, chat_id)
+    seq = thread.last_seq + 1
+    reply = replies.generating(thread.head, answering, seq, seq_id(new_id(), seq))
+    now = replies.now_seconds()
+    table = store.table
+    try:
+        ReplyStore(table).start(user_id, reply, reply.lease_until or 0, now, replies.dead_seq(thread.head, now))
+    except ConditionFailed as exc:
+        if exc.failed(2) and not exc.failed(1):  # the head's lease runs (the session's check passed)
+            raise _in_progress() from None
+        raise  # the seq taken, or the session changed since read: read again (and refuse by what is read)
+    started = replies.start_generation(store, user_id, reply)
+    return Exchange(user_message=message_view(answering), assistant_message=message_view(started))
+
+
 def _regenerate(
     store: Store, model: ChatModel, user_id: str, session_id: str, chat_id: str, key: RequestKey | None
 ) -> Exchange:
+    thread, answering = _to_regenerate(store, user_id, session_id, chat_id)
+    reply = _reply(store, model, user_id, thread, answering, thread.last_seq, key, check_lease=True)
+    return _exchange(answering, reply)
+
+
+def _to_regenerate(store: Store, user_id: str, session_id: str, chat_id: str) -> tuple[Thread, MessageItem]:
+    """The chat's thread and the user message a regenerate answers, after the session's and the
+    chat's refusals (paused, not active, a reply in flight, the budget spent)."""
     thread = _thread(store, user_id, session_id, chat_id, following_pointer=False)
     budget = get_settings().monthly_token_budget
     if budget:  # the session and the user's counters in the one read (a regenerate stores no question)
@@ -366,8 +443,8 @@ def _regenerate(
             answering = store.branches.last_user_message(user_id, session_id, shared)
     if answering is None:
         raise NothingToRegenerate("The chat has no user message to answer.")
-    reply = _reply(store, model, user_id, thread, answering, thread.last_seq, key)
-    return _exchange(answering, reply)
+    _refuse_in_progress(thread)
+    return thread, answering
 
 
 def finish_edit(

@@ -19,6 +19,7 @@ Invariants kept here:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chat_sessions import keys, usage
@@ -27,6 +28,7 @@ from chat_sessions.items import ChatHeadItem, MessageItem, SendMarkerItem
 from chat_sessions.session_status import READ_ONLY
 from chat_sessions.store.markers import marker_put
 from chat_sessions.store.outcomes import ConditionFailed
+from chat_sessions.store.replies import reply_condition
 from chat_sessions.store.sessions import counters_update
 from chat_sessions.store.table import Item, Table, plain
 
@@ -95,6 +97,7 @@ class MessageStore:
         message: MessageItem,
         marker: tuple[str, SendMarkerItem] | None = None,
         budget: int = 0,
+        extra: Sequence[Item] = (),
     ) -> None:
         """The message at its seq, only if that seq is free, and only while the session is
         active with this chat as its active chat, in one transaction. With ``marker`` (an
@@ -121,6 +124,7 @@ class MessageStore:
         ]
         if marker is not None:
             ops.append(marker_put(user_id, *marker))
+        ops.extend(extra)  # the chat's lease (store.replies), after the marker, before the budget
         if budget > 0:
             ops.append(
                 {
@@ -147,6 +151,8 @@ class MessageStore:
         reply: MessageItem,
         answered: MessageItem,
         marker: tuple[str, SendMarkerItem] | None = None,
+        extra: Sequence[Item] = (),
+        generated_by: str | None = None,
     ) -> None:
         """The reply at its seq (only if free), the answered user message turning ``complete``
         (conditioned on the status read, and remembering its first reply), and the counters of
@@ -167,7 +173,7 @@ class MessageStore:
             {
                 "Put": {
                     "Item": {**keys.message_key(user_id, session_id, chat_id, reply.seq), **reply.to_item()},
-                    "ConditionExpression": "attribute_not_exists(PK)",
+                    **reply_condition(generated_by),
                 }
             },
             {
@@ -212,6 +218,7 @@ class MessageStore:
         ops.append({"Update": counters_update(user_id, {"messages": counted, **tokens}, usage.period_of(now), tokens)})
         if marker is not None:
             ops.append(marker_put(user_id, *marker))
+        ops.extend(extra)
         self.table.transact(ops)
 
     def get(self, user_id: str, session_id: str, chat_id: str, seq: int) -> MessageItem | None:
