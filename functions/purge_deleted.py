@@ -1,10 +1,12 @@
-"""DynamoDB stream consumer: finishes purging what a deleted session or chat owned.
+"""DynamoDB stream consumer: finishes purging what a deleted session or chat owned, and takes
+a session that retention (DynamoDB TTL) removed off the user's counters, exactly once.
 
 Not an HTTP route. The template subscribes it to the table's stream, filtered to ``REMOVE``
 events of session and chat items; failed records are reported one by one so Lambda retries only
 those (then sends them to the dead-letter queue).
 """
 
+import time
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -15,7 +17,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 
 from chat_sessions import keys
 from chat_sessions.observability import logger, metrics, tracer
-from chat_sessions.services.cleanup import purge_children
+from chat_sessions.services.cleanup import count_expired, is_ttl_removal, purge_children
 from chat_sessions.store import get_store
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
@@ -25,7 +27,12 @@ def purge_record(record: DynamoDBRecord) -> None:
     if record.event_name != DynamoDBRecordEventName.REMOVE or record.dynamodb is None:
         return
     item_keys = record.dynamodb.keys
-    left = purge_children(get_store(), str(item_keys[keys.PK]), str(item_keys[keys.SK]))
+    pk, sk = str(item_keys[keys.PK]), str(item_keys[keys.SK])
+    store = get_store()
+    # Counted before the purge: a purge that fails retries the record, which counts nothing twice.
+    if is_ttl_removal(record.user_identity) and count_expired(store, pk, sk, record.dynamodb.old_image, time.time()):
+        logger.info("expired session taken off the user's counters", extra={"sk": sk})
+    left = purge_children(store, pk, sk)
     if left:
         logger.info("purged leftovers of a deleted item", extra={"items": left})
 

@@ -60,6 +60,8 @@ warnings.filterwarnings("ignore", category=InsecureKeyLengthWarning)
 _SERVICE_SETTINGS = (
     "MAX_ACTIVE_SESSIONS",
     "MONTHLY_TOKEN_BUDGET",
+    "RETENTION_DAYS",
+    "ARCHIVED_RETENTION_DAYS",
     "CONTEXT_TOKEN_BUDGET",
     "CONTEXT_MAX_MESSAGES",
     "OPENAI_MODEL",
@@ -927,6 +929,32 @@ def _start_stream(
     _say(f"table stream: delivered to {names}; GET /local/stream?drained waits for it; events at /local/events")
 
 
+def _start_ttl(resources: Resources) -> None:
+    """DynamoDB's TTL, emulated (``local_stack.ttl``): expired items (sessions under retention,
+    idempotency records) deleted within ``LOCAL_TTL_INTERVAL_S``, on the DynamoDB itself (not
+    through the fault injector), their stream records marked as DynamoDB's own."""
+    from local_stack import ttl
+
+    try:
+        interval = ttl.interval_from(os.environ.get("LOCAL_TTL_INTERVAL_S"))
+    except ValueError as exc:
+        resources.close()
+        sys.exit(str(exc))
+    if interval == 0:
+        _say("TTL emulation off (LOCAL_TTL_INTERVAL_S=0): expired items stay")
+        return
+    expirer = ttl.start(
+        resources.dynamodb_endpoint or os.environ["DYNAMODB_ENDPOINT"],
+        os.environ["TABLE_NAME"],
+        os.environ["AWS_DEFAULT_REGION"],
+        interval,
+    )
+    resources.stops.append(expirer.stop)
+    retention = os.environ.get("RETENTION_DAYS", "").strip() or "0"
+    archived = os.environ.get("ARCHIVED_RETENTION_DAYS", "").strip() or "0"
+    _say(f"TTL: expired items deleted every {interval:g} s (RETENTION_DAYS={retention}, archived: {archived})")
+
+
 def _start_websockets(gateway: Gateway, template: dict[str, Any], port: int) -> None:
     """The template's WebSocket API at ws://127.0.0.1:$PORT/ws, and its management API at
     http://127.0.0.1:$PORT/@connections, which the functions' ``WEBSOCKET_ENDPOINT`` names
@@ -991,6 +1019,7 @@ def main() -> None:
     os.environ["AWS_ENDPOINT_URL_LAMBDA"] = f"http://{HOST}:{server.server_port}"
     _start_websockets(gateway, template, server.server_port)
     _start_stream(gateway, invoker, template, resources, server.server_port)
+    _start_ttl(resources)
     warming.join()
     _say(f"ready http://{HOST}:{server.server_port}")
     if not stopping.is_set():

@@ -50,6 +50,7 @@ from typing import Any, TextIO
 from urllib.parse import parse_qs, urlsplit
 
 from local_stack import template as cfn
+from local_stack import ttl
 
 POLL_INTERVAL_S = 0.1
 DESCRIBE_INTERVAL_S = 2.0  # new shards (DynamoDB rolls shards over) are looked for this often
@@ -228,8 +229,10 @@ def lambda_record(record: dict[str, Any], stream_arn: str, region: str) -> dict[
         "dynamodb": dynamodb,
         "eventSourceARN": stream_arn,
     }
-    if record.get("userIdentity"):
-        out["userIdentity"] = record["userIdentity"]
+    # DynamoDB Local and moto write no identity; the local TTL emulation knows its own deletions.
+    identity = record.get("userIdentity") or ttl.identity_of(record)
+    if identity:
+        out["userIdentity"] = identity
     return out
 
 

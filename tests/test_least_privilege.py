@@ -243,6 +243,8 @@ class World:
             "OpenAIModel": "gpt-4o-mini",
             "MaxActiveSessions": str(MAX_ACTIVE),
             "MonthlyTokenBudget": "0",
+            "RetentionDays": "0",
+            "ArchivedRetentionDays": "0",
             "ContextTokenBudget": "8000",
             "GenerateReplyFunction": "chat-sessions-GenerateReplyFunction",
             "GenerateReplyFunction.Arn": function_arn("chat-sessions-GenerateReplyFunction"),
@@ -518,10 +520,14 @@ class Driver:
         result: Result = self._run(module, env, lambda: invoke(module, **kwargs))
         return result
 
-    def stream(self, pk: str, sk: str) -> Any:
-        """The stream consumer with one ``REMOVE`` record of ``(pk, sk)``."""
+    def stream(self, pk: str, sk: str, old_image: dict[str, Any] | None = None) -> Any:
+        """The stream consumer with one ``REMOVE`` record of ``(pk, sk)``; with ``old_image``
+        (wire format), a removal by DynamoDB's TTL."""
         event = copy.deepcopy(load_event("purge_deleted"))
         event["Records"][0]["dynamodb"]["Keys"] = {"PK": {"S": pk}, "SK": {"S": sk}}
+        if old_image is not None:
+            event["Records"][0]["dynamodb"]["OldImage"] = old_image
+            event["Records"][0]["userIdentity"] = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
         handler = importlib.import_module("purge_deleted").lambda_handler
         return self._run("purge_deleted", None, lambda: handler(event, LambdaContext()))
 
@@ -1119,6 +1125,10 @@ def usage_and_budget(d: Driver) -> None:
     question = {"chat": c, "message": first["userMessage"]["messageId"], "body": {"content": "y"}}
     expect(d.call("edit_message", env=budget, user=u, session=sid, **question), 429, "token_budget_exhausted")
     expect(d.call("regenerate", env={"MONTHLY_TOKEN_BUDGET": "1000000"}, user=u, session=sid, chat=c), 201)
+    # Within a budget, the budget's ConditionCheck of a send to the active chat and of an edit's send.
+    within = {"MONTHLY_TOKEN_BUDGET": "1000000"}
+    expect(d.call("send_to_active_chat", env=within, user=u, session=sid, body={"content": "z"}), 201)
+    expect(d.call("edit_message", env=within, user=u, session=sid, **question), 201)
 
 
 def unprocessed_batches(d: Driver) -> None:
@@ -1146,7 +1156,10 @@ def unprocessed_batches(d: Driver) -> None:
 
 def stream_removals(d: Driver) -> None:
     """The stream consumer finishes the purge of a session and of a chat whose DELETE died after
-    its first step, and ignores a removal that owns nothing."""
+    its first step, ignores a removal that owns nothing, and takes a session removed by TTL off
+    the user's counters once."""
+    from boto3.dynamodb.types import TypeSerializer
+
     from chat_sessions import keys
 
     u = d.user()
@@ -1157,6 +1170,14 @@ def stream_removals(d: Driver) -> None:
         d.backend.delete_item(TableName=d.world.table, Key=dict(item_key))
         assert d.stream(item_key["PK"], item_key["SK"]) == {"batchItemFailures": []}
     assert d.stream(keys.idempotency_pk(u), "POST /sessions#abc") == {"batchItemFailures": []}
+    # A session removed by retention (DynamoDB's TTL): taken off the counters, then its record
+    # delivered again (the receipt refuses the second count).
+    expired = session(d, u)
+    expired_key = keys.session_key(u, expired)
+    old = d.backend.delete_item(TableName=d.world.table, Key=dict(expired_key), ReturnValues="ALL_OLD")["Attributes"]
+    wire = {name: TypeSerializer().serialize(value) for name, value in old.items()}
+    for _ in range(2):
+        assert d.stream(expired_key["PK"], expired_key["SK"], wire) == {"batchItemFailures": []}
 
 
 def domain_events(d: Driver) -> None:

@@ -116,8 +116,15 @@ def test_every_function_has_an_event_file_and_a_test() -> None:
 def test_stream_consumer_only_purges() -> None:
     purge = functions(TEMPLATE)["PurgeDeletedFunction"]
     actions = {a for s in statements(purge) if "Action" in s for a in s["Action"]}
-    # GetItem: a removed chat's head, which says which messages forks still share.
-    assert actions == {"dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchWriteItem"}
+    # GetItem: a removed chat's head, which says which messages forks still share. PutItem and
+    # UpdateItem: an expired session's receipt and the user's counters (one transaction).
+    assert actions == {
+        "dynamodb:GetItem",
+        "dynamodb:Query",
+        "dynamodb:BatchWriteItem",
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+    }
     (event,) = purge["Properties"]["Events"].values()
     assert event["Type"] == "DynamoDB"
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

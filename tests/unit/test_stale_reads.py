@@ -38,6 +38,7 @@ from chat_sessions.store import ConditionFailed, Store, get_store
 from chat_sessions.store.markers import MarkerExists
 from chat_sessions.store.messages import Thread
 from chat_sessions.store.outcomes import CONDITION_FAILED
+from chat_sessions.store.table import plain
 from tests.support import table_items
 from tests.upstream import Upstream
 
@@ -1294,3 +1295,41 @@ def test_send_after_another_reply_reached_the_budget_is_refused(table: str, stor
     exc = refused_as(table, lambda: store.messages.append_user(USER, refused_message, budget=100), TokenBudgetExhausted)
     assert failed_items(exc) == [USER_SESSION + 1]  # the budget's check, the last item (no marker)
     assert int(exc.headers["Retry-After"]) > 0
+
+
+# ---------------------------------------------------------------------------------------------
+# sessions.count_expired (retention): the receipt's attribute_not_exists(PK), the counters'
+# attribute_exists(PK). The stream record is the stale read: it names a session DynamoDB's TTL
+# removed, and by the time it is (re)delivered, the removal may have been counted, or the user
+# erased.
+
+
+def expired_by_ttl(store: Store, sid: str) -> tuple[str, str, SessionItem]:
+    """The session removed as DynamoDB's TTL does (no counters moved), and what its stream
+    record carries: its keys and its old image."""
+    key = keys.session_key(USER, sid)
+    old = store.table.call("delete_item", TableName=store.table.table_name, Key=dict(key), ReturnValues="ALL_OLD")[
+        "Attributes"
+    ]
+    return key["PK"], key["SK"], SessionItem.from_item(plain(old))
+
+
+def test_an_expired_session_counted_by_an_earlier_delivery_is_not_counted_again(table: str, store: Store) -> None:
+    sid = new_session(store)
+    send_exchange(store, sid, new_chat(store, sid))
+    pk, sk, image = expired_by_ttl(store, sid)
+    assert store.sessions.count_expired(pk, sk, image, 2_000_000_000)  # the first delivery
+    assert store.sessions.counters(USER)["activeSessions"] == 0
+    before = snapshot(table)
+    assert not store.sessions.count_expired(pk, sk, image, 2_000_000_001)  # Lambda's retry
+    assert snapshot(table) == before, "a redelivered record moved the counters again"
+
+
+def test_an_expired_session_of_a_user_erased_meanwhile_recreates_no_counters(table: str, store: Store) -> None:
+    sid = new_session(store)
+    send_exchange(store, sid, new_chat(store, sid))
+    pk, sk, image = expired_by_ttl(store, sid)
+    store.table.call("delete_item", TableName=store.table.table_name, Key=dict(keys.quota_key(USER)))  # erased
+    before = snapshot(table)
+    assert not store.sessions.count_expired(pk, sk, image, 2_000_000_000)
+    assert snapshot(table) == before, "counters recreated below zero for a user with none"

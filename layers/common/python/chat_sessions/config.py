@@ -53,6 +53,10 @@ class Settings(BaseModel):
     max_reply_bytes: int = Field(ge=1024, le=300 * 1024)
     monthly_token_budget: int = Field(ge=0)
     """Tokens a user may use per calendar month (UTC); 0: no budget."""
+    retention_days: float = Field(ge=0, le=36500)
+    """Days without a write after which a session that is not archived is removed; 0: kept."""
+    archived_retention_days: float = Field(ge=0, le=36500)
+    """The same for archived sessions; 0: kept."""
     cursor_key_secret: str | None
     cursor_signing_key: str = Field(min_length=16)
     generation_timeout_seconds: float = Field(gt=0, le=900)
@@ -99,6 +103,8 @@ def get_settings() -> Settings:
         max_body_bytes=int(env("MAX_BODY_BYTES", str(DEFAULT_MAX_BODY_BYTES))),
         max_reply_bytes=int(env("MAX_REPLY_BYTES", str(DEFAULT_MAX_REPLY_BYTES))),
         monthly_token_budget=int(env("MONTHLY_TOKEN_BUDGET", "").strip() or 0),
+        retention_days=float(env("RETENTION_DAYS", "").strip() or 0),
+        archived_retention_days=float(env("ARCHIVED_RETENTION_DAYS", "").strip() or 0),
         cursor_key_secret=_opt("CURSOR_KEY_SECRET"),
         cursor_signing_key=_opt("CURSOR_SIGNING_KEY") or LOCAL_CURSOR_KEY,
         generation_timeout_seconds=float(env("GENERATION_TIMEOUT_SECONDS", "").strip() or 300),

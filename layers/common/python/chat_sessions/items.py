@@ -77,6 +77,8 @@ class SessionItem(_Totals):
     metadata: dict[str, str]
     created_at: Text
     updated_at: Text
+    expires_at: Annotated[int, Field(ge=0)] | None = None
+    """Epoch seconds after which DynamoDB's TTL removes the session (:mod:`chat_sessions.retention`)."""
 
 
 class ForkOrigin(BaseModel):
@@ -215,6 +217,16 @@ class QuotaItem(StoredItem):
     """The user's active-session counter (invariant: equals their sessions with status active)."""
 
     active_sessions: Count = 0
+
+
+class ExpiredReceiptItem(StoredItem):
+    """Written once per session that DynamoDB's TTL removed, in the transaction that takes it
+    off the user's counters: a redelivered stream record finds it and counts nothing. It expires
+    itself once no stream record can be redelivered (records live 24 hours)."""
+
+    item_type: Literal["expired"] = Field(alias="type", default="expired")
+    session_id: Text
+    expires_at: Annotated[int, Field(ge=0)]
 
 
 class CreateMarkerItem(StoredItem):

@@ -78,6 +78,22 @@ def quota_key(user_id: str) -> Key:
     return {"PK": _user(user_id), "SK": QUOTA_SK}
 
 
+EXPIRED_PREFIX = "EXPIRED#"
+
+
+def expired_session(pk: str, sk: str) -> tuple[Key, Key] | None:
+    """For the keys of a removed session item (a stream record's): the user's counters item and
+    the receipt ``USER#<user> | EXPIRED#<sessionId>`` whose creation takes an expired session off
+    the counters exactly once (``store.sessions.SessionStore.count_expired``). None for any other
+    item. The receipt is in the user's partition, never in the session's (which the purge empties)."""
+    session_id = sk[len(SESSION_PREFIX) :]
+    if not pk.startswith("USER#") or "#" in pk[len("USER#") :] or not sk.startswith(SESSION_PREFIX):
+        return None
+    if not is_valid_id(session_id):
+        return None
+    return {"PK": pk, "SK": QUOTA_SK}, {"PK": pk, "SK": EXPIRED_PREFIX + session_id}
+
+
 STATUS_INDEX = "ByStatus"
 """A local secondary index of the user partition: sessions by ``statusSk``, read strongly
 consistent like the table (the only items with that attribute are sessions)."""

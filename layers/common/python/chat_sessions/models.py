@@ -144,6 +144,10 @@ class Session(_Response):
     metadata: dict[str, str]
     created_at: str
     updated_at: str
+    expires_at: str | None = Field(
+        description="When retention removes the session (RETENTION_DAYS, or ARCHIVED_RETENTION_DAYS when archived) "
+        "unless it is written before; null: kept. Past but still readable: due for removal (README, Retention)."
+    )
 
 
 class ForkedFrom(_Response):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 
+from chat_sessions import retention
 from chat_sessions.items import ChatItem, MessageItem, SessionItem
 from chat_sessions.items import Usage as StoredUsage
 from chat_sessions.models import Chat, ForkedFrom, Message, Session, Usage
@@ -27,6 +28,7 @@ def session_view(item: SessionItem) -> Session:
         metadata=item.metadata,
         created_at=item.created_at,
         updated_at=item.updated_at,
+        expires_at=retention.iso(item.expires_at),
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from chat_sessions import cursors, keys, usage
+from chat_sessions import cursors, keys, retention, usage
 from chat_sessions.clock import utc_now
 from chat_sessions.config import get_settings
 from chat_sessions.errors import NotFound, SessionArchived
@@ -41,6 +41,7 @@ def create_session(store: Store, user_id: str, request: CreateSessionRequest, ke
         metadata=request.metadata or {},
         created_at=now,
         updated_at=now,
+        expires_at=retention.expires_at(now, archived=False),
     )
     marker = created_marker(key, item.session_id)
     try:
@@ -109,7 +110,8 @@ def _set_status(store: Store, user_id: str, session_id: str, status: Status, all
             return session_view(item)
         now = utc_now()
         store.sessions.set_status(user_id, session_id, change, now, get_settings().max_active_sessions)
-        return session_view(item.model_copy(update={"status": status, "updated_at": now}))
+        expires = retention.expires_at(now, archived=status == READ_ONLY)
+        return session_view(item.model_copy(update={"status": status, "updated_at": now, "expires_at": expires}))
 
     return optimistic(attempt)
 

@@ -15,7 +15,7 @@ from chat_sessions.items import ChatBaseItem, ChatHeadItem, ChatItem, CreateMark
 from chat_sessions.session_status import READ_ONLY
 from chat_sessions.store import markers
 from chat_sessions.store.outcomes import ConditionFailed
-from chat_sessions.store.sessions import counters_move
+from chat_sessions.store.sessions import counters_move, renewed
 from chat_sessions.store.table import Item, Table
 
 HEAD_FIELDS = ("model", "systemPrompt")
@@ -55,13 +55,16 @@ def session_switch(
         condition = "activeChatId = :prev AND #status <> :archived"
         values[":prev"] = previous
     return {
-        "Update": {
-            "Key": dict(keys.session_key(user_id, session_id)),
-            "UpdateExpression": update,
-            "ConditionExpression": condition,
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": values,
-        }
+        "Update": renewed(
+            {
+                "Key": dict(keys.session_key(user_id, session_id)),
+                "UpdateExpression": update,
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": values,
+            },
+            now,
+        )
     }
 
 
@@ -81,15 +84,20 @@ UPDATE_CHAT, UPDATE_SESSION, UPDATE_HEAD = 0, 1, 2
 """Item indexes in a chat update's transaction."""
 
 
-def session_writable(user_id: str, session_id: str) -> Item:
-    """A check that the session exists and is not archived (read-only)."""
+def session_writable(user_id: str, session_id: str, now: str) -> Item:
+    """The session's ``expiresAt`` renewed (a write in the session is a write to it, for
+    retention), only if the session exists and is not archived (read-only). An ``Update`` in
+    place of the ``ConditionCheck`` it was: the same condition, the same write units."""
     return {
-        "ConditionCheck": {
-            "Key": dict(keys.session_key(user_id, session_id)),
-            "ConditionExpression": "attribute_exists(PK) AND #status <> :archived",
-            "ExpressionAttributeNames": {"#status": "status"},
-            "ExpressionAttributeValues": {":archived": READ_ONLY},
-        }
+        "Update": renewed(
+            {
+                "Key": dict(keys.session_key(user_id, session_id)),
+                "ConditionExpression": "attribute_exists(PK) AND #status <> :archived",
+                "ExpressionAttributeNames": {"#status": "status"},
+                "ExpressionAttributeValues": {":archived": READ_ONLY},
+            },
+            now,
+        )
     }
 
 
@@ -186,7 +194,7 @@ class ChatStore:
         key = keys.chat_key(user_id, session_id, chat_id)
         head_sets = {k: v for k, v in sets.items() if k in HEAD_FIELDS}
         head_removes = [k for k in removes if k in HEAD_FIELDS]
-        ops = [self.table.patch_op(key, sets, removes, now), session_writable(user_id, session_id)]
+        ops = [self.table.patch_op(key, sets, removes, now), session_writable(user_id, session_id, now)]
         if head_sets or head_removes:
             ops.append(self.table.patch_op(keys.head_key(user_id, session_id, chat_id), head_sets, head_removes, None))
         try:

@@ -29,7 +29,7 @@ from chat_sessions.session_status import READ_ONLY
 from chat_sessions.store.markers import marker_put
 from chat_sessions.store.outcomes import ConditionFailed
 from chat_sessions.store.replies import reply_condition
-from chat_sessions.store.sessions import counters_update
+from chat_sessions.store.sessions import counters_update, renewed
 from chat_sessions.store.table import Item, Table, plain
 
 USAGE_FIELDS = ("promptTokens", "completionTokens", "totalTokens")
@@ -114,12 +114,17 @@ class MessageStore:
                 }
             },
             {
-                "ConditionCheck": {
-                    "Key": dict(keys.session_key(user_id, session_id)),
-                    "ConditionExpression": "#status = :active AND activeChatId = :chat",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {":active": "active", ":chat": chat_id},
-                }
+                # An Update, not a ConditionCheck, only to renew expiresAt: the same condition,
+                # the same write units (README, "Retention").
+                "Update": renewed(
+                    {
+                        "Key": dict(keys.session_key(user_id, session_id)),
+                        "ConditionExpression": "#status = :active AND activeChatId = :chat",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {":active": "active", ":chat": chat_id},
+                    },
+                    message.created_at,
+                )
             },
         ]
         if marker is not None:
@@ -200,18 +205,21 @@ class MessageStore:
                 }
             },
             {
-                "Update": {
-                    "Key": dict(keys.session_key(user_id, session_id)),
-                    "UpdateExpression": f"SET updatedAt = :now, {counters}",
-                    "ConditionExpression": "attribute_exists(PK) AND #status <> :archived",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {
-                        ":now": now,
-                        ":n": counted,
-                        ":archived": READ_ONLY,
-                        **usage_values,
+                "Update": renewed(
+                    {
+                        "Key": dict(keys.session_key(user_id, session_id)),
+                        "UpdateExpression": f"SET updatedAt = :now, {counters}",
+                        "ConditionExpression": "attribute_exists(PK) AND #status <> :archived",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":now": now,
+                            ":n": counted,
+                            ":archived": READ_ONLY,
+                            **usage_values,
+                        },
                     },
-                }
+                    now,
+                )
             },
         ]
         tokens = {field: int(usage_values[":" + field]) for field in USAGE_FIELDS}

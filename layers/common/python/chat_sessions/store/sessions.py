@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from chat_sessions import keys, usage
+from chat_sessions import keys, retention, usage
 from chat_sessions.errors import NotFound, SessionLimitReached
-from chat_sessions.items import CreateMarkerItem, QuotaItem, SessionItem, SessionStatus, checked_changes
+from chat_sessions.items import (
+    CreateMarkerItem,
+    ExpiredReceiptItem,
+    QuotaItem,
+    SessionItem,
+    SessionStatus,
+    checked_changes,
+)
 from chat_sessions.session_status import HOLDS_QUOTA, READ_ONLY, Transition
 from chat_sessions.store import markers
 from chat_sessions.store.outcomes import ConditionFailed
 from chat_sessions.store.table import Item, Table, plain
+
+RECEIPT, EXPIRED_COUNTERS = 0, 1
+"""Item indexes in the transaction that counts an expired session (``count_expired``)."""
 
 
 def limit_reached(max_active: int) -> SessionLimitReached:
@@ -24,12 +34,17 @@ def limit_reached(max_active: int) -> SessionLimitReached:
 
 
 def counters_update(
-    user_id: str, moves: dict[str, int], period: str | None = None, period_moves: dict[str, int] | None = None
+    user_id: str | None,
+    moves: dict[str, int],
+    period: str | None = None,
+    period_moves: dict[str, int] | None = None,
+    at: keys.Key | None = None,
 ) -> Item:
     """The body of an ``Update`` of the user's counters item (:mod:`chat_sessions.usage`):
     each counter in ``moves`` changes by its delta (a missing one counts from zero); with
     ``period``, the period's token attributes by ``period_moves`` and the previous period's
-    removed. A transaction names an item once, so every move of one request is this one item."""
+    removed. A transaction names an item once, so every move of one request is this one item.
+    ``at``: the counters item's key when the caller has a stream record's keys, not a user id."""
     names: dict[str, str] = {}
     values: Item = {":zero": 0}
     sets: list[str] = []
@@ -47,7 +62,7 @@ def counters_update(
         names.update({f"#old{i}": name for i, name in enumerate(gone)})
         expression += " REMOVE " + ", ".join(f"#old{i}" for i in range(len(gone)))
     return {
-        "Key": dict(keys.quota_key(user_id)),
+        "Key": dict(at if at is not None else keys.quota_key(str(user_id))),
         "UpdateExpression": expression,
         "ExpressionAttributeNames": names,
         "ExpressionAttributeValues": values,
@@ -83,6 +98,25 @@ def quota_decrement(user_id: str, also: dict[str, int] | None = None) -> Item:
             "ExpressionAttributeValues": {**update["ExpressionAttributeValues"], ":one": 1},
         }
     }
+
+
+def renewed(update: Item, now: str, archived: bool = False) -> Item:
+    """The body of an ``Update`` of a session item (``update``, changed in place and returned)
+    that also renews its ``expiresAt`` from ``now`` (:mod:`chat_sessions.retention`), or removes
+    it when the retention of the status the update leaves is 0. Every write that touches a
+    session item goes through here, so retention costs no request of its own."""
+    expires = retention.expires_at(now, archived)
+    expression = str(update.get("UpdateExpression", "")).strip()
+    if expires is None:
+        expression += ", expiresAt" if " REMOVE " in f" {expression} " else " REMOVE expiresAt"
+    else:
+        update["ExpressionAttributeValues"] = {**update.get("ExpressionAttributeValues", {}), ":expiresAt": expires}
+        if expression.startswith("SET "):
+            expression = expression.replace("SET ", "SET expiresAt = :expiresAt, ", 1)
+        else:
+            expression = f"SET expiresAt = :expiresAt {expression}"
+    update["UpdateExpression"] = expression.strip()
+    return update
 
 
 def _numbers(item: Item) -> dict[str, int]:
@@ -194,7 +228,7 @@ class SessionStore:
         is raised as ``ConditionFailed`` for the caller to read why."""
         checked_changes(SessionItem, sets, [])
         key = keys.session_key(user_id, session_id)
-        patch = self.table.patch_op(key, sets, [], now)["Update"]
+        patch = renewed(self.table.patch_op(key, sets, [], now)["Update"], now)
         updated = self.table.update(
             key,
             UpdateExpression=patch["UpdateExpression"],
@@ -212,18 +246,22 @@ class SessionStore:
         DynamoDB with the item, never out of step with ``status``."""
         ops: list[Item] = [
             {
-                "Update": {
-                    "Key": dict(keys.session_key(user_id, session_id)),
-                    "UpdateExpression": "SET #status = :new, statusSk = :sk, updatedAt = :now",
-                    "ConditionExpression": "#status = :old",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {
-                        ":new": change.new,
-                        ":sk": keys.status_sk(change.new, session_id),
-                        ":old": change.old,
-                        ":now": now,
+                "Update": renewed(
+                    {
+                        "Key": dict(keys.session_key(user_id, session_id)),
+                        "UpdateExpression": "SET #status = :new, statusSk = :sk, updatedAt = :now",
+                        "ConditionExpression": "#status = :old",
+                        "ExpressionAttributeNames": {"#status": "status"},
+                        "ExpressionAttributeValues": {
+                            ":new": change.new,
+                            ":sk": keys.status_sk(change.new, session_id),
+                            ":old": change.old,
+                            ":now": now,
+                        },
                     },
-                }
+                    now,
+                    archived=change.new == READ_ONLY,
+                )
             }
         ]
         old, new = usage.STATUS_COUNTERS[change.old], usage.STATUS_COUNTERS[change.new]
@@ -269,6 +307,38 @@ class SessionStore:
             ops.append(counters_move(user_id, {usage.STATUS_COUNTERS[status]: -1, **counts}))
         self.table.transact(ops)
         return self.purge(user_id, session_id)
+
+    def count_expired(self, pk: str, sk: str, session: SessionItem, receipt_expires: int) -> bool:
+        """Take a session that DynamoDB's TTL removed (its keys and its last image, from the
+        stream) off the user's counters, exactly once however often the record is delivered:
+        one transaction that creates the session's receipt (``keys.expired_session``, refused
+        once it exists: a retried record counts nothing) and moves the counters (refused when
+        the counters item is gone: a user erased meanwhile has nothing left to count down, and
+        an unconditional move would recreate it below zero). The session's ``chatCount`` and
+        ``messageCount`` are exactly what it added to the user's ``chats`` and ``messages``:
+        every transaction that moves one moves the other. True when this call counted it."""
+        found = keys.expired_session(pk, sk)
+        if found is None:
+            return False
+        counters_key, receipt_key = found
+        receipt = ExpiredReceiptItem(session_id=session.session_id, expires_at=receipt_expires)
+        moves = {
+            usage.STATUS_COUNTERS[session.status]: -1,
+            "chats": -session.chat_count,
+            "messages": -session.message_count,
+        }
+        counters = counters_update(None, moves, at=counters_key)
+        ops: list[Item] = [
+            {"Put": {"Item": {**receipt_key, **receipt.to_item()}, "ConditionExpression": "attribute_not_exists(PK)"}},
+            {"Update": {**counters, "ConditionExpression": "attribute_exists(PK)"}},
+        ]
+        try:
+            self.table.transact(ops)
+        except ConditionFailed as exc:
+            if exc.failed(RECEIPT) or exc.failed(EXPIRED_COUNTERS):
+                return False  # counted before, or no counters left to move
+            raise
+        return True
 
     def purge(self, user_id: str, session_id: str) -> int:
         """Everything a deleted session owned (idempotent)."""
