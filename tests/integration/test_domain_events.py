@@ -79,3 +79,30 @@ def test_local_events_pages_and_refuses_bad_numbers(stack: str) -> None:
             response = anonymous.get("/local/events", params=bad)
             assert response.status_code == 400 and response.json()["error"]["code"] == "validation_error"
         assert httpx.post(f"{stack}/local/events").status_code == 405
+
+
+def test_a_reply_generated_on_its_own_is_created_then_completed(stack: str) -> None:
+    user = new_user("events-async")
+    with client(stack) as anonymous, client(stack, user) as http:
+        before = ok(anonymous.get("/local/events"))["last"]
+        sid = ok(http.post("/sessions", json={"name": "async"}), 201)["sessionId"]
+        cid = ok(http.post(f"/sessions/{sid}/chats", json={"name": "c"}), 201)["chatId"]
+        sent = ok(
+            http.post(
+                f"/sessions/{sid}/chats/{cid}/messages", json={"content": "hi"}, headers={"Prefer": "respond-async"}
+            ),
+            202,
+        )
+        reply = sent["assistantMessage"]
+        assert reply["status"] == "generating"
+        done = ok(http.get(f"/sessions/{sid}/chats/{cid}/messages/{reply['messageId']}", params={"wait": 20}))
+        assert done["status"] == "complete"
+        seen = events_of(stack, user, before)
+    got = [(e["detail-type"], e["detail"].get("seq"), e["detail"].get("status")) for e in seen]
+    assert got == [
+        ("session.created", None, "active"),
+        ("chat.created", None, None),
+        ("message.created", 1, "unanswered"),
+        ("message.created", 2, "generating"),
+        ("reply.completed", 2, "complete"),
+    ]
