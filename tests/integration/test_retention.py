@@ -79,6 +79,10 @@ def test_a_session_without_writes_for_its_retention_is_removed_with_everything_i
             time.sleep(0.2)
         removed_at = time.time()
         stream_drained(url)
+        # Its domain event says DynamoDB's TTL removed it (the local TTL's userIdentity), once.
+        published = ok(http.get("/local/events"))["events"]
+        removals = [e for e in published if e["detail-type"] == "session.deleted" and e["detail"]["sessionId"] == sid]
+        assert [e["detail"]["reason"] for e in removals] == ["expired"]
 
         # Nothing of the session is left; the user's partition holds the archived session, the
         # counters and the removal's receipt.
