@@ -4,6 +4,12 @@ It exists so the service can be tried as a person would use it (``make chat``), 
 public HTTP API only: it makes a token for the user, opens a session (or joins ``--session``)
 and sends each typed line to the session's active chat. Slash commands manage chats; ``/help``
 lists them. It reads stdin line by line, so it works piped as well as interactively.
+
+Replies are shown as they are generated: each message is sent with ``Prefer: respond-async``
+(the API answers at once, the reply generating on its own) and the reply is followed with long
+polls (``GET .../messages/{id}?wait=10&after=<characters shown>``), its new text printed as it
+comes. Ctrl-C stops following, not the reply: it goes on without any client, and ``/history``
+(or joining the session again with ``--session``) shows it, finished.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ commands:
   /new NAME            create a chat (it becomes the active one)
   /chats               list the session's chats (* marks the active one)
   /switch ID|NUMBER    make a chat active (a number from /chats, or a chat id)
-  /history             the active chat's messages
+  /history             the active chat's messages (a reply still generating is followed)
   /fork SEQ [NAME]     fork the active chat after message SEQ (the fork becomes active)
   /edit SEQ TEXT       replace your message SEQ with TEXT: a fork before it, TEXT sent there
   /sessions            your sessions
@@ -42,8 +48,10 @@ class Client:
     def __init__(self, url: str, token: str, timeout: float = 60) -> None:
         self.http = httpx.Client(base_url=url, headers={"Authorization": f"Bearer {token}"}, timeout=timeout)
 
-    def call(self, method: str, path: str, body: Any = None, **params: Any) -> Any:
-        response = self.http.request(method, path, json=body, params=params or None)
+    def call(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None, **params: Any
+    ) -> Any:
+        response = self.http.request(method, path, json=body, params=params or None, headers=headers)
         data = response.json() if response.content else None
         if response.status_code >= 400:
             raise ApiError(response.status_code, data)
@@ -53,7 +61,8 @@ class Client:
         items: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
-            page = self.call("GET", path, limit=100, **({"cursor": cursor} if cursor else {}))
+            params: dict[str, Any] = {"limit": 100, **({"cursor": cursor} if cursor else {})}
+            page = self.call("GET", path, **params)
             items.extend(page["items"])
             cursor = page["nextCursor"]
             if not cursor:
@@ -101,8 +110,31 @@ class ChatSession:
             self.say("no active chat")
             return
         for message in self.client.all_pages(f"/sessions/{self.session_id}/chats/{chat['chatId']}/messages"):
+            if message["status"] == "generating":
+                self.out.write(f"{message['seq']:>4} {message['role']}: ")
+                self.follow(chat["chatId"], message)
+                continue
             note = "" if message["status"] == "complete" else f" [{message['status']}]"
             self.say(f"{message['seq']:>4} {message['role']}: {message['content']}{note}")
+
+    def follow(self, chat_id: str, message: dict[str, Any]) -> None:
+        """Print a generating reply's text as it grows (long polls), until it ends; Ctrl-C stops
+        following (the reply goes on)."""
+        path = f"/sessions/{self.session_id}/chats/{chat_id}/messages/{message['messageId']}"
+        shown = 0
+        try:
+            while True:
+                self.out.write(message["content"][shown:])
+                self.out.flush()
+                shown = len(message["content"])
+                if message["status"] != "generating":
+                    break
+                message = self.client.call("GET", path, wait=10, after=shown)
+        except KeyboardInterrupt:
+            self.say(" [still generating: /history shows it]")
+            return
+        note = "" if message["status"] == "complete" else f" [{message['status']}]"
+        self.say(note)
 
     def message_at(self, chat_id: str, seq: int) -> dict[str, Any] | None:
         """The message at ``seq`` of a chat's history, found by listing it (the API names a
@@ -148,14 +180,17 @@ class ChatSession:
             )
 
     def send(self, text: str) -> None:
+        path, prefer = f"/sessions/{self.session_id}/messages", {"Prefer": "respond-async"}
         try:
-            exchange = self.client.call("POST", f"/sessions/{self.session_id}/messages", {"content": text})
+            exchange = self.client.call("POST", path, {"content": text}, headers=prefer)
         except ApiError as exc:
             if exc.code != "no_active_chat":
                 raise
             self.new_chat("Chat 1")
-            exchange = self.client.call("POST", f"/sessions/{self.session_id}/messages", {"content": text})
-        self.say(f"assistant: {exchange['assistantMessage']['content']}")
+            exchange = self.client.call("POST", path, {"content": text}, headers=prefer)
+        reply = exchange["assistantMessage"]
+        self.out.write("assistant: ")
+        self.follow(reply["chatId"], reply)
 
     def run_line(self, line: str) -> bool:
         """Handle one input line; False when the user asked to quit."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import CLEAN_ENV, client, error_code, new_user, ok
-from tests.servers import child
+from tests.servers import ROOT, child
 
 pytestmark = pytest.mark.xdist_group("async_replies")
 
@@ -187,3 +189,29 @@ def test_a_killed_generation_unlocks_the_chat_in_the_stated_time(slow_stack: tup
         assert time.time() - started >= LEASE_SECONDS - 2  # not before the lease ran out
         dead = ok(http.get(f"{chat}/messages/{reply_id}"), 200)
         assert dead["status"] == "failed" and dead["content"]  # what it stored before it died stays
+
+
+def _chat_client(url: str, user: str, script: str, *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "local_stack.chat_client", "--user", user, "--url", url, *args],
+        input=script,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_make_chat_follows_the_reply_and_a_client_back_later_sees_it_finished(slow_stack: tuple[str, int]) -> None:
+    url, _ = slow_stack
+    user = new_user("erin")
+    out = _chat_client(url, user, WORDS + "\n/quit\n")
+    assert f"assistant: [local model] You said: '{WORDS}'. I was shown 1 message(s).\n" in out
+    # A reply started by a client that went away at once: a terminal joining later shows it finished.
+    with client(url, user) as http:
+        sid = ok(http.get("/sessions"), 200)["items"][0]["sessionId"]
+        ok(http.post(f"/sessions/{sid}/messages", json={"content": "again " + WORDS}, headers=ASYNC), 202)
+    back = _chat_client(url, user, "/history\n/quit\n", "--session", sid)
+    assert f"   4 assistant: [local model] You said: 'again {WORDS}'. I was shown 3 message(s).\n" in back
