@@ -2,9 +2,10 @@
 message of the chat is stored or changes status.
 
 Not an HTTP route. The template's filter passes only ``INSERT`` and ``MODIFY`` records of
-``MSG#`` items; this keeps a new message and a change of ``status`` (``generating`` to
-``complete``, a user message becoming ``unanswered``...) and skips chat heads, forks' bases and
-the content flushes of a generating reply (same status: the ``delta`` frames carry those).
+message items; this keeps a new message and a change of ``status`` (``generating`` to
+``complete``, a question becoming ``complete``...) and skips anything else that is not a
+message and the content flushes of a generating reply (same status: the ``delta`` frames carry
+those).
 The frame is built from the record's new image alone, no read. Pushes never fail the batch
 (``chat_sessions.push`` logs a lost frame): a retried batch would only repeat frames.
 """

@@ -273,7 +273,10 @@ def test_the_websocket_api() -> None:
     push = resources["PushMessagesFunction"]["Properties"]
     (stream,) = push["Events"].values()
     pattern = stream["Properties"]["FilterCriteria"]["Filters"][0]["Pattern"]
-    assert '"eventName": ["INSERT", "MODIFY"]' in pattern and '"prefix": "MSG#"' in pattern
+    assert json.loads(pattern) == {
+        "eventName": ["INSERT", "MODIFY"],
+        "dynamodb": {"NewImage": {"type": {"S": ["message"]}}},
+    }
 
 
 # The two ways to deploy: the stack's own Cognito user pool (the defaults), or an OIDC issuer

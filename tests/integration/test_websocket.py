@@ -44,6 +44,11 @@ def subscribe(ws: ClientConnection, session_id: str, chat_id: str) -> dict[str, 
     return receive(ws)
 
 
+def stream_state(stack: str) -> str:
+    with client(stack) as http:
+        return str(http.get("/local/stream").text)
+
+
 def chat_of(stack: str, user: str) -> tuple[str, str]:
     with client(stack, user) as http:
         sid = ok(http.post("/sessions", json={"name": "push"}), 201)["sessionId"]
@@ -96,7 +101,10 @@ def test_a_send_pushes_message_frames_to_the_chats_subscribers(stack: str) -> No
         reply = sent["assistantMessage"]
         seen: dict[str, dict[str, Any]] = {}
         while reply["messageId"] not in seen:
-            frame = receive(ws)
+            try:
+                frame = receive(ws)
+            except TimeoutError as exc:  # say where the stream stands
+                raise AssertionError(f"no frame; the stream: {stream_state(stack)}") from exc
             assert frame["type"] == "message", frame
             seen[frame["message"]["messageId"]] = frame["message"]
         assert seen[reply["messageId"]] == reply  # the stored Message, as the API answers it
