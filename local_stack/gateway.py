@@ -935,8 +935,10 @@ def _start_ttl(resources: Resources) -> None:
     through the fault injector), their stream records marked as DynamoDB's own."""
     from local_stack import ttl
 
+    retention = os.environ.get("RETENTION_DAYS", "").strip() or "0"
+    archived = os.environ.get("ARCHIVED_RETENTION_DAYS", "").strip() or "0"
     try:
-        interval = ttl.interval_from(os.environ.get("LOCAL_TTL_INTERVAL_S"))
+        interval = ttl.interval_from(os.environ.get("LOCAL_TTL_INTERVAL_S"), (retention, archived) != ("0", "0"))
     except ValueError as exc:
         resources.close()
         sys.exit(str(exc))
@@ -950,8 +952,6 @@ def _start_ttl(resources: Resources) -> None:
         interval,
     )
     resources.stops.append(expirer.stop)
-    retention = os.environ.get("RETENTION_DAYS", "").strip() or "0"
-    archived = os.environ.get("ARCHIVED_RETENTION_DAYS", "").strip() or "0"
     _say(f"TTL: expired items deleted every {interval:g} s (RETENTION_DAYS={retention}, archived: {archived})")
 
 

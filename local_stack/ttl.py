@@ -7,7 +7,10 @@ this, retention (``RETENTION_DAYS``) could not be seen or tested locally.
 
 What it does, as DynamoDB does:
 
-- Every ``LOCAL_TTL_INTERVAL_S`` seconds (default 1; ``0`` turns the emulation off) it scans the
+- Every ``LOCAL_TTL_INTERVAL_S`` seconds (default 1 when ``RETENTION_DAYS`` or
+  ``ARCHIVED_RETENTION_DAYS`` is set, else 60, since then only idempotency records and WebSocket
+  connections expire, hours after they were written, and a scan every second of a large local
+  table costs CPU the load benchmarks would measure; ``0`` turns the emulation off) it scans the
   table for items whose ``expiresAt`` is a number at or before now (and not more than five years
   past: DynamoDB ignores those), and deletes each with a condition that it is still past, so a
   write that renewed the item in between wins (DynamoDB's TTL deletes are conditional the same
@@ -32,6 +35,8 @@ from typing import Any
 
 ATTRIBUTE = "expiresAt"
 DEFAULT_INTERVAL_S = 1.0
+IDLE_INTERVAL_S = 60.0
+"""The default when no retention is set."""
 IGNORED_AFTER_S = 5 * 365 * 86400
 """DynamoDB does not delete items whose TTL value is more than five years in the past."""
 TTL_IDENTITY = {"type": "Service", "principalId": "dynamodb.amazonaws.com"}
@@ -172,10 +177,11 @@ class Expirer:
                 print(f"ttl: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
 
 
-def interval_from(value: str | None) -> float:
-    """``LOCAL_TTL_INTERVAL_S``: seconds between passes (blank: the default; 0: off)."""
+def interval_from(value: str | None, retention: bool = True) -> float:
+    """``LOCAL_TTL_INTERVAL_S``: seconds between passes (blank: the default, which depends on
+    whether a ``retention`` is set; 0: off)."""
     text = (value or "").strip()
-    interval = float(text) if text else DEFAULT_INTERVAL_S
+    interval = float(text) if text else DEFAULT_INTERVAL_S if retention else IDLE_INTERVAL_S
     if not interval >= 0 or interval > 3600:
         raise ValueError(f"LOCAL_TTL_INTERVAL_S must be 0..3600 seconds, not {value!r}")
     return interval

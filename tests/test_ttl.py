@@ -83,6 +83,11 @@ def test_the_interval_setting(value: str | None, expected: float) -> None:
     assert ttl.interval_from(value) == expected
 
 
+def test_without_retention_the_default_interval_is_a_minute() -> None:
+    assert ttl.interval_from("", retention=False) == 60.0
+    assert ttl.interval_from("3", retention=False) == 3.0
+
+
 @pytest.mark.parametrize("value", ["-1", "nan", "soon", "7200"])
 def test_a_bad_interval_is_refused(value: str) -> None:
     with pytest.raises(ValueError):
