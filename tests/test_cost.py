@@ -19,6 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -59,6 +60,11 @@ EXPECTED: dict[str, list[str]] = {
     "send_to_active_chat": ["GetItem", "Query", "TransactWriteItems", "TransactWriteItems"],
     "regenerate": ["Query", "GetItem", "TransactWriteItems"],
     "list_messages": ["Query"],
+    "send_message, Prefer: respond-async": ["Query", "TransactWriteItems"],
+    "get_message": ["GetItem"],
+    "generate_reply, a reply streamed within 1.5 s": ["UpdateItem", "Query", "TransactWriteItems"],
+    "regenerate, Prefer: respond-async": ["Query", "GetItem", "TransactWriteItems"],
+    "cancel_message": ["TransactWriteItems", "GetItem"],
     "send_message with Idempotency-Key": ["PutItem", "Query", "TransactWriteItems", "TransactWriteItems", "UpdateItem"],
     "send_message, repeated Idempotency-Key": ["PutItem", "BatchGetItem"],
     "delete_chat, no messages": ["TransactGetItems", "TransactWriteItems", "Query", "BatchWriteItem"],
@@ -211,6 +217,7 @@ def test_round_trips_per_operation(table: str, local_model: Any, monkeypatch: py
     call("delete_session, one chat with 7 messages", "delete_session", 204, session=sid)
     assert invoke("get_session", session=sid).status == 404
     call("get_usage", "get_usage", 200)
+    replies_generated_apart(call, monkeypatch)
     call("erase_me", "erase_me", 202, user="erin")
 
     # Branches: a fork of a 20-message chat at 10, a send there, its listing (the source's
@@ -234,6 +241,72 @@ def test_round_trips_per_operation(table: str, local_model: Any, monkeypatch: py
     call("delete_chat, shared by a fork", "delete_chat", 204, **carol, chat=source)
 
     assert call.seen == EXPECTED
+
+
+def replies_generated_apart(call: Recorder, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Prefer: respond-async (issue 9): the send stores the question and the generating reply in
+    its one transaction and hands the reply over (a Lambda invoke, not DynamoDB); the generation
+    claims the reply, reads the thread and ends in one transaction, plus one write of the content
+    per ``REPLY_FLUSH_SECONDS`` it takes (none here: the local model answers at once)."""
+    import generate_reply
+
+    from tests.lambda_service import lambda_service
+
+    sid, chat = new_conversation("frank")
+    where: dict[str, Any] = {"user": "frank", "session": sid, "chat": chat}
+    with lambda_service() as lam:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lam.url)  # read when the Lambda client is made
+        monkeypatch.setenv("GENERATE_REPLY_FUNCTION", "GenerateReplyFunction")
+        prefer = {"Prefer": "respond-async"}
+        sent = call(
+            "send_message, Prefer: respond-async", "send_message", 202, **where, body={"content": "q"}, headers=prefer
+        )
+        reply_id = sent["assistantMessage"]["messageId"]
+        call("get_message", "get_message", 200, **where, message=reply_id, query={})
+        (event,) = lam.events("GenerateReplyFunction")
+        call.meter.reset()
+        assert generate_reply.lambda_handler(event, LambdaContext(remaining_millis=300_000)) == {"outcome": "complete"}
+        call.seen["generate_reply, a reply streamed within 1.5 s"] = call.meter.take().operations
+        again = call("regenerate, Prefer: respond-async", "regenerate", 202, **where, headers=prefer)
+        call("cancel_message", "cancel_message", 200, **where, message=again["assistantMessage"]["messageId"])
+
+
+def test_a_generated_reply_writes_its_content_at_most_every_flush_interval(
+    table: str, local_model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writes per generated reply: the claim, one write of the content per ``REPLY_FLUSH_SECONDS``
+    (1.5 s) of generation at most, the end's transaction; bounded by the function's timeout
+    (300 s: at most 2 + 200), whatever the chat's length. A ~2.5 s reply here."""
+    import generate_reply
+
+    from tests.lambda_service import lambda_service
+
+    monkeypatch.setenv("LOCAL_MODEL_DELAY_MS", "60")  # the local model's pause between words
+    sid, chat = new_conversation("grace")
+    with lambda_service() as lam:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", lam.url)
+        monkeypatch.setenv("GENERATE_REPLY_FUNCTION", "GenerateReplyFunction")
+        content = " ".join(f"w{i}" for i in range(30))
+        sent = invoke(
+            "send_message",
+            user="grace",
+            session=sid,
+            chat=chat,
+            body={"content": content},
+            headers={"Prefer": "respond-async"},
+        )
+        assert sent.status == 202
+        (event,) = lam.events("GenerateReplyFunction")
+        meter = service_meter()
+        started = time.monotonic()
+        assert generate_reply.lambda_handler(event, LambdaContext(remaining_millis=300_000)) == {"outcome": "complete"}
+        elapsed = time.monotonic() - started
+        operations = meter.take().operations
+        meter.detach()
+    grows = operations.count("UpdateItem") - 1  # the first UpdateItem is the claim
+    assert operations[:2] == ["UpdateItem", "Query"] and operations[-1] == "TransactWriteItems"
+    assert 1 <= grows <= elapsed / 1.5 + 1, (grows, elapsed)  # it grew while generating, never more often
+    assert len(operations) == 3 + grows
 
 
 def test_cost_doc_matches_the_measured_round_trips() -> None:
