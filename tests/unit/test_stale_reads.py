@@ -1333,3 +1333,182 @@ def test_an_expired_session_of_a_user_erased_meanwhile_recreates_no_counters(tab
     before = snapshot(table)
     assert not store.sessions.count_expired(pk, sk, image, 2_000_000_000)
     assert snapshot(table) == before, "counters recreated below zero for a user with none"
+
+
+# ---------------------------------------------------------------------------------------------
+# Replies generated on their own (issue 9): the chat's lease, the claim, the growing content,
+# the end, cancel, a dead reply taken over. store.replies builds each condition.
+
+
+def _generating(store: Store, sid: str, chat: str, lease_seconds: int = 100) -> tuple[MessageItem, MessageItem]:
+    """A question and its reply ``generating`` with the chat's lease, as an async send stores them."""
+    import time
+
+    from chat_sessions.ids import message_id
+    from chat_sessions.store.replies import lease_taken, reply_put
+
+    now = int(time.time())
+    base = new_id()
+    question = MessageItem(
+        message_id=message_id(base, 1),
+        chat_id=chat,
+        session_id=sid,
+        seq=1,
+        role="user",
+        content="q",
+        status="unanswered",
+        tokens=1,
+        created_at=utc_now(),
+    )
+    reply = MessageItem(
+        message_id=message_id(base, 2),
+        chat_id=chat,
+        session_id=sid,
+        seq=2,
+        role="assistant",
+        content="",
+        status="generating",
+        model="test-model",
+        tokens=0,
+        reply_to_seq=1,
+        created_at=utc_now(),
+        lease_until=now + lease_seconds,
+    )
+    store.messages.append_user(
+        USER, question, None, 0, [reply_put(USER, reply), lease_taken(USER, reply, reply.lease_until or 0, now)]
+    )
+    return question, reply
+
+
+def _replies(store: Store) -> Any:
+    from chat_sessions.store.replies import ReplyStore
+
+    return ReplyStore(store.table)
+
+
+def test_stale_lease_refuses_a_second_reply_and_a_sync_send(store: Store, table: str) -> None:
+    """The head read free; another request took the lease since: neither an async send (taking
+    it) nor a sync one (checking it) lands."""
+    import time
+
+    from chat_sessions.ids import message_id
+    from chat_sessions.store.replies import lease_free, lease_taken, reply_put
+
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    _generating(store, sid, chat)
+    now = int(time.time())
+    question = MessageItem(
+        message_id=message_id(new_id(), 3),
+        chat_id=chat,
+        session_id=sid,
+        seq=3,
+        role="user",
+        content="q2",
+        status="unanswered",
+        tokens=1,
+        created_at=utc_now(),
+    )
+    second = question.model_copy(
+        update={
+            "message_id": message_id(new_id(), 4),
+            "seq": 4,
+            "role": "assistant",
+            "status": "generating",
+            "reply_to_seq": 3,
+            "lease_until": now + 100,
+        }
+    )
+    taking = [reply_put(USER, second), lease_taken(USER, second, now + 100, now)]
+    assert failed_items(refused(table, lambda: store.messages.append_user(USER, question, None, 0, taking))) == [3]
+    checking = [lease_free(USER, sid, chat, now)]
+    assert failed_items(refused(table, lambda: store.messages.append_user(USER, question, None, 0, checking))) == [2]
+
+
+def test_stale_claim_of_a_claimed_reply_changes_nothing(store: Store, table: str) -> None:
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    _, reply = _generating(store, sid, chat)
+    assert _replies(store).claim(USER, sid, chat, reply.seq, "first") is not None
+    before = snapshot(table)
+    assert _replies(store).claim(USER, sid, chat, reply.seq, "second") is None  # a duplicate delivery
+    assert snapshot(table) == before
+
+
+def test_stale_writes_of_a_cancelled_generation_are_refused(store: Store, table: str) -> None:
+    """The generation claimed the reply; the reply was cancelled since: its content write, its
+    failure and its completion are all refused, and change nothing."""
+    import time
+
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    question, reply = _generating(store, sid, chat)
+    claimed = _replies(store).claim(USER, sid, chat, reply.seq, "gen")
+    assert claimed is not None
+    _replies(store).cancel(USER, sid, chat, reply.seq, reply.message_id, int(time.time()))
+    before = snapshot(table)
+    assert _replies(store).grow(USER, claimed, "late text", 2) is False
+    assert _replies(store).fail(USER, claimed, "late text", 2) is False
+    assert snapshot(table) == before
+    done = claimed.model_copy(update={"status": "complete", "content": "all", "lease_until": None, "generator": None})
+    exc = refused(table, lambda: store.messages.append_reply(USER, done, question, generated_by="gen"))
+    assert failed_items(exc) == [REPLY_MESSAGE]
+    # Another claim's writes are refused the same way (the content is this generation's only).
+    other = claimed.model_copy(update={"generator": "someone-else"})
+    assert failed_items(
+        refused(table, lambda: store.messages.append_reply(USER, done, question, generated_by=other.generator))
+    ) == [REPLY_MESSAGE]
+
+
+def test_stale_cancel_of_a_reply_that_ended_or_died_is_refused(store: Store, table: str) -> None:
+    import time
+
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    _, reply = _generating(store, sid, chat, lease_seconds=-5)  # its lease already past: dead
+    exc = refused(table, lambda: _replies(store).cancel(USER, sid, chat, reply.seq, reply.message_id, int(time.time())))
+    assert failed_items(exc) == [0]
+    other = new_chat(store, sid, "other")
+    _, live = _generating(store, sid, other)
+    claimed = _replies(store).claim(USER, sid, other, live.seq, "gen")
+    assert claimed is not None
+    assert _replies(store).fail(USER, claimed, "x", 1) is True  # it ended
+    exc = refused(table, lambda: _replies(store).cancel(USER, sid, other, live.seq, live.message_id, int(time.time())))
+    assert failed_items(exc) == [0, 1]
+
+
+def test_stale_takeover_of_a_lease_that_was_given_back_is_refused(store: Store, table: str) -> None:
+    """A regenerate read a dead reply under an expired lease; the reply was stored failed and the
+    lease given back since (a cancel, the generation's own end): its takeover of the dead reply
+    is refused (the reply is not generating any more)."""
+    import time
+
+    from chat_sessions.ids import message_id
+
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    _, dead = _generating(store, sid, chat, lease_seconds=-5)
+    now = int(time.time())
+    claimed = _replies(store).claim(USER, sid, chat, dead.seq, "late")
+    assert claimed is not None
+    assert _replies(store).fail(USER, claimed, "", 0) is True
+    reply = dead.model_copy(update={"message_id": message_id(new_id(), 3), "seq": 3, "lease_until": now + 100})
+    exc = refused(table, lambda: _replies(store).start(USER, reply, now + 100, now, dead.seq))
+    assert failed_items(exc) == [3]
+
+
+def test_stale_end_after_the_lease_was_taken_over_is_refused(store: Store, table: str) -> None:
+    """The chat's lease names another reply now (taken over after this one's ran out): this
+    reply's end cannot give it back."""
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    _, reply = _generating(store, sid, chat)
+    claimed = _replies(store).claim(USER, sid, chat, reply.seq, "gen")
+    assert claimed is not None
+    store.table.update(
+        keys.head_key(USER, sid, chat),
+        UpdateExpression="SET generatingSeq = :other",
+        ExpressionAttributeValues={":other": 9},
+    )
+    exc = refused(table, lambda: _replies(store).fail(USER, claimed, "text", 1))
+    assert failed_items(exc) == [1]
