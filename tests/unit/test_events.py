@@ -172,15 +172,26 @@ def test_changes_nobody_subscribes_to_give_no_event(change: dict[str, Any]) -> N
 
 
 def test_a_session_removed_by_ttl_says_it_expired_and_times_come_from_the_items() -> None:
-    expired = events.event_for(record("REMOVE", old=session(updatedAt="2026-11-26T13:00:00.000Z"), ttl=True))
+    earlier = {"createdAt": "2026-11-26T12:00:00.000Z", "updatedAt": "2026-11-26T13:00:00.000Z"}
+    expired = events.event_for(record("REMOVE", old=session(**earlier), ttl=True))
     deleted = events.event_for(record("REMOVE", old=session(updatedAt="2027-01-01T00:00:00.000Z")))
     assert expired is not None and expired.detail["reason"] == "expired"
-    assert expired.detail["time"] == "2026-11-26T13:30:00Z"  # the record's time (after the last write)
+    assert expired.detail["time"] == "2026-11-26T13:30:00.000Z"  # the record's time (after the last write)
     assert deleted is not None and deleted.detail["reason"] == "deleted"
     assert deleted.detail["time"] == "2027-01-01T00:00:00.000Z"  # never before the last write
     renamed = events.event_for(record("MODIFY", session(), session(name="R", updatedAt="2026-11-26T14:00:00.000Z")))
     assert renamed is not None and renamed.detail["time"] == "2026-11-26T14:00:00.000Z"
     assert renamed.detail["changed"] == ["name"]
+
+
+def test_a_reply_ends_no_earlier_than_it_began() -> None:
+    # DynamoDB Local's record times are to the minute: the reply's creation time is the floor.
+    ended = events.event_for(record("MODIFY", message(status="generating"), message()))
+    assert ended is not None and ended.detail["time"] == "2026-11-26T13:30:01.100Z"
+    late = record("MODIFY", message(status="generating"), message())
+    late["dynamodb"]["ApproximateCreationDateTime"] = 1795699860  # a minute later
+    finished = events.event_for(late)
+    assert finished is not None and finished.detail["time"] == "2026-11-26T13:31:00.000Z"
 
 
 def test_a_reply_carries_its_usage_and_what_it_answers() -> None:

@@ -132,10 +132,12 @@ def image(record: dict[str, Any], which: str) -> dict[str, Any] | None:
 
 
 def _iso(epoch: Any) -> str:
+    """Epoch seconds as the items write times (milliseconds, ``Z``), so the two compare as text."""
     try:
-        return datetime.fromtimestamp(float(epoch), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = datetime.fromtimestamp(float(epoch), UTC)
     except (TypeError, ValueError, OverflowError, OSError):
-        return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = datetime.now(UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 # --- the mapping ----------------------------------------------------------------------------
@@ -170,9 +172,11 @@ def event_for(record: dict[str, Any]) -> DomainEvent | None:
     if event_type == "session.deleted" and _by_ttl(record):
         detail["reason"] = "expired"
     created = (record.get("dynamodb") or {}).get("ApproximateCreationDateTime")
-    # The record's own time is to the second (DynamoDB Local's to the minute): a removal is
-    # never shown earlier than the last write its old image records.
-    when = _own_time(event_type, new) or max(_iso(created), str((old or {}).get("updatedAt") or ""))
+    # The record's own time is to the second (DynamoDB Local's to the minute): an event is never
+    # shown earlier than a time its images record (a removal after the last write, a reply's end
+    # after its creation).
+    recorded = [str(i[f]) for i in (old or {}, new or {}) for f in ("updatedAt", "createdAt") if i.get(f)]
+    when = _own_time(event_type, new) or max([_iso(created), *recorded])
     detail = {"userId": user_id, **detail, "time": when, "changeId": str(record.get("eventID", ""))}
     return DomainEvent(event_type, detail, detail.get("sessionId"))
 
