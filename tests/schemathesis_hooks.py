@@ -18,6 +18,16 @@ each is named in the README ("The published API document, checked"):
   authorizer or function runs, and the local gateway answers the same (with the contract's
   error body); only a catch-all route per path could answer 405 there.
 
+One operation is not run at all (``tests/schemathesis.toml``): ``DELETE /me`` erases the caller.
+Run among the others, it would race them: the sessions the examples and stateful chains create
+vanish under them (404s no link predicts), creates answer ``409 erasure_in_progress`` until the
+erasure ends, and which answer a request meets depends on the erasure's progress, not on the
+request, so the run would stop being repeatable. Pointing it at the second user would break
+``object_level_authorization`` (it replays the first user's reads as the second) the same way.
+Its answer (``202 {"status": "erasing"}``) and everything it does are tested by
+``tests/unit/test_erasure.py``, ``tests/concurrency/test_erasure_race.py`` and the local stack's
+end-to-end test (``tests/integration/test_erasure.py``).
+
 Every other failure, of every check, fails the run. The refusal must be exactly one of these
 two (status, code and detail), so another 400 or 422 on the same request still fails.
 """

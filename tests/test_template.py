@@ -26,6 +26,7 @@ CONTRACT_ROUTES = {
     ("POST", "/sessions/{sessionId}/archive"),
     ("POST", "/sessions/{sessionId}/unarchive"),
     ("GET", "/me/usage"),
+    ("DELETE", "/me"),
     ("DELETE", "/sessions/{sessionId}"),
     ("POST", "/sessions/{sessionId}/chats"),
     ("GET", "/sessions/{sessionId}/chats"),
@@ -129,6 +130,25 @@ def test_stream_consumer_only_purges() -> None:
     assert event["Type"] == "DynamoDB"
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert '"eventName": ["REMOVE"]' in event["Properties"]["FilterCriteria"]["Filters"][0]["Pattern"]
+
+
+def test_the_erasure_consumer_is_invoked_by_writes_of_the_marker_only() -> None:
+    """Every write of a counters item that carries the erasure marker invokes a step, and no
+    other record: DELETE /me's first write and each step's hand-over (chat_sessions.keys)."""
+    from chat_sessions import keys
+
+    erase = functions(TEMPLATE)["EraseUserFunction"]
+    (event,) = erase["Properties"]["Events"].values()
+    assert event["Type"] == "DynamoDB"
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    (only,) = event["Properties"]["FilterCriteria"]["Filters"]
+    assert json.loads(only["Pattern"]) == {
+        "eventName": ["INSERT", "MODIFY"],
+        "dynamodb": {
+            "Keys": {"SK": {"S": [keys.QUOTA_SK]}},
+            "NewImage": {keys.ERASING_SINCE: {"S": [{"exists": True}]}},
+        },
+    }
 
 
 def test_read_only_functions_get_read_only_access() -> None:

@@ -27,14 +27,15 @@ import pytest
 
 from chat_sessions import keys
 from chat_sessions.clock import utc_now
-from chat_sessions.errors import NotFound, SessionArchived, SessionLimitReached, TokenBudgetExhausted
+from chat_sessions.errors import ErasureInProgress, NotFound, SessionArchived, SessionLimitReached, TokenBudgetExhausted
 from chat_sessions.ids import new_id
 from chat_sessions.items import ChatItem, CreateMarkerItem, MessageItem, Segment, SendMarkerItem, SessionItem
 from chat_sessions.llm import get_chat_model
 from chat_sessions.models import CreateChatRequest, CreateSessionRequest, UpdateChatRequest, UpdateSessionRequest
-from chat_sessions.services import chats, conversation, sessions
+from chat_sessions.services import chats, conversation, erasure, sessions
 from chat_sessions.session_status import TRANSITIONS
 from chat_sessions.store import ConditionFailed, Store, get_store
+from chat_sessions.store.erasure import ErasureStore
 from chat_sessions.store.markers import MarkerExists
 from chat_sessions.store.messages import Thread
 from chat_sessions.store.outcomes import CONDITION_FAILED
@@ -260,6 +261,73 @@ def test_create_after_another_create_took_the_last_place_is_limit_reached(table:
     new_session(store, "second")
     exc = refused_as(table, lambda: store.sessions.create(USER, session_item(), max_active=2), SessionLimitReached)
     assert failed_items(exc) == [SESSION_QUOTA]
+
+
+# ---------------------------------------------------------------------------------------------
+# erasure (DELETE /me): quota_increment_unless_erasing, ErasureStore.take_session/touch/finish
+
+
+def test_create_after_an_erasure_began_is_refused(table: str, store: Store) -> None:
+    """A create decides with the user not being erased; DELETE /me marks them; the create is
+    refused at the counter, as ``erasure_in_progress`` (a session appearing behind the erasure
+    would be missed by it)."""
+    new_session(store)
+    erasure.start_erasure(store, USER)
+    exc = refused_as(table, lambda: store.sessions.create(USER, session_item(), max_active=10), ErasureInProgress)
+    assert failed_items(exc) == [SESSION_QUOTA]
+
+
+def test_a_step_taking_a_session_after_the_erasure_ended_deletes_nothing(table: str, store: Store) -> None:
+    """A step read the marker; the erasure ended (another step) and the user created a session
+    again; the stale step's take of that session is refused: the new session stays."""
+    erasure.start_erasure(store, USER)
+    eraser = ErasureStore(store.table)
+    assert eraser.marker(USER) is not None
+    assert eraser.finish(USER)
+    sid = new_session(store)
+    refused(table, lambda: eraser.take_session(USER, sid, previous=None))
+
+
+def test_a_step_taking_a_session_after_another_step_took_one_is_refused(table: str, store: Store) -> None:
+    """Two steps read a marker pointing nowhere; one takes a session; the other's take is
+    refused (it would move the pointer off a partition not yet purged)."""
+    first, second = new_session(store, "a"), new_session(store, "b")
+    erasure.start_erasure(store, USER)
+    eraser = ErasureStore(store.table)
+    eraser.take_session(USER, first, previous=None)
+    refused(table, lambda: eraser.take_session(USER, second, previous=None))
+
+
+def test_a_step_moving_on_from_a_session_another_step_moved_on_from_is_refused(table: str, store: Store) -> None:
+    first, second, third = new_session(store, "a"), new_session(store, "b"), new_session(store, "c")
+    erasure.start_erasure(store, USER)
+    eraser = ErasureStore(store.table)
+    eraser.take_session(USER, first, previous=None)
+    eraser.take_session(USER, second, previous=first)
+    refused(table, lambda: eraser.take_session(USER, third, previous=first))
+
+
+def test_a_hand_over_after_the_erasure_ended_recreates_nothing(table: str, store: Store) -> None:
+    """A step about to hand over; the erasure ends meanwhile; its touch must not recreate the
+    counters item (an update would)."""
+    erasure.start_erasure(store, USER)
+    eraser = ErasureStore(store.table)
+    assert eraser.finish(USER)
+    before = snapshot(table)
+    assert not eraser.touch(USER)
+    assert snapshot(table) == before
+
+
+def test_a_finish_after_the_user_came_back_keeps_their_counters(table: str, store: Store) -> None:
+    """A step about to finish; another finished first and the user created a session again: the
+    stale finish must not delete their new counters."""
+    erasure.start_erasure(store, USER)
+    eraser = ErasureStore(store.table)
+    assert eraser.finish(USER)
+    new_session(store)
+    before = snapshot(table)
+    assert not eraser.finish(USER)
+    assert snapshot(table) == before
 
 
 def test_resume_after_another_create_took_the_last_place_is_limit_reached(table: str, store: Store) -> None:

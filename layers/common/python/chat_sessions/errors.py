@@ -82,6 +82,17 @@ class NotGenerating(Conflict):
     code = "not_generating"
 
 
+class ErasureInProgress(Conflict):
+    """``DELETE /me`` is erasing the caller: no session is created until it has finished
+    (``Retry-After``: seconds to wait); everything else the caller had is being deleted."""
+
+    code = "erasure_in_progress"
+
+
+ERASURE_RETRY_AFTER_SECONDS = "5"
+"""What ``Retry-After`` says to a create refused by an erasure: a batch takes about a second."""
+
+
 class IdempotencyKeyReused(ServiceError):
     status, code = 422, "idempotency_key_reused"
 

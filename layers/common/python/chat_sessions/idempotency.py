@@ -95,6 +95,19 @@ class _OwnedClaims:
         }
         return self._client.put_item(**kwargs)
 
+    def update_item(self, **kwargs: Any) -> Any:
+        """Powertools completes its record with an ``UpdateItem``, which would create the record
+        if it were gone: only this request's own claim is completed. ``DELETE /me`` may have
+        erased it while the request ran, and must not find it written back afterwards; the
+        refusal reaches :func:`run_once` as a persistence error, which answers what was produced."""
+        kwargs["ConditionExpression"] = "#owner = :owner"
+        kwargs["ExpressionAttributeNames"] = {**kwargs.get("ExpressionAttributeNames", {}), "#owner": OWNER_ATTR}
+        kwargs["ExpressionAttributeValues"] = {
+            **kwargs.get("ExpressionAttributeValues", {}),
+            ":owner": {"S": self._owner},
+        }
+        return self._client.update_item(**kwargs)
+
     def release(self) -> bool:
         """Delete this request's claim if it is still in progress, and only then.
 

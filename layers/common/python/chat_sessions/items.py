@@ -219,6 +219,16 @@ class QuotaItem(StoredItem):
     active_sessions: Count = 0
 
 
+class ErasureMarkerItem(StoredItem):
+    """What ``DELETE /me`` adds to the user's counters item (``keys.quota_key``) while the
+    user is erased (attribute names: ``keys.ERASING_SINCE``, ``ERASING_SESSION``,
+    ``ERASURE_RUNS``); the counters themselves are read elsewhere."""
+
+    erasing_since: Text
+    erasing_session: Text | None = None
+    erasure_runs: Count = 0
+
+
 class ExpiredReceiptItem(StoredItem):
     """Written once per session that DynamoDB's TTL removed, in the transaction that takes it
     off the user's counters: a redelivered stream record finds it and counts nothing. It expires

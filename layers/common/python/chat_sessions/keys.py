@@ -78,6 +78,38 @@ def quota_key(user_id: str) -> Key:
     return {"PK": _user(user_id), "SK": QUOTA_SK}
 
 
+# --- Erasure (DELETE /me, chat_sessions.services.erasure) -----------------------------------
+# The erasure marker is the user's counters item (``quota_key``) carrying ``erasingSince``: a
+# session create's quota increment is conditioned on its absence (so no new session appears
+# while the user's items are being found and deleted), the ``erase_user`` stream consumer is
+# invoked for every INSERT/MODIFY of a counters item whose new image carries it, and the REMOVE
+# of a counters item whose old image carries it is the end of the erasure (``user.erased``).
+
+ERASING_SINCE = "erasingSince"
+"""On the counters item while the user is being erased: when ``DELETE /me`` first asked (ISO)."""
+ERASING_SESSION = "erasingSession"
+"""On the marker: the session whose partition the erasure is purging (its session item is gone)."""
+ERASURE_RUNS = "erasureRuns"
+"""On the marker: one more per ``DELETE /me`` and per continuation (each a stream record)."""
+
+
+def user_of_pk(pk: str) -> str | None:
+    """The user id of a user partition key (``user_pk``'s inverse); None for any other key."""
+    if not pk.startswith("USER#") or "#" in pk[len("USER#") :]:
+        return None
+    user_id = pk[len("USER#") :].replace("%23", "#").replace("%25", "%")  # every "%" starts an escape
+    try:
+        return user_id if _user(user_id) == pk else None
+    except Unauthorized:
+        return None
+
+
+def erased_after_sessions(user_id: str) -> list[str]:
+    """The user's partitions other than their own and their sessions', which the erasure purges
+    once no session is left: every partition key built from the user id alone goes here."""
+    return [idempotency_pk(user_id)]
+
+
 EXPIRED_PREFIX = "EXPIRED#"
 
 

@@ -240,6 +240,13 @@ class UserUsage(_Response):
     token_budget: int | None
 
 
+class Erasure(_Response):
+    """``DELETE /me``: the erasure of every item of the caller has begun (or is still running);
+    it finishes on its own, after which the caller has no sessions and zero usage."""
+
+    status: Literal["erasing"] = "erasing"
+
+
 class ErrorDetail(_Response):
     code: str
     message: str

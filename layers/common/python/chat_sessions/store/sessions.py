@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from chat_sessions import keys, retention, usage
-from chat_sessions.errors import NotFound, SessionLimitReached
+from chat_sessions.errors import ERASURE_RETRY_AFTER_SECONDS, ErasureInProgress, NotFound, SessionLimitReached
 from chat_sessions.items import (
     CreateMarkerItem,
     ExpiredReceiptItem,
@@ -27,6 +27,13 @@ from chat_sessions.store.table import Item, Table, plain
 
 RECEIPT, EXPIRED_COUNTERS = 0, 1
 """Item indexes in the transaction that counts an expired session (``count_expired``)."""
+
+
+def erasing() -> ErasureInProgress:
+    return ErasureInProgress(
+        "Your data is being erased; no session can be created until that has finished.",
+        headers={"Retry-After": ERASURE_RETRY_AFTER_SECONDS},
+    )
 
 
 def limit_reached(max_active: int) -> SessionLimitReached:
@@ -88,6 +95,22 @@ def quota_increment(user_id: str, max_active: int, also: dict[str, int] | None =
     }
 
 
+def quota_increment_unless_erasing(user_id: str, max_active: int) -> Item:
+    """A new session's place (``quota_increment``), refused too while ``DELETE /me`` erases the
+    user (the counters item carries ``keys.ERASING_SINCE``): the erasure finds the user's items
+    from their sessions, so none may appear behind it. Costs nothing: the item is written anyway."""
+    update = counters_update(user_id, {usage.STATUS_COUNTERS["active"]: 1})
+    condition = "(attribute_not_exists(activeSessions) OR activeSessions < :max) AND attribute_not_exists(#erasing)"
+    return {
+        "Update": {
+            **update,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {**update["ExpressionAttributeNames"], "#erasing": keys.ERASING_SINCE},
+            "ExpressionAttributeValues": {**update["ExpressionAttributeValues"], ":max": max_active},
+        }
+    }
+
+
 def quota_decrement(user_id: str, also: dict[str, int] | None = None) -> Item:
     """Free a place: never below zero; ``also``: the other counters the same request moves."""
     update = counters_update(user_id, {usage.STATUS_COUNTERS["active"]: -1, **(also or {})})
@@ -144,14 +167,20 @@ class SessionStore:
                     "ConditionExpression": "attribute_not_exists(PK)",
                 }
             },
-            quota_increment(user_id, max_active),
+            quota_increment_unless_erasing(user_id, max_active),
         ]
         try:
             markers.create(self.table, user_id, ops, marker)  # the marker before the quota: that create holds a place
         except ConditionFailed as exc:
             if exc.failed(1):
+                if self.erasing(user_id):
+                    raise erasing() from exc
                 raise limit_reached(max_active) from exc
             raise
+
+    def erasing(self, user_id: str) -> bool:
+        """Whether ``DELETE /me`` is erasing the user (read after a create was refused, to say why)."""
+        return keys.ERASING_SINCE in (self.table.get(keys.quota_key(user_id)) or {})
 
     def get(self, user_id: str, session_id: str) -> SessionItem:
         item = self.table.get(keys.session_key(user_id, session_id))

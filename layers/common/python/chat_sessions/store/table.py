@@ -201,6 +201,26 @@ class Table:
             return items[:limit], items[limit - 1][keys.SK]
         return items, None
 
+    def purge_some(self, pk: str, limit: int, keep: frozenset[str] = frozenset()) -> tuple[int, bool]:
+        """Delete at most ``limit`` items of the partition ``pk`` (sort keys in ``keep`` left
+        alone): one query of their keys, batched deletes. Returns how many were deleted and
+        whether the partition held nothing more (``keep`` aside)."""
+        resp = self.call(
+            "query",
+            TableName=self.table_name,
+            KeyConditionExpression="PK = :pk",
+            ExpressionAttributeValues={":pk": pk},
+            ProjectionExpression="PK, SK",
+            ConsistentRead=True,
+            Limit=limit + len(keep),
+        )
+        found = [{keys.PK: k[keys.PK], keys.SK: k[keys.SK]} for k in resp.get("Items", []) if k[keys.SK] not in keep]
+        for i in range(0, len(found), BATCH):
+            self._batch_delete(found[i : i + BATCH])
+        # Empty only when a query found nothing: an item written between the query and the
+        # deletes (conditioned on one of those deleted) is found by the next call.
+        return len(found), not found and "LastEvaluatedKey" not in resp
+
     def purge(self, pk: str, prefix: str, between: tuple[str, str] | None = None) -> int:
         """Delete every item of ``pk`` under ``prefix`` (or, with ``between``, in that sort-key
         range): paginated queries, batched deletes, unprocessed items retried until none is
