@@ -33,9 +33,10 @@ def connect(store: Store, user_id: str, connection_id: str) -> None:
 def subscribe(store: Store, user_id: str, connection_id: str, session_id: str, chat_id: str) -> None:
     """Subscribe the connection to a chat of the caller's own: ``NotFound`` otherwise (another
     user's chat and a chat that does not exist look the same)."""
-    connections = ConnectionStore(store.table)
     try:  # a collision (a $disconnect or another subscribe at the same instant) is tried again
-        retry.optimistic(lambda: connections.subscribe(user_id, connection_id, session_id, chat_id, _expires_at()))
+        retry.optimistic(
+            lambda: ConnectionStore(store.table).subscribe(user_id, connection_id, session_id, chat_id, _expires_at())
+        )
     except ChatNotFound as exc:
         raise NotFound("Chat not found.") from exc
     except ConnectionGone as exc:
