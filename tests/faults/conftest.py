@@ -106,6 +106,7 @@ def fault_stack(dynamodb_local_url: str) -> Iterator[FaultStack]:
         "OPENAI_MODEL": model_server.MODEL_ID,
         "MAX_ACTIVE_SESSIONS": str(MAX_ACTIVE_SESSIONS),
         "LOCAL_CONCURRENCY": "6",
+        "LOCAL_TTL_INTERVAL_S": "1",  # test_retention_faults: an expired session removed within seconds
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "local_stack"],
