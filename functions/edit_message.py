@@ -20,7 +20,7 @@ router = Router()
     "/sessions/<sessionId>/chats/<chatId>/messages/<messageId>/edit",
     summary="Edit a user message: fork before it and send the new text there",
     tags=["messages"],
-    responses=api.responses(201, EditResult, 409, 413, 422, 429, 502, 504),
+    responses=api.exchange_responses(409, 413, 422, 429, 502, 504, model=EditResult),
 )
 def edit_message(
     sessionId: str,
@@ -28,10 +28,12 @@ def edit_message(
     messageId: str,
     body: Annotated[EditMessageRequest, Body()],
     key: api.IdempotencyKey = None,
+    prefer: api.Prefer = None,
 ) -> Response[Any]:
+    respond_async = api.prefers_async(router)
     return api.respond(
         router,
-        201,
+        202 if respond_async else 201,
         lambda: branches.edit_message(
             get_store(),
             get_chat_model(),
@@ -41,6 +43,7 @@ def edit_message(
             messageId,
             body.content,
             api.request_key(router),
+            respond_async=respond_async,
         ),
     )
 

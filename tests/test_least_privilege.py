@@ -69,7 +69,7 @@ CHECKED = ("lambda:", "dynamodb:", "ssm:", "secretsmanager:", "kms:", "execute-a
 """The services whose grants must be exact. Others are SAM's (logs, X-Ray) or Lambda's own on the
 function's behalf (the stream consumer's dead-letter queue), never called by our code."""
 KMS_CONDITION = "HasOpenAIApiKeyKmsKey"
-ALLOWED_POLICY_TEMPLATES = {"purge_deleted": {"SQSSendMessagePolicy"}, "erase_user": {"SQSSendMessagePolicy"}}
+ALLOWED_POLICY_TEMPLATES = {"purge_deleted": {"SQSSendMessagePolicy"}}
 """SAM policy templates a function may carry: none can hide a DynamoDB, SSM, Secrets Manager or
 KMS grant. The stream consumer's lets Lambda send failed batches to the dead-letter queue."""
 ALLOWED_POLICY_TEMPLATES["publish_events"] = {"SQSSendMessagePolicy"}  # its dead-letter queue, as the purge's
@@ -1301,36 +1301,29 @@ def websocket_push(d: Driver) -> None:
             raise Gone("GoneException", "the connection is gone")
         posted.append(connection_id)
 
-    # An attribute of the instance, removed by hand: moto resets its backends when a nested
-    # mock ends (which drops it), so MonkeyPatch's undo could find nothing to remove.
-    management.post_to_connection = post  # type: ignore[method-assign]
-    try:
-        push._subscribers_cache.clear()
-        u, other = d.user(), d.user()
-        sid, osid = session(d, u), session(d, other)
-        c, oc = chat(d, u, sid), chat(d, other, osid)
-        for connection in ("lp-live=", "lp-gone=", "lp-closed="):
-            assert d.websocket("ws_connect", u, connection) == {"statusCode": 200}
-            if connection != "lp-closed=":
-                frame = d.websocket(
-                    "ws_subscribe", u, connection, {"action": "subscribe", "sessionId": sid, "chatId": c}
-                )
-                assert frame["type"] == "subscribed", frame
-        frame = d.websocket("ws_subscribe", u, "lp-live=", {"action": "subscribe", "sessionId": osid, "chatId": oc})
-        assert frame["code"] == "not_found", frame
-        d.websocket("ws_disconnect", u, "lp-closed=")
-        frame = d.websocket("ws_subscribe", u, "lp-closed=", {"action": "subscribe", "sessionId": sid, "chatId": c})
-        assert frame["code"] == "connection_closed", frame
-        event = copy.deepcopy(load_event("push_messages"))
-        image = event["Records"][0]["dynamodb"]["NewImage"]
-        key = keys.message_key(u, sid, c, 2)
-        image.update({"PK": {"S": key["PK"]}, "SK": {"S": key["SK"]}, "sessionId": {"S": sid}, "chatId": {"S": c}})
-        event["Records"][0]["dynamodb"]["Keys"] = {"PK": image["PK"], "SK": image["SK"]}
-        assert d.push(event) == {"batchItemFailures": []}
-        assert [unquote(p) for p in posted] == ["lp-live="]
-        assert d.websocket("ws_disconnect", u, "lp-live=") == {"statusCode": 200}
-    finally:
-        vars(management).pop("post_to_connection", None)
+    d.monkeypatch.setattr(management, "post_to_connection", post)
+    push._subscribers_cache.clear()
+    u, other = d.user(), d.user()
+    sid, osid = session(d, u), session(d, other)
+    c, oc = chat(d, u, sid), chat(d, other, osid)
+    for connection in ("lp-live=", "lp-gone=", "lp-closed="):
+        assert d.websocket("ws_connect", u, connection) == {"statusCode": 200}
+        if connection != "lp-closed=":
+            frame = d.websocket("ws_subscribe", u, connection, {"action": "subscribe", "sessionId": sid, "chatId": c})
+            assert frame["type"] == "subscribed", frame
+    frame = d.websocket("ws_subscribe", u, "lp-live=", {"action": "subscribe", "sessionId": osid, "chatId": oc})
+    assert frame["code"] == "not_found", frame
+    d.websocket("ws_disconnect", u, "lp-closed=")
+    frame = d.websocket("ws_subscribe", u, "lp-closed=", {"action": "subscribe", "sessionId": sid, "chatId": c})
+    assert frame["code"] == "connection_closed", frame
+    event = copy.deepcopy(load_event("push_messages"))
+    image = event["Records"][0]["dynamodb"]["NewImage"]
+    key = keys.message_key(u, sid, c, 2)
+    image.update({"PK": {"S": key["PK"]}, "SK": {"S": key["SK"]}, "sessionId": {"S": sid}, "chatId": {"S": c}})
+    event["Records"][0]["dynamodb"]["Keys"] = {"PK": image["PK"], "SK": image["SK"]}
+    assert d.push(event) == {"batchItemFailures": []}
+    assert [unquote(p) for p in posted] == ["lp-live="]
+    assert d.websocket("ws_disconnect", u, "lp-live=") == {"statusCode": 200}
 
 
 def generate(d: Driver, event: dict[str, Any], env: dict[str, str] | None = None) -> Any:
@@ -1401,6 +1394,9 @@ def async_replies(d: Driver) -> None:
         expect(d.call("send_message", **where, body={"content": "q6"}, headers=prefer, env=short), 202)
         lease_runs_out(d, u, sid, c)
         expect(d.call("regenerate", **where, headers=prefer, env=short), 202)
+        # An edit, asked the same: its fork's send stores the reply generating.
+        edit = {**where, "message": sent["userMessage"]["messageId"], "body": {"content": "edited"}}
+        expect(d.call("edit_message", **edit, headers=prefer, env=short), 202)
 
 
 def cancel_newest(d: Driver, user: str, sid: str, chat_id: str) -> None:
@@ -1449,86 +1445,6 @@ def lease_runs_out(d: Driver, user: str, sid: str, chat_id: str) -> None:
         time.sleep(0.05)
 
 
-def pushed_deltas(d: Driver) -> None:
-    """A reply generated on its own with two WebSocket subscribers: its deltas are posted to the
-    live one; the gone one (GoneException) has its subscription forgotten."""
-    from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
-    from moto.core.exceptions import JsonRESTError
-
-    from chat_sessions import push
-    from tests.lambda_service import lambda_service
-
-    class Gone(JsonRESTError):
-        code = 410
-
-    management = apigatewaymanagementapi_backends[ACCOUNT][REGION]
-    posted: list[str] = []
-
-    def post(data: bytes, connection_id: str) -> None:
-        if "gone" in connection_id:
-            raise Gone("GoneException", "the connection is gone")
-        posted.append(unquote(connection_id))
-
-    push._subscribers_cache.clear()
-    u = d.user()
-    sid = session(d, u)
-    c = chat(d, u, sid)
-    for connection in ("lp-deltas=", "lp-deltas-gone="):
-        d.websocket("ws_connect", u, connection)
-        subscribe = {"action": "subscribe", "sessionId": sid, "chatId": c}
-        assert d.websocket("ws_subscribe", u, connection, subscribe)["type"] == "subscribed"
-    d.model.script = [Reply(content="one two three four")]
-    # An attribute of the instance, removed by hand: the Lambda service's exit resets moto's
-    # backends (which drops it), so MonkeyPatch's undo would find nothing to remove.
-    management.post_to_connection = post  # type: ignore[method-assign]
-    try:
-        with lambda_service() as lam:
-            env = {"AWS_ENDPOINT_URL_LAMBDA": lam.url}
-            where: dict[str, Any] = {"user": u, "session": sid, "chat": c}
-            prefer = {"Prefer": "respond-async"}
-            expect(d.call("send_message", **where, body={"content": "q"}, headers=prefer, env=env), 202)
-            assert generate(d, lam.events("chat-sessions-GenerateReplyFunction")[-1]) == "complete"
-    finally:
-        vars(management).pop("post_to_connection", None)
-    assert posted and set(posted) == {"lp-deltas="}, posted
-
-
-def erase(d: Driver, user: str) -> Any:
-    """The erasure consumer with the stream record of ``user``'s marker (its keys are all it reads)."""
-    from chat_sessions import keys
-
-    event = copy.deepcopy(load_event("erase_user"))
-    marker = keys.quota_key(user)
-    event["Records"][0]["dynamodb"]["Keys"] = {"PK": {"S": marker["PK"]}, "SK": {"S": marker["SK"]}}
-    handler = importlib.import_module("erase_user").lambda_handler
-    return d._run("erase_user", None, lambda: handler(event, LambdaContext()))
-
-
-def erasure(d: Driver) -> None:
-    """DELETE /me, a create refused while the erasure runs, then the erasure's steps as the
-    stream invokes them, two items a step: steps that hand over, and the last, which deletes
-    the marker; a repeat after the end, and a step with no erasure to do."""
-    from chat_sessions import keys
-    from chat_sessions.services import erasure as erasing
-
-    u = d.user()
-    chat(d, u, session(d, u, "e"))  # and a keyed one: the world's limit is 2 active sessions
-    expect(d.call("create_session", user=u, body={"name": "k"}, headers=key("erase-keyed")), 201)
-    expect(d.call("erase_me", user=u), 202)
-    expect(d.call("create_session", user=u, body={"name": "x"}), 409, "erasure_in_progress")
-    d.monkeypatch.setattr(erasing, "STEP_ITEMS", 2)
-    for _ in range(50):
-        assert erase(d, u) == {"batchItemFailures": []}
-        if "Item" not in d.backend.get_item(TableName=d.world.table, Key=dict(keys.quota_key(u)), ConsistentRead=True):
-            break
-    else:
-        raise AssertionError("the erasure did not end")
-    expect(d.call("erase_me", user=u), 202)
-    assert erase(d, u) == {"batchItemFailures": []}  # ends at once: nothing left
-    assert erase(d, u) == {"batchItemFailures": []}  # no erasure to do
-    expect(d.call("create_session", user=u, body={"name": "back"}), 201)
-
-
 SCENARIOS: list[Callable[[Driver], None]] = [
     sessions_and_quota,
     sessions_listed_and_deleted,
@@ -1548,8 +1464,6 @@ SCENARIOS: list[Callable[[Driver], None]] = [
     branches,
     async_replies,
     websocket_push,
-    pushed_deltas,
-    erasure,
 ]
 
 

@@ -217,3 +217,17 @@ def stored_message(table: str, sid: str, chat: str, seq: int) -> dict[str, Any]:
     resource: Any = boto3.resource("dynamodb")
     item: dict[str, Any] = resource.Table(table).get_item(Key=key)["Item"]
     return item
+
+
+def test_an_edit_asked_async_forks_and_generates_there(table: str, model: Upstream, lam: LambdaService) -> None:
+    sid, chat = setup_chat()
+    question = invoke("send_message", session=sid, chat=chat, body={"content": "first"}).body["userMessage"]
+    edited = invoke(
+        "edit_message", session=sid, chat=chat, message=question["messageId"], body={"content": "second"}, headers=ASYNC
+    )
+    assert edited.status == 202
+    fork, reply = edited.body["chat"]["chatId"], edited.body["assistantMessage"]
+    assert (reply["status"], reply["chatId"], edited.body["chat"]["messageCount"]) == ("generating", fork, 0)
+    assert generate(lam.events(GENERATOR)[0]) == "complete"
+    assert message(sid, fork, reply["messageId"]).body["status"] == "complete"
+    assert invoke("get_chat", session=sid, chat=fork).body["messageCount"] == 2

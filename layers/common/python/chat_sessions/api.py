@@ -98,13 +98,13 @@ def prefers_async(router: Router) -> bool:
     return "respond-async" in preferences
 
 
-def exchange_responses(*errors: int) -> dict[int, Any]:
-    """A send's or regenerate's responses: ``201`` (the whole reply) or, asked
-    ``Prefer: respond-async``, ``202`` (the reply generating), both an :class:`Exchange`."""
-    out = responses(201, Exchange, *errors)
+def exchange_responses(*errors: int, model: type[BaseModel] = Exchange) -> dict[int, Any]:
+    """A send's, regenerate's or edit's responses: ``201`` (the whole reply) or, asked
+    ``Prefer: respond-async``, ``202`` (the reply generating), both ``model``."""
+    out = responses(201, model, *errors)
     out[202] = {
         "description": "Accepted (Prefer: respond-async): the reply is generating",
-        "content": {"application/json": {"model": Exchange}},
+        "content": {"application/json": {"model": model}},
     }
     return dict(sorted(out.items()))
 

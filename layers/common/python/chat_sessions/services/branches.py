@@ -160,10 +160,13 @@ def edit_message(
     message_id: str,
     content: str,
     key: RequestKey | None = None,
+    respond_async: bool = False,
 ) -> EditResult:
     """A fork at the message before the user message ``message_id`` (seq ``n``), with
     ``content`` sent there as message ``n``. The source chat is unchanged. A paused session is
-    refused before anything is written."""
+    refused before anything is written. ``respond_async`` (``Prefer: respond-async``): the
+    send in the fork stores its reply ``generating`` and hands it to the generating function
+    (a keyed repeat of an edit whose send did not land answers synchronously)."""
     from chat_sessions.services import conversation  # calls the model: imported by the edit only
 
     seq = seq_in(message_id)
@@ -195,8 +198,12 @@ def edit_message(
     if repeated:
         exchange = conversation.finish_edit(store, model, user_id, session_id, fork.chat_id, seq, content)
     else:
-        exchange = conversation.send_message(store, model, user_id, session_id, fork.chat_id, content)
+        exchange = conversation.send_message(
+            store, model, user_id, session_id, fork.chat_id, content, respond_async=respond_async
+        )
     reply = exchange.assistant_message
+    if reply.status == "generating":  # nothing answered yet: the fork counts nothing more
+        return EditResult(chat=fork, user_message=exchange.user_message, assistant_message=reply)
     chat_now = fork.model_copy(
         update={
             "message_count": fork.message_count + 2,
