@@ -9,7 +9,8 @@ Asked with ``stream=True`` it streams the same reply as server-sent events, one 
 waiting ``LOCAL_MODEL_DELAY_MS`` (default 0) between words so that a reply can be watched as it
 grows; with ``stream_options.include_usage`` a last chunk carries the usage, as OpenAI's does.
 A question containing ``[fail after N words]`` makes a streamed reply break off (the connection
-closed mid-stream, no final chunk) after ``N`` words: a model failing midway, for tests.
+closed mid-stream, no final chunk) after ``N`` words: a model failing midway, for tests; one
+containing ``[words N]`` gets ``N`` more words in its reply (a long reply, to watch or cancel).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Any
 MODEL_ID = "local-echo-1"
 LABEL = "[local model]"
 FAIL_AFTER = re.compile(r"\[fail after (\d+) words?\]")
+MORE_WORDS = re.compile(r"\[words (\d{1,5})\]")
 
 
 def _tokens(text: str) -> int:
@@ -39,6 +41,9 @@ def reply_for(messages: list[dict[str, Any]]) -> str:
     parts = [f"{LABEL} You said: {preview!r}.", f"I was shown {len(messages)} message(s)."]
     if system:
         parts.append(f"System prompt: {str(system)[:80]!r}.")
+    more = MORE_WORDS.search(str(last_user))
+    if more:
+        parts.append(" ".join(f"word{i}" for i in range(1, int(more.group(1)) + 1)))
     return " ".join(parts)
 
 
