@@ -160,3 +160,53 @@ def test_the_deltas_of_an_async_reply_arrive_in_order_and_make_its_stored_conten
         assert delta["offset"] == offset, deltas
         offset += len(delta["text"])
     assert "".join(d["text"] for d in deltas) == final["content"] == stored["content"]
+
+
+@pytest.fixture(scope="module")
+def slow_stack() -> Iterator[str]:
+    """A stack of its own whose local model waits 100 ms between words: a reply of a hundred
+    words takes ten seconds or more, so a client can join while it is generated."""
+    from tests.integration.conftest import local_stack
+
+    with local_stack(LOCAL_MODEL_DELAY_MS="100") as url:
+        yield url
+
+
+def test_a_client_subscribing_midway_receives_the_rest_and_the_final_text(slow_stack: str) -> None:
+    """The first client sees the reply start; a second one subscribes then: every delta it gets
+    is the final content at its offset, and its message frame of the completed reply carries the
+    same content as the first client's deltas put together and as GET."""
+    user = new_user("midway")
+    sid, cid = chat_of(slow_stack, user)
+    with socket_of(slow_stack, user) as first, socket_of(slow_stack, user) as second:
+        assert subscribe(first, sid, cid)["type"] == "subscribed"
+        with client(slow_stack, user) as http:
+            accepted = http.post(
+                f"/sessions/{sid}/chats/{cid}/messages",
+                json={"content": "a long one [words 100]"},
+                headers={"Prefer": "respond-async"},
+            )
+            reply_id = ok(accepted, 202)["assistantMessage"]["messageId"]
+
+            def until_complete(ws: ClientConnection, joined: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                deltas: list[dict[str, Any]] = []
+                while True:
+                    frame = receive(ws)
+                    if frame["type"] == "delta" and frame["messageId"] == reply_id:
+                        deltas.append(frame)
+                        if not joined:  # the reply has started: the second client joins now
+                            assert subscribe(second, sid, cid)["type"] == "subscribed"
+                            joined = True
+                    elif frame["type"] == "message" and frame["message"]["messageId"] == reply_id:
+                        message: dict[str, Any] = frame["message"]
+                        if message["status"] != "generating":  # stored, or changed status: done
+                            return deltas, message
+
+            first_deltas, first_final = until_complete(first, joined=False)
+            second_deltas, second_final = until_complete(second, joined=True)
+            stored = ok(http.get(f"/sessions/{sid}/chats/{cid}/messages/{reply_id}"))
+    content = stored["content"]
+    assert stored["status"] == "complete" and len(content.split()) > 100
+    assert "".join(d["text"] for d in first_deltas) == first_final["content"] == second_final["content"] == content
+    for delta in second_deltas:
+        assert content[delta["offset"] : delta["offset"] + len(delta["text"])] == delta["text"]
