@@ -1301,29 +1301,36 @@ def websocket_push(d: Driver) -> None:
             raise Gone("GoneException", "the connection is gone")
         posted.append(connection_id)
 
-    d.monkeypatch.setattr(management, "post_to_connection", post)
-    push._subscribers_cache.clear()
-    u, other = d.user(), d.user()
-    sid, osid = session(d, u), session(d, other)
-    c, oc = chat(d, u, sid), chat(d, other, osid)
-    for connection in ("lp-live=", "lp-gone=", "lp-closed="):
-        assert d.websocket("ws_connect", u, connection) == {"statusCode": 200}
-        if connection != "lp-closed=":
-            frame = d.websocket("ws_subscribe", u, connection, {"action": "subscribe", "sessionId": sid, "chatId": c})
-            assert frame["type"] == "subscribed", frame
-    frame = d.websocket("ws_subscribe", u, "lp-live=", {"action": "subscribe", "sessionId": osid, "chatId": oc})
-    assert frame["code"] == "not_found", frame
-    d.websocket("ws_disconnect", u, "lp-closed=")
-    frame = d.websocket("ws_subscribe", u, "lp-closed=", {"action": "subscribe", "sessionId": sid, "chatId": c})
-    assert frame["code"] == "connection_closed", frame
-    event = copy.deepcopy(load_event("push_messages"))
-    image = event["Records"][0]["dynamodb"]["NewImage"]
-    key = keys.message_key(u, sid, c, 2)
-    image.update({"PK": {"S": key["PK"]}, "SK": {"S": key["SK"]}, "sessionId": {"S": sid}, "chatId": {"S": c}})
-    event["Records"][0]["dynamodb"]["Keys"] = {"PK": image["PK"], "SK": image["SK"]}
-    assert d.push(event) == {"batchItemFailures": []}
-    assert [unquote(p) for p in posted] == ["lp-live="]
-    assert d.websocket("ws_disconnect", u, "lp-live=") == {"statusCode": 200}
+    # An attribute of the instance, removed by hand: moto resets its backends when a nested
+    # mock ends (which drops it), so MonkeyPatch's undo could find nothing to remove.
+    management.post_to_connection = post  # type: ignore[method-assign]
+    try:
+        push._subscribers_cache.clear()
+        u, other = d.user(), d.user()
+        sid, osid = session(d, u), session(d, other)
+        c, oc = chat(d, u, sid), chat(d, other, osid)
+        for connection in ("lp-live=", "lp-gone=", "lp-closed="):
+            assert d.websocket("ws_connect", u, connection) == {"statusCode": 200}
+            if connection != "lp-closed=":
+                frame = d.websocket(
+                    "ws_subscribe", u, connection, {"action": "subscribe", "sessionId": sid, "chatId": c}
+                )
+                assert frame["type"] == "subscribed", frame
+        frame = d.websocket("ws_subscribe", u, "lp-live=", {"action": "subscribe", "sessionId": osid, "chatId": oc})
+        assert frame["code"] == "not_found", frame
+        d.websocket("ws_disconnect", u, "lp-closed=")
+        frame = d.websocket("ws_subscribe", u, "lp-closed=", {"action": "subscribe", "sessionId": sid, "chatId": c})
+        assert frame["code"] == "connection_closed", frame
+        event = copy.deepcopy(load_event("push_messages"))
+        image = event["Records"][0]["dynamodb"]["NewImage"]
+        key = keys.message_key(u, sid, c, 2)
+        image.update({"PK": {"S": key["PK"]}, "SK": {"S": key["SK"]}, "sessionId": {"S": sid}, "chatId": {"S": c}})
+        event["Records"][0]["dynamodb"]["Keys"] = {"PK": image["PK"], "SK": image["SK"]}
+        assert d.push(event) == {"batchItemFailures": []}
+        assert [unquote(p) for p in posted] == ["lp-live="]
+        assert d.websocket("ws_disconnect", u, "lp-live=") == {"statusCode": 200}
+    finally:
+        vars(management).pop("post_to_connection", None)
 
 
 def generate(d: Driver, event: dict[str, Any], env: dict[str, str] | None = None) -> Any:
@@ -1445,6 +1452,50 @@ def lease_runs_out(d: Driver, user: str, sid: str, chat_id: str) -> None:
         time.sleep(0.05)
 
 
+def pushed_deltas(d: Driver) -> None:
+    """A reply generated on its own with two WebSocket subscribers: its deltas are posted to the
+    live one; the gone one (GoneException) has its subscription forgotten."""
+    from moto.apigatewaymanagementapi.models import apigatewaymanagementapi_backends
+    from moto.core.exceptions import JsonRESTError
+
+    from chat_sessions import push
+    from tests.lambda_service import lambda_service
+
+    class Gone(JsonRESTError):
+        code = 410
+
+    management = apigatewaymanagementapi_backends[ACCOUNT][REGION]
+    posted: list[str] = []
+
+    def post(data: bytes, connection_id: str) -> None:
+        if "gone" in connection_id:
+            raise Gone("GoneException", "the connection is gone")
+        posted.append(unquote(connection_id))
+
+    push._subscribers_cache.clear()
+    u = d.user()
+    sid = session(d, u)
+    c = chat(d, u, sid)
+    for connection in ("lp-deltas=", "lp-deltas-gone="):
+        d.websocket("ws_connect", u, connection)
+        subscribe = {"action": "subscribe", "sessionId": sid, "chatId": c}
+        assert d.websocket("ws_subscribe", u, connection, subscribe)["type"] == "subscribed"
+    d.model.script = [Reply(content="one two three four")]
+    # An attribute of the instance, removed by hand: the Lambda service's exit resets moto's
+    # backends (which drops it), so MonkeyPatch's undo would find nothing to remove.
+    management.post_to_connection = post  # type: ignore[method-assign]
+    try:
+        with lambda_service() as lam:
+            env = {"AWS_ENDPOINT_URL_LAMBDA": lam.url}
+            where: dict[str, Any] = {"user": u, "session": sid, "chat": c}
+            prefer = {"Prefer": "respond-async"}
+            expect(d.call("send_message", **where, body={"content": "q"}, headers=prefer, env=env), 202)
+            assert generate(d, lam.events("chat-sessions-GenerateReplyFunction")[-1]) == "complete"
+    finally:
+        vars(management).pop("post_to_connection", None)
+    assert posted and set(posted) == {"lp-deltas="}, posted
+
+
 SCENARIOS: list[Callable[[Driver], None]] = [
     sessions_and_quota,
     sessions_listed_and_deleted,
@@ -1464,6 +1515,7 @@ SCENARIOS: list[Callable[[Driver], None]] = [
     branches,
     async_replies,
     websocket_push,
+    pushed_deltas,
 ]
 
 
