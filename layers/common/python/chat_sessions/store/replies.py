@@ -4,7 +4,7 @@ content, the end of a generation, cancel.
 The lease: one reply in flight per chat, kept by a condition on the chat's head item
 (``generatingSeq``, ``leaseUntil`` epoch seconds), never by a read. Whatever stores a user
 message or starts a reply in the chat does so only while the head holds no lease that is still
-running (``LEASE_FREE``): a synchronous send or regenerate checks it (a ``ConditionCheck`` in its
+running (the lease is free): a synchronous send or regenerate checks it (a ``ConditionCheck`` in its
 transaction), an asynchronous one takes it (an ``Update`` of the head in the transaction that
 stores the ``generating`` reply). The generation's end (complete, failed, cancelled) gives it
 back in its own transaction. A generation that died (its function crashed or timed out) leaves
@@ -24,11 +24,11 @@ from chat_sessions.items import MessageItem
 from chat_sessions.store.outcomes import ConditionFailed
 from chat_sessions.store.table import Item, Table, plain
 
-LEASE_FREE = "attribute_not_exists(leaseUntil) OR leaseUntil < :now"
-"""The head's condition for anything that adds to the chat: no reply in flight, or one whose
-lease has run out (its generation died)."""
-
-GENERATING = "#status = :generating"
+# The conditions below are written out as literals, each time, rather than built from shared
+# constants: the mutation check (tests/mutation) reads every ConditionExpression from the source
+# and removes each in turn, and a literal per site gives each use its own mutants.
+# ``attribute_not_exists(leaseUntil) OR leaseUntil < :now`` is the lease being free (no reply in
+# flight, or one whose lease ran out); ``#status = :generating`` the reply still generating.
 
 
 def lease_free(user_id: str, session_id: str, chat_id: str, now: int) -> Item:
@@ -36,7 +36,7 @@ def lease_free(user_id: str, session_id: str, chat_id: str, now: int) -> Item:
     return {
         "ConditionCheck": {
             "Key": dict(keys.head_key(user_id, session_id, chat_id)),
-            "ConditionExpression": LEASE_FREE,
+            "ConditionExpression": "attribute_not_exists(leaseUntil) OR leaseUntil < :now",
             "ExpressionAttributeValues": {":now": now},
         }
     }
@@ -49,7 +49,7 @@ def lease_taken(user_id: str, reply: MessageItem, until: int, now: int) -> Item:
         "Update": {
             "Key": dict(keys.head_key(user_id, reply.session_id, reply.chat_id)),
             "UpdateExpression": "SET generatingSeq = :seq, leaseUntil = :until",
-            "ConditionExpression": f"attribute_exists(PK) AND ({LEASE_FREE})",
+            "ConditionExpression": "attribute_exists(PK) AND (attribute_not_exists(leaseUntil) OR leaseUntil < :now)",
             "ExpressionAttributeValues": {":seq": reply.seq, ":until": until, ":now": now},
         }
     }
@@ -72,7 +72,7 @@ def dead_reply_failed(user_id: str, session_id: str, chat_id: str, seq: int, now
         "Update": {
             "Key": dict(keys.message_key(user_id, session_id, chat_id, seq)),
             "UpdateExpression": "SET #status = :failed REMOVE leaseUntil",
-            "ConditionExpression": f"{GENERATING} AND leaseUntil < :now",
+            "ConditionExpression": "#status = :generating AND leaseUntil < :now",
             "ExpressionAttributeNames": {"#status": "status"},
             "ExpressionAttributeValues": {":failed": "failed", ":generating": "generating", ":now": now},
         }
@@ -126,7 +126,7 @@ class ReplyStore:
             resp = self.table.update(
                 keys.message_key(user_id, session_id, chat_id, seq),
                 UpdateExpression="SET generator = :me",
-                ConditionExpression=f"{GENERATING} AND attribute_not_exists(generator)",
+                ConditionExpression="#status = :generating AND attribute_not_exists(generator)",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={":me": generator, ":generating": "generating"},
                 ReturnValues="ALL_NEW",
@@ -142,7 +142,7 @@ class ReplyStore:
             self.table.update(
                 keys.message_key(user_id, reply.session_id, reply.chat_id, reply.seq),
                 UpdateExpression="SET content = :content, tokens = :tokens",
-                ConditionExpression=f"{GENERATING} AND generator = :me",
+                ConditionExpression="#status = :generating AND generator = :me",
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={
                     ":content": content,
@@ -166,7 +166,7 @@ class ReplyStore:
                             "Key": dict(keys.message_key(user_id, reply.session_id, reply.chat_id, reply.seq)),
                             "UpdateExpression": "SET #status = :failed, content = :content, tokens = :tokens "
                             "REMOVE leaseUntil",
-                            "ConditionExpression": f"{GENERATING} AND generator = :me",
+                            "ConditionExpression": "#status = :generating AND generator = :me",
                             "ExpressionAttributeNames": {"#status": "status"},
                             "ExpressionAttributeValues": {
                                 ":failed": "failed",
@@ -196,7 +196,7 @@ class ReplyStore:
                     "Update": {
                         "Key": dict(keys.message_key(user_id, session_id, chat_id, seq)),
                         "UpdateExpression": "SET #status = :cancelled REMOVE leaseUntil",
-                        "ConditionExpression": f"{GENERATING} AND messageId = :id AND leaseUntil >= :now",
+                        "ConditionExpression": "#status = :generating AND messageId = :id AND leaseUntil >= :now",
                         "ExpressionAttributeNames": {"#status": "status"},
                         "ExpressionAttributeValues": {
                             ":cancelled": "cancelled",
@@ -222,7 +222,7 @@ def reply_condition(generated_by: str | None) -> Item:
     if generated_by is None:
         return {"ConditionExpression": "attribute_not_exists(PK)"}
     return {
-        "ConditionExpression": f"{GENERATING} AND generator = :me",
+        "ConditionExpression": "#status = :generating AND generator = :me",
         "ExpressionAttributeNames": {"#status": "status"},
         "ExpressionAttributeValues": {":generating": "generating", ":me": generated_by},
     }
