@@ -69,7 +69,7 @@ CHECKED = ("lambda:", "dynamodb:", "ssm:", "secretsmanager:", "kms:", "execute-a
 """The services whose grants must be exact. Others are SAM's (logs, X-Ray) or Lambda's own on the
 function's behalf (the stream consumer's dead-letter queue), never called by our code."""
 KMS_CONDITION = "HasOpenAIApiKeyKmsKey"
-ALLOWED_POLICY_TEMPLATES = {"purge_deleted": {"SQSSendMessagePolicy"}}
+ALLOWED_POLICY_TEMPLATES = {"purge_deleted": {"SQSSendMessagePolicy"}, "erase_user": {"SQSSendMessagePolicy"}}
 """SAM policy templates a function may carry: none can hide a DynamoDB, SSM, Secrets Manager or
 KMS grant. The stream consumer's lets Lambda send failed batches to the dead-letter queue."""
 ALLOWED_POLICY_TEMPLATES["publish_events"] = {"SQSSendMessagePolicy"}  # its dead-letter queue, as the purge's
@@ -1496,6 +1496,42 @@ def pushed_deltas(d: Driver) -> None:
     assert posted and set(posted) == {"lp-deltas="}, posted
 
 
+def erase(d: Driver, user: str) -> Any:
+    """The erasure consumer with the stream record of ``user``'s marker (its keys are all it reads)."""
+    from chat_sessions import keys
+
+    event = copy.deepcopy(load_event("erase_user"))
+    marker = keys.quota_key(user)
+    event["Records"][0]["dynamodb"]["Keys"] = {"PK": {"S": marker["PK"]}, "SK": {"S": marker["SK"]}}
+    handler = importlib.import_module("erase_user").lambda_handler
+    return d._run("erase_user", None, lambda: handler(event, LambdaContext()))
+
+
+def erasure(d: Driver) -> None:
+    """DELETE /me, a create refused while the erasure runs, then the erasure's steps as the
+    stream invokes them, two items a step: steps that hand over, and the last, which deletes
+    the marker; a repeat after the end, and a step with no erasure to do."""
+    from chat_sessions import keys
+    from chat_sessions.services import erasure as erasing
+
+    u = d.user()
+    chat(d, u, session(d, u, "e"))  # and a keyed one: the world's limit is 2 active sessions
+    expect(d.call("create_session", user=u, body={"name": "k"}, headers=key("erase-keyed")), 201)
+    expect(d.call("erase_me", user=u), 202)
+    expect(d.call("create_session", user=u, body={"name": "x"}), 409, "erasure_in_progress")
+    d.monkeypatch.setattr(erasing, "STEP_ITEMS", 2)
+    for _ in range(50):
+        assert erase(d, u) == {"batchItemFailures": []}
+        if "Item" not in d.backend.get_item(TableName=d.world.table, Key=dict(keys.quota_key(u)), ConsistentRead=True):
+            break
+    else:
+        raise AssertionError("the erasure did not end")
+    expect(d.call("erase_me", user=u), 202)
+    assert erase(d, u) == {"batchItemFailures": []}  # ends at once: nothing left
+    assert erase(d, u) == {"batchItemFailures": []}  # no erasure to do
+    expect(d.call("create_session", user=u, body={"name": "back"}), 201)
+
+
 SCENARIOS: list[Callable[[Driver], None]] = [
     sessions_and_quota,
     sessions_listed_and_deleted,
@@ -1516,6 +1552,7 @@ SCENARIOS: list[Callable[[Driver], None]] = [
     async_replies,
     websocket_push,
     pushed_deltas,
+    erasure,
 ]
 
 
