@@ -81,6 +81,26 @@ def test_local_events_pages_and_refuses_bad_numbers(stack: str) -> None:
         assert httpx.post(f"{stack}/local/events").status_code == 405
 
 
+def test_erasing_a_user_ends_with_user_erased(stack: str) -> None:
+    user = new_user("events-erase")
+    with client(stack) as anonymous, client(stack, user) as http:
+        before = ok(anonymous.get("/local/events"))["last"]
+        sid = ok(http.post("/sessions", json={"name": "to erase"}), 201)["sessionId"]
+        cid = ok(http.post(f"/sessions/{sid}/chats", json={"name": "c"}), 201)["chatId"]
+        assert ok(http.delete("/me"), 202) == {"status": "erasing"}
+        seen = events_of(stack, user, before)  # drained: every step of the erasure ran
+        assert ok(http.get("/sessions"))["items"] == []
+    got = [(e["detail-type"], e["detail"].get("chatId")) for e in seen]
+    assert got == [
+        ("session.created", None),
+        ("chat.created", cid),
+        ("session.deleted", None),
+        ("chat.deleted", cid),
+        ("user.erased", None),
+    ]
+    assert seen[-1]["detail"]["userId"] == user and set(seen[-1]["detail"]) == {"userId", "time", "changeId"}
+
+
 def test_a_reply_generated_on_its_own_is_created_then_completed(stack: str) -> None:
     user = new_user("events-async")
     with client(stack) as anonymous, client(stack, user) as http:
