@@ -134,13 +134,15 @@ def _error_body(code: str, message: str, details: list[dict[str, Any]] | None = 
 
 def error_codes(status: int) -> list[str]:
     """Every code of ``errors`` answered with ``status`` (from the exception classes, so a new
-    code is documented as soon as it exists)."""
+    code is documented as soon as it exists). Only the classes of :mod:`chat_sessions.errors`
+    count: a subclass elsewhere (the WebSocket's ``connection_closed``) is no HTTP answer, and
+    would be documented or not depending on which modules happened to be imported."""
     found: set[str] = set()
     pending: list[type[ServiceError]] = [ServiceError]
     while pending:
         cls = pending.pop()
         pending.extend(cls.__subclasses__())
-        if cls.status == status:
+        if cls.status == status and cls.__module__ == ServiceError.__module__:
             found.add(cls.code)
     return sorted(found)
 
