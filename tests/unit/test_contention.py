@@ -329,3 +329,21 @@ def test_a_release_leaves_a_record_whose_completion_landed(server_table: str, in
     assert [r["status"] for r in idempotency_records(server_table)] == ["COMPLETED"]
     assert idempotency.run_once("alice", "op", "k", {"n": 1}, operation) == {"status": 201, "body": {"n": 1}}
     assert runs == [1]
+
+
+def test_an_erasure_whose_marker_write_collides_is_a_conflict_not_500(
+    server_table: str, injector: FaultInjector, model: Upstream
+) -> None:
+    """Found by the fault tier (tests/faults/test_lifecycle_faults.py): ``DELETE /me`` whose one
+    UpdateItem of the counters item was refused with ``TransactionConflictException`` (a
+    session create's transaction in flight on that item) answered 500. It is retried, then
+    ``409 conflict`` with nothing marked; a repeat once the collisions stop starts the erasure."""
+    invoke("create_session", body={"name": "s"})
+    before = table_items(server_table)
+    faults(injector, "seed=1,write_conflict=1")
+    answer = invoke("erase_me")
+    assert (answer.status, answer.body["error"]["code"]) == (409, "conflict"), answer
+    assert table_items(server_table) == before
+    assert injected(injector, "write_conflict") >= 3
+    faults(injector, "seed=1")
+    assert invoke("erase_me").status == 202

@@ -25,6 +25,7 @@ from chat_sessions import keys
 from chat_sessions.clock import utc_now
 from chat_sessions.models import Erasure
 from chat_sessions.observability import logger
+from chat_sessions.services.retry import optimistic
 from chat_sessions.store import ConditionFailed, Store
 from chat_sessions.store.erasure import ErasureStore
 
@@ -44,8 +45,13 @@ class Step:
 
 def start_erasure(store: Store, user_id: str) -> Erasure:
     """Mark the caller as being erased; the stream does the rest. Idempotent: a repeat keeps
-    the erasure that runs (and kicks it, should its chain of steps have been lost)."""
-    ErasureStore(store.table).start(user_id, utc_now())
+    the erasure that runs (and kicks it, should its chain of steps have been lost). The marker's
+    write goes to the counters item, which creates and sends change in transactions: a write
+    refused for one in flight (a collision: nothing written) is retried, and contention that
+    outlasts the retries is ``409 conflict``, never a 500."""
+    erasure = ErasureStore(store.table)
+    now = utc_now()
+    optimistic(lambda: erasure.start(user_id, now))
     return Erasure()
 
 
