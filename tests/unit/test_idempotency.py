@@ -97,3 +97,29 @@ def test_other_posts_replay_too(table: str) -> None:
     assert replay.body == first.body
     # The replay did not switch the active chat back.
     assert invoke("get_session", session=sid).body["activeChatId"] == other
+
+
+def test_a_keyed_chat_create_repeated_after_the_archive_answers_the_chat_it_made(table: str) -> None:
+    """Found by the fault tier (tests/faults/test_lifecycle_faults.py): a chat create whose
+    answer was lost (its Powertools record gone with it, here deleted) and whose session was
+    archived before the client's repeat answered ``409 session_archived``, with the chat stored.
+    The repeat answers the chat the key made; a fresh create is refused as before."""
+    import boto3
+
+    sid = str(invoke("create_session", body={"name": "s"}).body["sessionId"])
+    key = {"Idempotency-Key": "chat-before-archive"}
+    made = invoke("create_chat", session=sid, body={"name": "c"}, headers=key)
+    assert made.status == 201
+    records = [
+        i for i in table_items(table) if str(i["PK"]).endswith("#IDEMPOTENCY") and not str(i["SK"]).startswith("KEY#")
+    ]
+    dynamodb = boto3.resource("dynamodb").Table(table)
+    for record in records:
+        dynamodb.delete_item(Key={"PK": record["PK"], "SK": record["SK"]})
+    assert invoke("archive_session", session=sid).status == 200
+    repeat = invoke("create_chat", session=sid, body={"name": "c"}, headers=key)
+    assert repeat.status == 201, repeat
+    assert repeat.body["chatId"] == made.body["chatId"]
+    fresh = invoke("create_chat", session=sid, body={"name": "d"}, headers={"Idempotency-Key": "after-archive"})
+    assert (fresh.status, fresh.body["error"]["code"]) == (409, "session_archived")
+    assert [i["name"] for i in table_items(table) if i.get("type") == "chat"] == ["c"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 from chat_sessions import cursors, keys
 from chat_sessions.clock import utc_now
 from chat_sessions.config import get_settings
-from chat_sessions.errors import IdempotencyKeyReused, NotFound
+from chat_sessions.errors import IdempotencyKeyReused, NotFound, SessionArchived
 from chat_sessions.ids import new_id
 from chat_sessions.items import ChatItem
 from chat_sessions.models import Chat, ChatPage, CreateChatRequest, UpdateChatRequest
@@ -17,7 +17,7 @@ from chat_sessions.services.request_keys import RequestKey, created_marker, firs
 from chat_sessions.services.retry import optimistic
 from chat_sessions.services.sessions import writable
 from chat_sessions.store import ConditionFailed, Store
-from chat_sessions.store.markers import MarkerExists
+from chat_sessions.store.markers import MarkerExists, get_created
 from chat_sessions.views import chat_view
 
 
@@ -46,14 +46,24 @@ def create_chat(
         store.chats.create(user_id, session_id, item, session.active_chat_id, marker)
         return chat_view(item)
 
-    try:
-        return optimistic(attempt)
-    except MarkerExists:
+    def created_before() -> Chat:
         assert key is not None
         first = first_created(store, user_id, key)
         if first.chat_id is None or first.session_id != session_id:
             raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request.") from None
         return get_chat(store, user_id, session_id, first.chat_id)
+
+    try:
+        return optimistic(attempt)
+    except MarkerExists:
+        return created_before()
+    except SessionArchived:
+        # A repeat whose earlier attempt DynamoDB committed (its answer lost) before the session
+        # was archived: that chat exists, so answer it, not a refusal of what was done (found
+        # by the fault tier: the retry answered 409 session_archived with the chat stored).
+        if key is None or get_created(store.table, user_id, key.key_hash) is None:
+            raise
+        return created_before()
 
 
 def list_chats(store: Store, user_id: str, session_id: str, limit: int, cursor: str | None) -> ChatPage:
