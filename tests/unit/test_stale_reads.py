@@ -1580,3 +1580,95 @@ def test_stale_end_after_the_lease_was_taken_over_is_refused(store: Store, table
     )
     exc = refused(table, lambda: _replies(store).fail(USER, claimed, "text", 1))
     assert failed_items(exc) == [1]
+
+
+def test_stale_lease_taken_in_a_chat_deleted_after_it_was_read_recreates_no_head(store: Store, table: str) -> None:
+    """The head's Update taking the lease, alone: a chat deleted after it was read has no head,
+    and the lease is not written into a new one (the rest of a send's transaction refuses too;
+    this is the condition of the head's own write)."""
+    import time
+
+    from chat_sessions.store.replies import lease_taken
+
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    _, reply = _generating(store, sid, chat)
+    gone = reply.model_copy(update={"chat_id": new_id()})  # the chat read, then deleted
+    now = int(time.time())
+    exc = refused(table, lambda: store.table.transact([lease_taken(USER, gone, now + 100, now)]))
+    assert failed_items(exc) == [0]
+
+
+def test_stale_reply_put_at_a_seq_another_write_took_overwrites_nothing(store: Store, table: str) -> None:
+    """A ``generating`` reply put at the seq the thread read as free, after another request
+    stored a message there: refused, the stored message kept."""
+    from chat_sessions.ids import message_id
+    from chat_sessions.store.replies import reply_put
+
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    _, reply = _generating(store, sid, chat)
+    other = reply.model_copy(update={"message_id": message_id(new_id(), reply.seq), "content": "not mine"})
+    exc = refused(table, lambda: store.table.transact([reply_put(USER, other)]))
+    assert failed_items(exc) == [0]
+
+
+def test_stale_takeover_of_a_reply_whose_lease_still_runs_is_refused(store: Store, table: str) -> None:
+    """The dead reply's ``failed``, alone: a reply whose lease still runs is not dead, whatever
+    the reader believed (the head's condition refuses too; this is the reply's own)."""
+    import time
+
+    from chat_sessions.store.replies import dead_reply_failed
+
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    _, live = _generating(store, sid, chat, lease_seconds=100)
+    now = int(time.time())
+    exc = refused(table, lambda: store.table.transact([dead_reply_failed(USER, sid, chat, live.seq, now)]))
+    assert failed_items(exc) == [0]
+
+
+def test_stale_takeover_of_a_reply_that_ended_under_a_past_lease_is_refused(store: Store, table: str) -> None:
+    """The dead reply's ``failed``, alone, on a reply that ended (cancelled here) while its item
+    still names a past lease: only a ``generating`` reply is stored failed, whatever lease
+    attribute an ended one carries."""
+    import time
+
+    from chat_sessions.store.replies import dead_reply_failed
+
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    _, dead = _generating(store, sid, chat, lease_seconds=-5)
+    store.table.update(
+        keys.message_key(USER, sid, chat, dead.seq),
+        UpdateExpression="SET #status = :cancelled",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":cancelled": "cancelled"},
+    )
+    now = int(time.time())
+    exc = refused(table, lambda: store.table.transact([dead_reply_failed(USER, sid, chat, dead.seq, now)]))
+    assert failed_items(exc) == [0]
+
+
+def test_stale_subscribe_to_a_chat_deleted_after_it_was_read_is_refused(store: Store, table: str) -> None:
+    """A WebSocket subscribe to a chat that is gone (or was never the caller's): refused at the
+    chat's check, no subscription written, the connection unchanged."""
+    from chat_sessions.store.connections import ChatNotFound, ConnectionStore
+
+    sid = new_session(store)
+    connections = ConnectionStore(store.table)
+    connections.connect(USER, "conn-1", utc_now(), 2_000_000_000)
+    refused_as(table, lambda: connections.subscribe(USER, "conn-1", sid, new_id(), 2_000_000_000), ChatNotFound)
+
+
+def test_stale_subscribe_after_the_connection_was_closed_is_refused(store: Store, table: str) -> None:
+    """A subscribe whose connection ran ``$disconnect`` meanwhile: refused, and neither the
+    connection item nor a subscription is written back (it would outlive its connection)."""
+    from chat_sessions.store.connections import ConnectionGone, ConnectionStore
+
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    connections = ConnectionStore(store.table)
+    connections.connect(USER, "conn-1", utc_now(), 2_000_000_000)
+    connections.disconnect(USER, "conn-1")
+    refused_as(table, lambda: connections.subscribe(USER, "conn-1", sid, chat, 2_000_000_000), ConnectionGone)
