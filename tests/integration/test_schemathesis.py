@@ -24,6 +24,8 @@ from tests.servers import ROOT
 CONFIG = ROOT / "tests" / "schemathesis.toml"
 DOCUMENT = ROOT / "openapi.json"
 METHODS = {"get", "put", "post", "delete", "patch", "head", "options"}
+LEFT_OUT = {"DELETE /me"}
+"""Operations tests/schemathesis.toml leaves out (it says why); every other one is run."""
 
 
 def schemathesis_command(url: str) -> list[str]:
@@ -44,6 +46,7 @@ def schemathesis_command(url: str) -> list[str]:
 def test_schemathesis_finds_nothing_in_the_published_document(tmp_path: Path) -> None:
     document = json.loads(DOCUMENT.read_text())
     operations = sum(1 for item in document["paths"].values() for method in item if method in METHODS)
+    selected = operations - len(LEFT_OUT)
     # Sessions are not capped at 10 here: the stateful phase creates many, and a chain that meets
     # session_limit_reached at its first step tests nothing after it.
     auth_file = tmp_path / "auth.json"
@@ -62,7 +65,7 @@ def test_schemathesis_finds_nothing_in_the_published_document(tmp_path: Path) ->
     # The last line: "No issues found in 40s", or only warnings (such as "Missing test data": an
     # operation whose generated ids mostly name nothing); never a failure or an error.
     assert re.search(r"=+ (No issues found|\d+ warnings?) in [\d.]+s =+\s*$", report), report[-5_000:]
-    assert f"Selected: {operations}/{operations}" in report, report[-5_000:]
-    assert f"Tested: {operations}" in report, report[-5_000:]
+    assert f"Selected: {selected}/{operations}" in report, report[-5_000:]
+    assert f"Tested: {selected}" in report, report[-5_000:]
     for phase in ("Coverage", "Fuzzing", "Stateful"):
         assert re.search(rf"✅ {phase}", report), f"phase {phase} did not pass:\n{report[-5_000:]}"
