@@ -16,6 +16,7 @@ import pytest
 
 from local_stack.faults import FaultInjector, parse_spec
 from tests.support import invoke, reset_caches, table_items
+from tests.unit.test_async_replies import lam  # noqa: F401  (the fixture: a local Lambda Invoke endpoint)
 from tests.upstream import Upstream
 
 
@@ -347,3 +348,29 @@ def test_an_erasure_whose_marker_write_collides_is_a_conflict_not_500(
     assert injected(injector, "write_conflict") >= 3
     faults(injector, "seed=1")
     assert invoke("erase_me").status == 202
+
+
+@pytest.mark.usefixtures("lam")
+def test_a_cancel_whose_transaction_collides_is_a_conflict_not_500(
+    server_table: str, injector: FaultInjector, model: Upstream
+) -> None:
+    """Found by a fault-tier scenario of async replies: a cancel whose transaction was cancelled
+    as a collision (the generation writing the same reply or head at that instant) answered 500.
+    It is retried, then ``409 conflict`` with the reply still generating; once the collisions
+    stop, the cancel lands."""
+    from tests.unit.test_async_replies import ASYNC
+
+    sid = invoke("create_session", body={"name": "s"}).body["sessionId"]
+    chat = invoke("create_chat", session=sid, body={"name": "c", "model": "test-model"}).body["chatId"]
+    sent = invoke("send_message", session=sid, chat=chat, body={"content": "q"}, headers=ASYNC)
+    assert sent.status == 202, sent
+    reply_id = sent.body["assistantMessage"]["messageId"]
+    before = table_items(server_table)
+    faults(injector, "seed=1,tx_conflict=1")
+    answer = invoke("cancel_message", session=sid, chat=chat, message=reply_id)
+    assert (answer.status, answer.body["error"]["code"]) == (409, "conflict"), answer
+    assert table_items(server_table) == before
+    assert injected(injector, "tx_conflict") >= 3
+    faults(injector, "seed=1")
+    answer = invoke("cancel_message", session=sid, chat=chat, message=reply_id)
+    assert (answer.status, answer.body["status"]) == (200, "cancelled"), answer

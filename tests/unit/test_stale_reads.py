@@ -1672,3 +1672,102 @@ def test_stale_subscribe_after_the_connection_was_closed_is_refused(store: Store
     connections.connect(USER, "conn-1", utc_now(), 2_000_000_000)
     connections.disconnect(USER, "conn-1")
     refused_as(table, lambda: connections.subscribe(USER, "conn-1", sid, chat, 2_000_000_000), ConnectionGone)
+
+
+def _regenerate_reply(store: Store, sid: str, chat: str) -> tuple[MessageItem, int]:
+    """An async regenerate's ``generating`` reply to a completed exchange, as ``start`` takes it."""
+    import time
+
+    from chat_sessions.ids import message_id
+
+    _, reply = _generating(store, sid, chat)
+    claimed = _replies(store).claim(USER, sid, chat, reply.seq, "gen")
+    assert claimed is not None and _replies(store).fail(USER, claimed, "", 0) is True  # the chat is free
+    now = int(time.time())
+    again = reply.model_copy(update={"message_id": message_id(new_id(), 3), "seq": 3, "lease_until": now + 100})
+    return again, now
+
+
+def test_stale_async_regenerate_after_the_session_was_paused_is_refused(store: Store, table: str) -> None:
+    """``start`` read the session active; it was paused since: no reply, no lease."""
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    reply, now = _regenerate_reply(store, sid, chat)
+    sessions.pause_session(store, USER, sid)
+    exc = refused(table, lambda: _replies(store).start(USER, reply, now + 100, now, None))
+    assert failed_items(exc) == [1]
+
+
+def test_stale_async_regenerate_after_another_chat_was_activated_is_refused(store: Store, table: str) -> None:
+    """``start`` read its chat as the active one; another chat was activated since."""
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    reply, now = _regenerate_reply(store, sid, chat)
+    new_chat(store, sid, "other")  # a new chat becomes the active one
+    exc = refused(table, lambda: _replies(store).start(USER, reply, now + 100, now, None))
+    assert failed_items(exc) == [1]
+
+
+def test_stale_claim_of_a_reply_cancelled_before_it_started_changes_nothing(store: Store, table: str) -> None:
+    """The generation's first write: a reply cancelled before the generation started is not
+    claimed (it would generate into a cancelled reply)."""
+    import time
+
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    _, reply = _generating(store, sid, chat)
+    _replies(store).cancel(USER, sid, chat, reply.seq, reply.message_id, int(time.time()))
+    before = snapshot(table)
+    assert _replies(store).claim(USER, sid, chat, reply.seq, "gen") is None
+    assert snapshot(table) == before
+
+
+def test_stale_writes_of_a_generation_that_lost_its_claim_are_refused(store: Store, table: str) -> None:
+    """A reply claimed by one generation: another invocation's content, failure and completion
+    (a duplicate delivery that believed it held the claim) are refused while it still generates."""
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    question, reply = _generating(store, sid, chat)
+    claimed = _replies(store).claim(USER, sid, chat, reply.seq, "gen")
+    assert claimed is not None
+    other = claimed.model_copy(update={"generator": "someone-else"})
+    before = snapshot(table)
+    assert _replies(store).grow(USER, other, "not mine", 2) is False
+    assert _replies(store).fail(USER, other, "not mine", 2) is False
+    assert snapshot(table) == before
+    done = claimed.model_copy(update={"status": "complete", "content": "x", "lease_until": None, "generator": None})
+    exc = refused(table, lambda: store.messages.append_reply(USER, done, question, generated_by="someone-else"))
+    assert failed_items(exc) == [REPLY_MESSAGE]
+
+
+def test_stale_cancel_of_a_reply_that_ended_under_a_running_lease_is_refused(store: Store, table: str) -> None:
+    """Cancel read the reply generating; it ended since (failed here) while its item and the
+    head still name a running lease: only a generating reply is cancelled."""
+    import time
+
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    _, reply = _generating(store, sid, chat)
+    store.table.update(
+        keys.message_key(USER, sid, chat, reply.seq),
+        UpdateExpression="SET #status = :failed",
+        ExpressionAttributeNames={"#status": "status"},
+        ExpressionAttributeValues={":failed": "failed"},
+    )
+    exc = refused(table, lambda: _replies(store).cancel(USER, sid, chat, reply.seq, reply.message_id, int(time.time())))
+    assert failed_items(exc) == [0]
+
+
+def test_stale_cancel_naming_another_message_at_the_seq_is_refused(store: Store, table: str) -> None:
+    """Cancel by an id whose seq holds another message (the id read is not the one stored
+    there): refused, the generating reply untouched."""
+    import time
+
+    from chat_sessions.ids import message_id
+
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    _, reply = _generating(store, sid, chat)
+    stale_id = message_id(new_id(), reply.seq)
+    exc = refused(table, lambda: _replies(store).cancel(USER, sid, chat, reply.seq, stale_id, int(time.time())))
+    assert failed_items(exc) == [0]

@@ -36,6 +36,7 @@ from chat_sessions.items import ChatHeadItem, MessageItem
 from chat_sessions.keys import MAX_SEQ
 from chat_sessions.models import Message
 from chat_sessions.observability import logger
+from chat_sessions.services import retry
 from chat_sessions.store import ConditionFailed, Store
 from chat_sessions.store.replies import ReplyStore, lease_free
 from chat_sessions.views import message_view
@@ -190,9 +191,17 @@ def cancel(store: Store, user_id: str, session_id: str, chat_id: str, message_id
     table = store.table  # the reply's requests are store.replies' sites (test_least_privilege)
     replies = ReplyStore(table)
     seq = _seq(message_id)
-    try:
-        replies.cancel(user_id, session_id, chat_id, seq, message_id, now_seconds())
-    except ConditionFailed:
+
+    def attempt() -> bool:
+        try:
+            replies.cancel(user_id, session_id, chat_id, seq, message_id, now_seconds())
+        except ConditionFailed:
+            return False
+        return True
+
+    # A collision (the generation writing the same reply or head at that instant) is tried
+    # again; a refusal is an answer (the fault tier found the collision answering 500).
+    if not retry.optimistic(attempt):
         item = _found(replies.get(user_id, session_id, chat_id, seq), message_id)
         raise NotGenerating(
             f"The message is {message_view(item).status}, not generating; there is nothing to cancel."
