@@ -1090,6 +1090,8 @@ def archived_sessions(d: Driver) -> None:
         ("pause_session", {}),
         ("resume_session", {}),
         ("create_chat", {"body": {"name": "x"}}),
+        # keyed: a refusal looks the key up (a repeat whose first try landed before the archive)
+        ("create_chat", {"body": {"name": "x"}, "headers": {"Idempotency-Key": "archived-chat-key-1"}}),
         ("update_chat", {"chat": first, "body": {"name": "x"}}),
         ("update_chat", {"chat": first, "body": {"model": "gpt-4o"}}),
         ("activate_chat", {"chat": first}),

@@ -49,9 +49,8 @@ def start_erasure(store: Store, user_id: str) -> Erasure:
     write goes to the counters item, which creates and sends change in transactions: a write
     refused for one in flight (a collision: nothing written) is retried, and contention that
     outlasts the retries is ``409 conflict``, never a 500."""
-    erasure = ErasureStore(store.table)
     now = utc_now()
-    optimistic(lambda: erasure.start(user_id, now))
+    optimistic(lambda: ErasureStore(store.table).start(user_id, now))
     return Erasure()
 
 
