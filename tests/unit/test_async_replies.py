@@ -7,27 +7,17 @@ generation. The real openai client streams from the scripted upstream."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from chat_sessions import keys
-from tests.lambda_service import LambdaService, lambda_service
+from tests.lambda_service import LambdaService
 from tests.support import LambdaContext, invoke, reset_caches
+from tests.unit.conftest import GENERATOR
 from tests.upstream import Reply, Upstream
 
 ASYNC = {"Prefer": "respond-async"}
-GENERATOR = "GenerateReplyFunction"
-
-
-@pytest.fixture
-def lam(monkeypatch: pytest.MonkeyPatch) -> Iterator[LambdaService]:
-    with lambda_service() as service:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", service.url)
-        monkeypatch.setenv("GENERATE_REPLY_FUNCTION", GENERATOR)
-        reset_caches()
-        yield service
 
 
 def setup_chat() -> tuple[str, str]:

@@ -16,7 +16,6 @@ import pytest
 
 from local_stack.faults import FaultInjector, parse_spec
 from tests.support import invoke, reset_caches, table_items
-from tests.unit.test_async_replies import lam  # noqa: F401  (the fixture: a local Lambda Invoke endpoint)
 from tests.upstream import Upstream
 
 
