@@ -104,7 +104,7 @@ def _target(store: Store, user_id: str, session_id: str, chat_id: str | None) ->
     return session.active_chat_id
 
 
-def _thread(
+def read_thread(
     store: Store, user_id: str, session_id: str, chat_id: str, following_pointer: bool, consistent: bool = True
 ) -> Thread:
     """The chat's thread. Read eventually consistent (``consistent`` False, half the read
@@ -149,7 +149,7 @@ def _complete(model: ChatModel, model_name: str, window: list[dict[str, str]]) -
     return completion
 
 
-def _window(thread: Thread, answering: MessageItem) -> list[dict[str, str]]:
+def model_window(thread: Thread, answering: MessageItem) -> list[dict[str, str]]:
     """The model's messages for ``answering``: it and the history before it, within budget."""
     history = [m for m in thread.newest if m.seq < answering.seq]
     newest_first = [answering, *history]
@@ -175,7 +175,7 @@ def _reply(
     only while no reply is generating in the chat (a condition on its head, the transaction's
     last item)."""
     head = thread.head
-    completion = _complete(model, head.model, _window(thread, answering))
+    completion = _complete(model, head.model, model_window(thread, answering))
     message_id = new_id()
     previous = last_seq
     answered = answering
@@ -272,7 +272,7 @@ def send_message(
         nonlocal attempts
         attempts += 1
         target = _target(store, user_id, session_id, chat_id)
-        thread = _thread(store, user_id, session_id, target, following_pointer, consistent=attempts > 1)
+        thread = read_thread(store, user_id, session_id, target, following_pointer, consistent=attempts > 1)
         message = MessageItem(
             message_id=seq_id(message_id, thread.last_seq + 1),
             chat_id=target,
@@ -359,7 +359,7 @@ def _answer_stored(
         reply = store.messages.get(user_id, session_id, chat_id, user_message.reply_seq)
         if reply is not None:
             return _exchange(user_message, reply)
-    thread = _thread(store, user_id, session_id, chat_id, following_pointer=False)
+    thread = read_thread(store, user_id, session_id, chat_id, following_pointer=False)
     reply = _reply(store, model, user_id, thread, user_message, thread.last_seq)
     return _exchange(user_message, reply)
 
@@ -424,7 +424,7 @@ def _regenerate(
 def _to_regenerate(store: Store, user_id: str, session_id: str, chat_id: str) -> tuple[Thread, MessageItem]:
     """The chat's thread and the user message a regenerate answers, after the session's and the
     chat's refusals (paused, not active, a reply in flight, the budget spent)."""
-    thread = _thread(store, user_id, session_id, chat_id, following_pointer=False)
+    thread = read_thread(store, user_id, session_id, chat_id, following_pointer=False)
     budget = get_settings().monthly_token_budget
     if budget:  # the session and the user's counters in the one read (a regenerate stores no question)
         session, counters = store.sessions.get_with_counters(user_id, session_id)
@@ -460,5 +460,5 @@ def finish_edit(
         reply = store.messages.get(user_id, session_id, chat_id, stored.reply_seq)
         if reply is not None:
             return _exchange(stored, reply)
-    thread = _thread(store, user_id, session_id, chat_id, following_pointer=False)
+    thread = read_thread(store, user_id, session_id, chat_id, following_pointer=False)
     return _exchange(stored, _reply(store, model, user_id, thread, stored, thread.last_seq))

@@ -27,7 +27,7 @@ from chat_sessions.invocation import seconds_left
 from chat_sessions.items import MessageItem
 from chat_sessions.llm import Completion, StreamingModel
 from chat_sessions.observability import logger
-from chat_sessions.services.conversation import _thread, _window
+from chat_sessions.services.conversation import model_window, read_thread
 from chat_sessions.services.replies import FINISH_MARGIN_SECONDS
 from chat_sessions.services.retry import optimistic
 from chat_sessions.store import ConditionFailed, Store
@@ -58,14 +58,14 @@ def generate(
     if reply is None:
         logger.info("reply not generating or already claimed", extra={"seq": seq})
         return "duplicate"
-    thread = _thread(store, user_id, session_id, chat_id, following_pointer=False)
+    thread = read_thread(store, user_id, session_id, chat_id, following_pointer=False)
     answering = next((m for m in thread.newest if m.seq == reply.reply_to_seq), None)
     if answering is None and reply.reply_to_seq is not None:
         answering = store.messages.get(user_id, session_id, chat_id, reply.reply_to_seq)
     if answering is None:  # a fork's shared question: stored in another chat's range
         replies.fail(user_id, reply, "", 0)
         return "failed"
-    window = _window(thread, answering)
+    window = model_window(thread, answering)
     parts: list[str] = []
     offset = 0
     stored_at = time.monotonic()
