@@ -14,7 +14,11 @@ the API: exactly 200 user messages and 200 replies must have been stored, ``seq`
 Stored messages are written straight into the table (:mod:`benchmarks.seed`), into the same 10
 chats the load sends to (so each conversation is long too, not only the table), before the stack
 sees any request. Before the timed sends, a warm-up of 40 concurrent sends (other sessions of the
-same users; not counted) starts the workers, as the first minutes of a development session do.
+same users; not counted) starts the workers, as the first minutes of a development session do,
+and the table's stream consumers are let finish with the seeded and warm-up records (see
+:func:`drain`). CPU time is read per process of the stack, the workers' by the function they
+serve (a worker names itself after its function), with the machine's load average, since other
+work on a shared machine slows every figure here but the CPU times.
 
 Writes its own section of ``benchmarks/results.md`` (between ``<!-- local-load -->`` markers),
 leaving the cost benchmark's sections as they are; raw numbers in ``benchmarks/.runs/local-load.json``.
@@ -148,6 +152,10 @@ def cpu_seconds(pgid: int) -> dict[str, float]:
         kind = "dynamodb" if "java" in command or "local_stack.dynamodb" in command else "gateway"
         if "forkserver" in command or "resource_tracker" in command:
             kind = "workers"
+            with suppress(OSError):  # a worker names itself after its function (15 characters)
+                comm = Path(f"/proc/{pid}/comm").read_text().strip()
+                if not comm.startswith("python"):
+                    kind = f"workers: {comm}"
         used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return used
 
@@ -244,6 +252,22 @@ def seed(stack: Stack, conversations: list[Conversation], stored: int) -> float:
     return time.monotonic() - started
 
 
+def drain(url: str) -> float:
+    """Wait until the table's stream consumers (``GET /local/stream?drained``) have handled every
+    change made so far; returns seconds. The seeded messages are stream records too (a push and a
+    domain event each): left in the stream, their consumers would run during the timed sends and
+    bill their CPU to the sends, more so the more messages were seeded."""
+    import httpx
+
+    started = time.monotonic()
+    while True:
+        answer = httpx.get(f"{url}/local/stream", params={"drained": "", "timeout": "600"}, timeout=660)
+        if answer.status_code == 200:
+            return time.monotonic() - started
+        if answer.status_code != 503:
+            answer.raise_for_status()
+
+
 def send_all(
     url: str, conversations: list[Conversation], sends: int, threads: int
 ) -> tuple[list[float], Counter[str], float]:
@@ -328,6 +352,8 @@ class Result:
     warmup_max_ms: float
     seed_s: float
     stop_s: float
+    drain_s: float = 0.0
+    load_average: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load average before / after the sends
     dynamodb: str = ""
     cpu_ms_per_send: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
@@ -339,13 +365,17 @@ def measure(backend: str, stored: int, sends: int = SENDS, users: int = USERS, t
         conversations = [new_conversation(stack.url, name, "load") for name in names]
         seed_s = seed(stack, conversations, stored)
         seeded = (stored // users) - (stored // users) % 2
+        drain_s = drain(stack.url)
         warm = [new_conversation(stack.url, name, "warm-up") for name in names]
         warm_latencies, warm_outcomes, _ = send_all(stack.url, warm, users * threads, threads)
+        drain_s += drain(stack.url)
         before = memory_kb(stack.process.pid)[0] / 1024
         cpu_before = cpu_seconds(stack.process.pid)
+        load_before = os.getloadavg()[0]
         with MemorySampler(stack.process.pid) as sampler:
             latencies, outcomes, seconds = send_all(stack.url, conversations, sends, threads)
         cpu_after = cpu_seconds(stack.process.pid)
+        load_average = (load_before, os.getloadavg()[0])
         cpu_ms = {k: (v - cpu_before.get(k, 0.0)) * 1000 / len(latencies) for k, v in cpu_after.items()}
         after = memory_kb(stack.process.pid)[0] / 1024
         users_stored = replies_stored = 0
@@ -380,6 +410,8 @@ def measure(backend: str, stored: int, sends: int = SENDS, users: int = USERS, t
             warmup_max_ms=max(warm_latencies),
             seed_s=seed_s,
             stop_s=stop_s,
+            drain_s=drain_s,
+            load_average=load_average,
             cpu_ms_per_send=cpu_ms,
             dynamodb=next((line for line in stack.lines if line.startswith("table ")), ""),
             notes=notes,
@@ -571,12 +603,21 @@ def markdown(results: list[Result], engines: list[EnginePoint], started: str, to
         )
     lines.append("")
     for r in results:
-        cpu = ", ".join(f"{k} {v:.0f}" for k, v in sorted(r.cpu_ms_per_send.items()))
-        lines.append(f"- CPU per send ({r.backend}, {r.stored:,} stored), ms by part of the stack: {cpu}.")
+        parts = {k: v for k, v in r.cpu_ms_per_send.items() if not k.startswith("workers")}
+        functions = {k.split(": ", 1)[1]: v for k, v in r.cpu_ms_per_send.items() if k.startswith("workers: ")}
+        parts["workers"] = sum(v for k, v in r.cpu_ms_per_send.items() if k.startswith("workers"))
+        cpu = ", ".join(f"{k} {v:.0f}" for k, v in sorted(parts.items()))
+        by_function = ", ".join(f"{k} {v:.0f}" for k, v in sorted(functions.items(), key=lambda kv: -kv[1]) if v >= 0.5)
+        lines.append(
+            f"- CPU per send ({r.backend}, {r.stored:,} stored), ms by part of the stack: {cpu} "
+            f"(in {sum(parts.values()):.0f}; the workers' by function, names cut to 15 characters: {by_function})."
+        )
     for r in results:
         lines.append(
-            f"- {r.backend}, {r.stored:,} stored: warm-up (cold workers) p50 {r.warmup_p50_ms:.0f} ms, "
-            f"max {r.warmup_max_ms:.0f} ms; seeding took {r.seed_s:.1f} s; {r.dynamodb}."
+            f"- {r.backend}, {r.stored:,} stored: load average {r.load_average[0]:.1f} before the sends, "
+            f"{r.load_average[1]:.1f} after; warm-up (cold workers) p50 {r.warmup_p50_ms:.0f} ms, "
+            f"max {r.warmup_max_ms:.0f} ms; seeding took {r.seed_s:.1f} s, and the stream consumers "
+            f"{r.drain_s:.1f} s more with the seeded and warm-up records; {r.dynamodb}."
             + ("".join(f" {note}." for note in r.notes))
         )
     if engines:
