@@ -139,25 +139,47 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def part_of(pid: int) -> str:
+    """Which part of the stack a process is: dynamodb, gateway, workers (the fork server), or
+    ``workers: <function>`` (a worker names itself after its function, cut to 15 characters)."""
+    command = Path(f"/proc/{pid}/cmdline").read_text()
+    if "java" in command or "local_stack.dynamodb" in command:
+        return "dynamodb"
+    if "forkserver" not in command and "resource_tracker" not in command:
+        return "gateway"
+    comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    return "workers" if comm.startswith("python") else f"workers: {comm}"
+
+
 def cpu_seconds(pgid: int) -> dict[str, float]:
-    """CPU time (user + system) used so far by each live process of the group, by command."""
+    """CPU time (user + system) used so far by each live process of the group, by part."""
     tick = os.sysconf("SC_CLK_TCK")
     used: dict[str, float] = {}
     for pid in group_pids(pgid):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            command = Path(f"/proc/{pid}/cmdline").read_text()
+            kind = part_of(pid)
         except OSError:
             continue
-        kind = "dynamodb" if "java" in command or "local_stack.dynamodb" in command else "gateway"
-        if "forkserver" in command or "resource_tracker" in command:
-            kind = "workers"
-            with suppress(OSError):  # a worker names itself after its function (15 characters)
-                comm = Path(f"/proc/{pid}/comm").read_text().strip()
-                if not comm.startswith("python"):
-                    kind = f"workers: {comm}"
         used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return used
+
+
+def memory_by_part(pgid: int) -> dict[str, float]:
+    """PSS in MB by part of the stack (workers of one function summed)."""
+    found: dict[str, float] = {}
+    for pid in group_pids(pgid):
+        try:
+            kind = part_of(pid)
+            pss = next(
+                int(line.split()[1])
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                if line.startswith("Pss:")
+            )
+        except (OSError, StopIteration):
+            continue
+        found[kind] = found.get(kind, 0.0) + pss / 1024
+    return found
 
 
 def memory_kb(pgid: int) -> tuple[int, int]:
@@ -356,6 +378,7 @@ class Result:
     load_average: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load average before / after the sends
     dynamodb: str = ""
     cpu_ms_per_send: dict[str, float] = field(default_factory=dict)
+    memory_after_by_part: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -378,6 +401,7 @@ def measure(backend: str, stored: int, sends: int = SENDS, users: int = USERS, t
         load_average = (load_before, os.getloadavg()[0])
         cpu_ms = {k: (v - cpu_before.get(k, 0.0)) * 1000 / len(latencies) for k, v in cpu_after.items()}
         after = memory_kb(stack.process.pid)[0] / 1024
+        after_by_part = memory_by_part(stack.process.pid)
         users_stored = replies_stored = 0
         gap_free = True
         for conversation in conversations:
@@ -413,6 +437,7 @@ def measure(backend: str, stored: int, sends: int = SENDS, users: int = USERS, t
             drain_s=drain_s,
             load_average=load_average,
             cpu_ms_per_send=cpu_ms,
+            memory_after_by_part=after_by_part,
             dynamodb=next((line for line in stack.lines if line.startswith("table ")), ""),
             notes=notes,
         )
@@ -612,6 +637,11 @@ def markdown(results: list[Result], engines: list[EnginePoint], started: str, to
             f"- CPU per send ({r.backend}, {r.stored:,} stored), ms by part of the stack: {cpu} "
             f"(in {sum(parts.values()):.0f}; the workers' by function, names cut to 15 characters: {by_function})."
         )
+        if r.memory_after_by_part:
+            memory = ", ".join(f"{k} {v:.0f}" for k, v in sorted(r.memory_after_by_part.items(), key=lambda kv: -kv[1]))
+            lines.append(
+                f"- Memory after the sends ({r.backend}, {r.stored:,} stored), PSS MB by part of the stack: {memory}."
+            )
     for r in results:
         lines.append(
             f"- {r.backend}, {r.stored:,} stored: load average {r.load_average[0]:.1f} before the sends, "
