@@ -609,7 +609,11 @@ def markdown(results: list[Result], engines: list[EnginePoint], started: str, to
         f"- Load: {SENDS} sends (`POST /sessions/{{id}}/messages`, 400-character answers from the local model) from "
         f"{USERS} users x {THREADS} threads (40 in flight at most, each user's 4 threads racing in one chat), "
         "against `python -m local_stack` on 127.0.0.1, after the stored messages were written into those same "
-        "chats. A warm-up of 40 sends (other sessions, not counted) ran first.",
+        "chats. A warm-up of 40 sends (other sessions, not counted) ran first, and the table's stream consumers "
+        "(pushes, domain events) were let finish with the seeded and warm-up records before the timed sends.",
+        "- CPU: user + system time of each process of the stack over the timed sends, divided by the sends; "
+        "the load generator's own CPU is not in it. Wall-clock figures depend on the machine's load average "
+        "(given for each run), the CPU times much less.",
         "- Memory: the stack's whole process group (gateway, workers, fork server, DynamoDB), sampled every 100 ms. "
         "PSS counts each shared page once; the RSS sum counts pages the workers share with the fork server once "
         "per worker, so it overstates.",
