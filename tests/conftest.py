@@ -71,10 +71,11 @@ def moto_table() -> Iterator[str]:
     from local_stack import template
 
     parsed = _table_template()
-    # moto's default is a new boto3 default session in every mock_aws: each test then loaded
-    # botocore's service models again (a third of a stale-read test's time). The session holds
-    # no state of moto's account, which every mock_aws still makes afresh.
-    with mock_aws(config={"core": {"reset_boto3_session": False}}):
+    with mock_aws():
+        # mock_aws starts boto3's default session anew (so its clients carry moto's hooks, and
+        # the credentials it sets); this one shares botocore's loader with the previous ones:
+        # a new loader read the service models' JSON again, a third of a stale-read test's time.
+        _fresh_default_session()
         reset_caches()
         # What made a table cost a quarter of a second was not moto but a new boto3 client and
         # parsing template.yaml twice; both are made once per process (moto serves a client in
@@ -84,6 +85,26 @@ def moto_table() -> Iterator[str]:
             template.ensure_table(_setup_client(), os.environ["TABLE_NAME"])
         yield os.environ["TABLE_NAME"]
     reset_caches()
+
+
+def _fresh_default_session() -> None:
+    """boto3's default session, new, with the process's one botocore loader (the models it
+    loads are read-only; a long-lived session shares them among all its clients the same way)."""
+    import boto3
+    import botocore.session
+
+    core = botocore.session.get_session()
+    core.register_component("data_loader", _shared_loader())
+    boto3.setup_default_session(botocore_session=core)
+    paths = _shared_loader().search_paths  # boto3 adds its own folder again for each session
+    paths[:] = list(dict.fromkeys(paths))
+
+
+@functools.cache
+def _shared_loader() -> Any:
+    from botocore.loaders import create_loader
+
+    return create_loader()
 
 
 @functools.cache
