@@ -94,9 +94,11 @@ schemathesis: venv
 # runs inside pytest (tests/test_template.py), so `checks` leaves it out. pytest's exit status is
 # make's; its last lines are the slowest ten tests and the total. The mutation check is
 # `make mutants` (two minutes of the two cores on its own): CI runs it after `make test`.
+# pytest writes bytecode even where PYTHONDONTWRITEBYTECODE is set: without it each of its
+# processes compiled again every module whose asserts it rewrites (a plugin's whole package).
 test:
 	@$(MAKE) --no-print-directory --jobs=4 --keep-going --output-sync=target checks
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 checks: lint typecheck sam-validate $(DYNAMODB_LOCAL)
 
