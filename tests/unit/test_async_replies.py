@@ -233,11 +233,7 @@ def head_item(table: str, sid: str, chat: str) -> dict[str, Any]:
 
 
 def lease_until(table: str, sid: str, chat: str) -> int:
-    import boto3
-
-    resource: Any = boto3.resource("dynamodb")
-    item = resource.Table(table).get_item(Key=dict(keys.head_key("alice", sid, chat)))["Item"]
-    return int(item["leaseUntil"])
+    return int(head_item(table, sid, chat)["leaseUntil"])
 
 
 def stored_message(table: str, sid: str, chat: str, seq: int) -> dict[str, Any]:

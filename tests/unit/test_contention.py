@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from local_stack.faults import FaultInjector, parse_spec
+from tests.lambda_service import LambdaService
 from tests.support import invoke, reset_caches, table_items
+from tests.unit.conftest import GENERATOR
 from tests.upstream import Upstream
 
 
@@ -376,7 +378,7 @@ def test_a_cancel_whose_transaction_collides_is_a_conflict_not_500(
 
 
 def test_a_keyed_send_committed_but_answered_503_is_not_refused_as_new_while_a_reply_generates(
-    server_table: str, injector: FaultInjector, model: Upstream, lam: Any
+    server_table: str, injector: FaultInjector, model: Upstream, lam: LambdaService
 ) -> None:
     """Found by the fault tier's async-reply scenario: a keyed send whose first try stored its
     question but answered 503, repeated while another client's reply generated, was refused
@@ -405,7 +407,7 @@ def test_a_keyed_send_committed_but_answered_503_is_not_refused_as_new_while_a_r
         (2, "theirs", "unanswered"),
     ]
 
-    assert generate(lam.events("GenerateReplyFunction")[0]) == "complete"
+    assert generate(lam.events(GENERATOR)[0]) == "complete"
     answered = invoke("send_message", session=sid, chat=chat, body={"content": "mine"}, headers=key)
     assert answered.status == 201, answered
     assert (answered.body["userMessage"]["seq"], answered.body["userMessage"]["content"]) == (1, "mine")

@@ -1573,26 +1573,18 @@ def test_stale_sync_send_clearing_a_dead_lease_taken_over_since_is_refused(store
     import time
 
     from chat_sessions.ids import message_id
-    from chat_sessions.store.replies import dead_reply_failed, lease_cleared
+    from chat_sessions.services import replies
 
     sid = new_session(store)
     chat = new_chat(store, sid)
     _, dead = _generating(store, sid, chat, lease_seconds=-5)
+    read = thread(store, sid, chat)  # the send's read: the dead reply's lease, run out
+    ops = replies.lease_check(read.head, USER)
+    assert len(ops) == 2, "the read names a dead reply: the head's Update and the reply's failed"
     now = int(time.time())
     taken = dead.model_copy(update={"message_id": message_id(new_id(), 3), "seq": 3, "lease_until": now + 100})
     _replies(store).start(USER, taken, now + 100, now, None)
-    question = MessageItem(
-        message_id=message_id(new_id(), 4),
-        chat_id=chat,
-        session_id=sid,
-        seq=4,
-        role="user",
-        content="sync",
-        status="unanswered",
-        tokens=1,
-        created_at=utc_now(),
-    )
-    ops = [lease_cleared(USER, sid, chat, now), dead_reply_failed(USER, sid, chat, dead.seq, now)]
+    question = user_message(read, "sync").model_copy(update={"seq": 4})  # after the takeover's reply
     exc = refused(table, lambda: store.messages.append_user(USER, question, None, 0, ops))
     assert failed_items(exc) == [2]
 

@@ -179,7 +179,7 @@ def _reply(
     message_id = new_id()
     previous = last_seq
     answered = answering
-    lease_head = head  # as read; read again when a dead reply it named ended since
+    lease_head = head  # as read; its dead reply forgotten once that reply ended or was taken over
 
     def attempt() -> MessageItem:
         nonlocal previous, answered, lease_head
@@ -301,12 +301,12 @@ def send_message(
             tokens=estimate_tokens(content),
             created_at=utc_now(),
         )
-        if key is not None and replies.in_progress(thread.head, replies.now_seconds()):
-            stored = store.messages.get_marker(user_id, key.key_hash)  # a repeat whose first try committed
-            if stored is not None and stored.message_id != message.message_id:
-                raise _Repeat(stored)
-        _refuse_in_progress(thread)
         now = replies.now_seconds()
+        if replies.in_progress(thread.head, now):  # the early answer (the transaction's condition decides)
+            stored = None if key is None else store.messages.get_marker(user_id, key.key_hash)
+            if stored is not None and stored.message_id != message.message_id:
+                raise _Repeat(stored)  # a repeat whose first try committed
+            raise _in_progress()
         if respond_async:
             generating = replies.generating(thread.head, message, message.seq + 1, seq_id(message_id, message.seq + 1))
             lease = [reply_put(user_id, generating), lease_taken(user_id, generating, generating.lease_until or 0, now)]
