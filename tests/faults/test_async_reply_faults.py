@@ -77,8 +77,7 @@ def test_async_replies_sends_cancels_and_regenerates_race_under_faults(scenario:
         for j in range(4):
             content = unique(f"{label} {j}")
             key = f"{label}-{j}-{uuid.uuid4().hex}"
-            body = {"content": content}
-            response = own.until_done("POST", C + "/messages", f"{chat}/messages", body, IN_PROGRESS, key=key)
+            response = send(own, sid, cid, content, IN_PROGRESS, key=key)
             accepted(response)
             with lock:
                 sends.append((content, response))
@@ -173,8 +172,7 @@ def test_async_replies_sends_cancels_and_regenerates_race_under_faults(scenario:
     ]
     for content in waiting:
         own, key = keyed[content]
-        body = {"content": content}
-        answer = own.until_done("POST", C + "/messages", f"{chat}/messages", body, IN_PROGRESS, key=key)
+        answer = send(own, sid, cid, content, IN_PROGRESS, key=key)
         assert answer.status_code in (201, 202), answer.text
         assert answer.json()["userMessage"]["content"] == content, answer.text
         sends.append((content, answer))
