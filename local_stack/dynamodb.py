@@ -1,10 +1,10 @@
 """An embedded DynamoDB for the tests, and for the local stack when Java is missing (else it runs
 DynamoDB Local, ``local_stack.dynamodb_local``): moto's server, requests serialized.
 
-moto suits small tables only: its ``TransactWriteItems`` copies every table it touches, once per
-item, and its ``Query`` walks the whole table, so both slow down as the table grows and memory
-grows with every transaction (README, "The local stack under load"; ``make bench-local`` measures
-both engines).
+moto suits small tables only: its ``Query`` walks the whole table, so it slows down as the table
+grows (README, "The local stack under load"; ``make bench-local`` measures both engines). Its
+``TransactWriteItems`` copied every table it touches, once per item; ``local_stack.moto_transactions``
+makes it copy only the items the transaction writes.
 
 moto evaluates a condition and applies the write in two Python steps, so two threads can both
 pass the same condition; real DynamoDB never lets that happen. Serializing requests restores
@@ -47,6 +47,9 @@ def make_dynamodb_server(host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServ
         create_backend_app,
     )
 
+    from local_stack import moto_transactions
+
+    moto_transactions.install()
     app = _Serialized(DomainDispatcherApplication(create_backend_app))
     return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
 

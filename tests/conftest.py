@@ -68,8 +68,9 @@ def moto_table() -> Iterator[str]:
 
     from moto import mock_aws
 
-    from local_stack import template
+    from local_stack import moto_transactions, template
 
+    moto_transactions.install()
     parsed = _table_template()
     with mock_aws():
         # mock_aws starts boto3's default session anew (so its clients carry moto's hooks, and
