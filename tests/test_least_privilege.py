@@ -1506,6 +1506,22 @@ def pushed_deltas(d: Driver) -> None:
     assert posted and set(posted) == {"lp-deltas="}, posted
 
 
+def lost_reply_answer(d: Driver) -> None:
+    """A generation's last transaction commits and its answer is lost: the replay is refused, and
+    the generation reads its reply to see that its own write landed."""
+    from tests.lambda_service import lambda_service
+
+    u = d.user()
+    sid = session(d, u)
+    c = chat(d, u, sid)
+    with lambda_service() as lam:
+        env = {"AWS_ENDPOINT_URL_LAMBDA": lam.url}
+        prefer = {"Prefer": "respond-async"}
+        expect(d.call("send_message", user=u, session=sid, chat=c, body={"content": "q"}, headers=prefer, env=env), 202)
+        with d.faults("seed=1,lost=1,tokens=backend"):
+            assert generate(d, lam.events("chat-sessions-GenerateReplyFunction")[-1]) == "complete"
+
+
 def erase(d: Driver, user: str) -> Any:
     """The erasure consumer with the stream record of ``user``'s marker (its keys are all it reads)."""
     from chat_sessions import keys
@@ -1562,6 +1578,7 @@ SCENARIOS: list[Callable[[Driver], None]] = [
     async_replies,
     websocket_push,
     pushed_deltas,
+    lost_reply_answer,
     erasure,
 ]
 

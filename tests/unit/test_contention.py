@@ -415,3 +415,34 @@ def test_a_keyed_send_committed_but_answered_503_is_not_refused_as_new_while_a_r
     assert statuses == ("complete", "complete")
     mine = [m for m in kinds(server_table, "message") if m["role"] == "user" and m["content"] == "mine"]
     assert [m["status"] for m in mine] == ["complete"]
+
+
+def test_a_generation_whose_last_answer_is_lost_reports_complete_and_stores_once(
+    server_table: str, injector: FaultInjector, model: Upstream, lam: LambdaService
+) -> None:
+    """The reply's last transaction commits and its answer is lost; the SDK's replay is refused
+    (moto ignores the token, as DynamoDB would refuse a later attempt under a new one): the
+    generation recognises its own reply, stored complete once, and says ``complete``, not
+    ``stopped`` (which means cancelled or taken over)."""
+    import generate_reply
+
+    from tests.support import LambdaContext
+
+    created = invoke("create_session", body={"name": "s"})
+    sid = created.body["sessionId"]
+    cid = invoke("create_chat", session=sid, body={"name": "a"}).body["chatId"]
+    sent = invoke("send_message", session=sid, chat=cid, body={"content": "q"}, headers={"Prefer": "respond-async"})
+    assert sent.status == 202, sent
+    (event,) = lam.events(GENERATOR)
+    faults(injector, "seed=1,lost=1,tokens=backend")
+    outcome = generate_reply.lambda_handler(event, LambdaContext(remaining_millis=300_000))["outcome"]
+    faults(injector, "seed=1")
+    assert injected(injector, "lost") >= 1
+    assert outcome == "complete"
+    messages = sorted(kinds(server_table, "message"), key=lambda m: int(m["seq"]))
+    assert [(int(m["seq"]), m["role"], m["status"]) for m in messages] == [
+        (1, "user", "complete"),
+        (2, "assistant", "complete"),
+    ]
+    (session,) = kinds(server_table, "session")
+    assert int(session["messageCount"]) == 2 and model.calls == 1

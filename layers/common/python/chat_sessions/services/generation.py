@@ -123,7 +123,7 @@ def _complete(
             store.messages.append_reply(user_id, done, answered, extra=[release], generated_by=reply.generator)
         except ConditionFailed as exc:
             if exc.failed(REPLY):  # cancelled (or taken over) since its last write: it stays so
-                return "stopped"
+                return "complete" if _landed(store, user_id, done) else "stopped"
             if exc.failed(SESSION) or exc.failed(CHAT):  # archived or deleted while generating
                 replies.fail(user_id, reply, done.content, done.tokens)
                 return "failed"
@@ -136,3 +136,17 @@ def _complete(
         return "complete"
 
     return optimistic(attempt)
+
+
+def _landed(store: Store, user_id: str, done: MessageItem) -> bool:
+    """Whether the reply is stored as this generation completes it: an earlier attempt of the
+    same transaction committed and its answer was lost (the SDK's replay, or a retry under a new
+    token after ``TransactionInProgressException``, then meets its own write as a failed
+    condition). A cancel or a takeover leaves it another status or other content."""
+    stored = store.messages.get(user_id, done.session_id, done.chat_id, done.seq)
+    return (
+        stored is not None
+        and stored.status == "complete"
+        and stored.content == done.content
+        and stored.total_tokens == done.total_tokens
+    )
