@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
 import importlib
@@ -131,19 +132,56 @@ def table_items(table_name: str, raw: bool = False) -> list[dict[str, Any]]:
     format (``{"S": ...}``), to size items by DynamoDB's rules."""
     from boto3.dynamodb.types import TypeDeserializer
 
-    client = _scan_client(os.environ.get("DYNAMODB_ENDPOINT"), os.environ.get("AWS_DEFAULT_REGION"))
-    items: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": table_name}
-    while True:
-        page = client.scan(**kwargs)
-        items.extend(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    endpoint, region = os.environ.get("DYNAMODB_ENDPOINT"), os.environ.get("AWS_DEFAULT_REGION")
+    items = _moto_items(table_name, region) if endpoint is None else None
+    if items is None:
+        client = _scan_client(endpoint, region)
+        items = []
+        kwargs: dict[str, Any] = {"TableName": table_name}
+        while True:
+            page = client.scan(**kwargs)
+            items.extend(page["Items"])
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     if raw:
         return items
     plain = TypeDeserializer()
     return [{name: plain.deserialize(value) for name, value in item.items()} for item in items]
+
+
+def _moto_items(table_name: str, region: str | None) -> list[dict[str, Any]] | None:
+    """The table's items as a ``Scan`` would answer them, read from moto's in-process table
+    (``mock_aws``), or None when the table is not there. A scan through the API cost a test of
+    many small steps most of its time (botocore parsing every attribute of every item again);
+    this reads the same items, in the same order (moto's ``all_items``), in the same wire format."""
+    import sys
+
+    if "moto.dynamodb.models" not in sys.modules or region is None:
+        return None
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models.utilities import dynamo_json_dump
+
+    table = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables.get(table_name)
+    if table is None:
+        return None
+    wire = json.loads(dynamo_json_dump([item.to_json()["Attributes"] for item in table.all_items()]))
+    return [{name: _as_parsed(value) for name, value in item.items()} for item in wire]
+
+
+def _as_parsed(value: dict[str, Any]) -> dict[str, Any]:
+    """A wire-format attribute value as botocore parses it (binary base64-decoded)."""
+    (kind, inner), *_ = value.items()
+    if kind == "B":
+        return {kind: base64.b64decode(inner)}
+    if kind == "BS":
+        return {kind: [base64.b64decode(v) for v in inner]}
+    if kind == "M":
+        return {kind: {k: _as_parsed(v) for k, v in inner.items()}}
+    if kind == "L":
+        return {kind: [_as_parsed(v) for v in inner]}
+    return value
 
 
 @functools.cache
