@@ -2,7 +2,9 @@
 
 The X-Ray SDK costs about one boto3 import (it builds an X-Ray client at import), so it is
 imported only when the template's ``PowertoolsTraceDisabled`` is "false"; by default no handler
-imports it. Two interpreters, each importing handlers with the template's environment for them.
+imports it. Powertools Idempotency is imported by the first request with an ``Idempotency-Key``
+(``chat_sessions.idempotency``), never at import. Two interpreters, each importing handlers with
+the template's environment for them.
 """
 
 from __future__ import annotations
@@ -15,11 +17,13 @@ import sys
 from local_stack import template as cfn
 
 TEMPLATE = cfn.load()
-PROBE = """
+IDEMPOTENCY = "aws_lambda_powertools.utilities.idempotency"
+PROBE = f"""
 import importlib, json, sys
+IDEMPOTENCY = {IDEMPOTENCY!r}
 for module in sys.argv[1:]:
     importlib.import_module(module)
-print(json.dumps(sorted(m for m in ("aws_xray_sdk", "openai") if m in sys.modules)))
+print(json.dumps(sorted(m for m in ("aws_xray_sdk", "openai", IDEMPOTENCY) if m in sys.modules)))
 """
 
 
@@ -47,7 +51,9 @@ def test_no_handler_imports_the_xray_sdk_by_default() -> None:
     globals_env = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
     assert globals_env["POWERTOOLS_TRACE_DISABLED"] == {"Ref": "PowertoolsTraceDisabled"}
     every = sorted(cfn.functions(TEMPLATE))
-    assert "aws_xray_sdk" not in imported(every)
+    found = imported(every)
+    assert "aws_xray_sdk" not in found
+    assert IDEMPOTENCY not in found  # checked in the same interpreter: a fresh one costs seconds
 
 
 def test_the_xray_sdk_traces_when_asked() -> None:
