@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 
+from benchmarks.cold_start import FLOORS
 from local_stack import template as cfn
 
 TEMPLATE = cfn.load()
@@ -58,3 +59,19 @@ def test_no_handler_imports_the_xray_sdk_by_default() -> None:
 
 def test_the_xray_sdk_traces_when_asked() -> None:
     assert imported(["GetSessionFunction"], POWERTOOLS_TRACE_DISABLED="false") == ["aws_xray_sdk"]
+
+
+def test_the_benchmark_floors_import_no_code_of_ours() -> None:
+    """The benchmark's floor rows stand for what the frameworks cost alone: importing them must
+    import none of our modules (else the floor would include what it is compared with)."""
+    probe = (
+        "import importlib, json, sys\n"
+        "for module in sys.argv[1:]:\n"
+        "    importlib.import_module(module)\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('chat_sessions', 'local_stack'))))"
+    )
+    env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": str(cfn.ROOT), "AWS_DEFAULT_REGION": "us-east-1"}
+    out = subprocess.run(
+        [sys.executable, "-c", probe, *FLOORS], env=env, capture_output=True, text=True, check=True, timeout=600
+    )
+    assert json.loads(out.stdout) == []
