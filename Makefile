@@ -24,7 +24,7 @@ help:
 	@echo "make run        serve the API on http://127.0.0.1:$(PORT) (embedded DynamoDB + local model)"
 	@echo "make token      print a token for USER=$(USER)"
 	@echo "make chat       terminal client against the running stack"
-	@echo "make test       lint, types, template checks, unit and integration tests"
+	@echo "make test       lint, types, template checks, unit and integration tests (CI then runs make mutants)"
 	@echo "make openapi    regenerate openapi.json from the code"
 	@echo "make schemathesis API_URL=<url> TOKEN=<jwt> TOKEN2=<jwt of another user>  check openapi.json against a running stack"
 	@echo "make bench      run the cost benchmark (writes benchmarks/results.md)"
@@ -92,12 +92,13 @@ schemathesis: venv
 # The static checks side by side (and the environments they need), then pytest on parallel
 # workers; tests that share a server or a world run on one worker (tests/parallel.py). cfn-lint
 # runs inside pytest (tests/test_template.py), so `checks` leaves it out. pytest's exit status is
-# make's; its last lines are the slowest ten tests and the total. Before pytest, the mutation
-# check (`make mutants`): every condition of the store removed in turn must fail a fast test.
+# make's; its last lines are the slowest ten tests and the total. The mutation check is
+# `make mutants` (two minutes of the two cores on its own): CI runs it after `make test`.
+# pytest writes bytecode even where PYTHONDONTWRITEBYTECODE is set: without it each of its
+# processes compiled again every module whose asserts it rewrites (a plugin's whole package).
 test:
 	@$(MAKE) --no-print-directory --jobs=4 --keep-going --output-sync=target checks
-	$(BIN)/python -m tests.mutation
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 checks: lint typecheck sam-validate $(DYNAMODB_LOCAL)
 

@@ -14,7 +14,11 @@ the API: exactly 200 user messages and 200 replies must have been stored, ``seq`
 Stored messages are written straight into the table (:mod:`benchmarks.seed`), into the same 10
 chats the load sends to (so each conversation is long too, not only the table), before the stack
 sees any request. Before the timed sends, a warm-up of 40 concurrent sends (other sessions of the
-same users; not counted) starts the workers, as the first minutes of a development session do.
+same users; not counted) starts the workers, as the first minutes of a development session do,
+and the table's stream consumers are let finish with the seeded and warm-up records (see
+:func:`drain`). CPU time is read per process of the stack, the workers' by the function they
+serve (a worker names itself after its function), with the machine's load average, since other
+work on a shared machine slows every figure here but the CPU times.
 
 Writes its own section of ``benchmarks/results.md`` (between ``<!-- local-load -->`` markers),
 leaving the cost benchmark's sections as they are; raw numbers in ``benchmarks/.runs/local-load.json``.
@@ -135,21 +139,47 @@ def group_pids(pgid: int) -> list[int]:
     return pids
 
 
+def part_of(pid: int) -> str:
+    """Which part of the stack a process is: dynamodb, gateway, workers (the fork server), or
+    ``workers: <function>`` (a worker names itself after its function, cut to 15 characters)."""
+    command = Path(f"/proc/{pid}/cmdline").read_text()
+    if "java" in command or "local_stack.dynamodb" in command:
+        return "dynamodb"
+    if "forkserver" not in command and "resource_tracker" not in command:
+        return "gateway"
+    comm = Path(f"/proc/{pid}/comm").read_text().strip()
+    return "workers" if comm.startswith("python") else f"workers: {comm}"
+
+
 def cpu_seconds(pgid: int) -> dict[str, float]:
-    """CPU time (user + system) used so far by each live process of the group, by command."""
+    """CPU time (user + system) used so far by each live process of the group, by part."""
     tick = os.sysconf("SC_CLK_TCK")
     used: dict[str, float] = {}
     for pid in group_pids(pgid):
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            command = Path(f"/proc/{pid}/cmdline").read_text()
+            kind = part_of(pid)
         except OSError:
             continue
-        kind = "dynamodb" if "java" in command or "local_stack.dynamodb" in command else "gateway"
-        if "forkserver" in command or "resource_tracker" in command:
-            kind = "workers"
         used[kind] = used.get(kind, 0.0) + (int(fields[11]) + int(fields[12])) / tick
     return used
+
+
+def memory_by_part(pgid: int) -> dict[str, float]:
+    """PSS in MB by part of the stack (workers of one function summed)."""
+    found: dict[str, float] = {}
+    for pid in group_pids(pgid):
+        try:
+            kind = part_of(pid)
+            pss = next(
+                int(line.split()[1])
+                for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+                if line.startswith("Pss:")
+            )
+        except (OSError, StopIteration):
+            continue
+        found[kind] = found.get(kind, 0.0) + pss / 1024
+    return found
 
 
 def memory_kb(pgid: int) -> tuple[int, int]:
@@ -244,6 +274,22 @@ def seed(stack: Stack, conversations: list[Conversation], stored: int) -> float:
     return time.monotonic() - started
 
 
+def drain(url: str) -> float:
+    """Wait until the table's stream consumers (``GET /local/stream?drained``) have handled every
+    change made so far; returns seconds. The seeded messages are stream records too (a push and a
+    domain event each): left in the stream, their consumers would run during the timed sends and
+    bill their CPU to the sends, more so the more messages were seeded."""
+    import httpx
+
+    started = time.monotonic()
+    while True:
+        answer = httpx.get(f"{url}/local/stream", params={"drained": "", "timeout": "600"}, timeout=660)
+        if answer.status_code == 200:
+            return time.monotonic() - started
+        if answer.status_code != 503:
+            answer.raise_for_status()
+
+
 def send_all(
     url: str, conversations: list[Conversation], sends: int, threads: int
 ) -> tuple[list[float], Counter[str], float]:
@@ -328,8 +374,11 @@ class Result:
     warmup_max_ms: float
     seed_s: float
     stop_s: float
+    drain_s: float = 0.0
+    load_average: tuple[float, float] = (0.0, 0.0)  # the machine's 1-minute load average before / after the sends
     dynamodb: str = ""
     cpu_ms_per_send: dict[str, float] = field(default_factory=dict)
+    memory_after_by_part: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -339,15 +388,20 @@ def measure(backend: str, stored: int, sends: int = SENDS, users: int = USERS, t
         conversations = [new_conversation(stack.url, name, "load") for name in names]
         seed_s = seed(stack, conversations, stored)
         seeded = (stored // users) - (stored // users) % 2
+        drain_s = drain(stack.url)
         warm = [new_conversation(stack.url, name, "warm-up") for name in names]
         warm_latencies, warm_outcomes, _ = send_all(stack.url, warm, users * threads, threads)
+        drain_s += drain(stack.url)
         before = memory_kb(stack.process.pid)[0] / 1024
         cpu_before = cpu_seconds(stack.process.pid)
+        load_before = os.getloadavg()[0]
         with MemorySampler(stack.process.pid) as sampler:
             latencies, outcomes, seconds = send_all(stack.url, conversations, sends, threads)
         cpu_after = cpu_seconds(stack.process.pid)
+        load_average = (load_before, os.getloadavg()[0])
         cpu_ms = {k: (v - cpu_before.get(k, 0.0)) * 1000 / len(latencies) for k, v in cpu_after.items()}
         after = memory_kb(stack.process.pid)[0] / 1024
+        after_by_part = memory_by_part(stack.process.pid)
         users_stored = replies_stored = 0
         gap_free = True
         for conversation in conversations:
@@ -380,7 +434,10 @@ def measure(backend: str, stored: int, sends: int = SENDS, users: int = USERS, t
             warmup_max_ms=max(warm_latencies),
             seed_s=seed_s,
             stop_s=stop_s,
+            drain_s=drain_s,
+            load_average=load_average,
             cpu_ms_per_send=cpu_ms,
+            memory_after_by_part=after_by_part,
             dynamodb=next((line for line in stack.lines if line.startswith("table ")), ""),
             notes=notes,
         )
@@ -552,7 +609,11 @@ def markdown(results: list[Result], engines: list[EnginePoint], started: str, to
         f"- Load: {SENDS} sends (`POST /sessions/{{id}}/messages`, 400-character answers from the local model) from "
         f"{USERS} users x {THREADS} threads (40 in flight at most, each user's 4 threads racing in one chat), "
         "against `python -m local_stack` on 127.0.0.1, after the stored messages were written into those same "
-        "chats. A warm-up of 40 sends (other sessions, not counted) ran first.",
+        "chats. A warm-up of 40 sends (other sessions, not counted) ran first, and the table's stream consumers "
+        "(pushes, domain events) were let finish with the seeded and warm-up records before the timed sends.",
+        "- CPU: user + system time of each process of the stack over the timed sends, divided by the sends; "
+        "the load generator's own CPU is not in it. Wall-clock figures depend on the machine's load average "
+        "(given for each run), the CPU times much less.",
         "- Memory: the stack's whole process group (gateway, workers, fork server, DynamoDB), sampled every 100 ms. "
         "PSS counts each shared page once; the RSS sum counts pages the workers share with the fork server once "
         "per worker, so it overstates.",
@@ -571,12 +632,26 @@ def markdown(results: list[Result], engines: list[EnginePoint], started: str, to
         )
     lines.append("")
     for r in results:
-        cpu = ", ".join(f"{k} {v:.0f}" for k, v in sorted(r.cpu_ms_per_send.items()))
-        lines.append(f"- CPU per send ({r.backend}, {r.stored:,} stored), ms by part of the stack: {cpu}.")
+        parts = {k: v for k, v in r.cpu_ms_per_send.items() if not k.startswith("workers")}
+        functions = {k.split(": ", 1)[1]: v for k, v in r.cpu_ms_per_send.items() if k.startswith("workers: ")}
+        parts["workers"] = sum(v for k, v in r.cpu_ms_per_send.items() if k.startswith("workers"))
+        cpu = ", ".join(f"{k} {v:.0f}" for k, v in sorted(parts.items()))
+        by_function = ", ".join(f"{k} {v:.0f}" for k, v in sorted(functions.items(), key=lambda kv: -kv[1]) if v >= 0.5)
+        lines.append(
+            f"- CPU per send ({r.backend}, {r.stored:,} stored), ms by part of the stack: {cpu} "
+            f"(in {sum(parts.values()):.0f}; the workers' by function, names cut to 15 characters: {by_function})."
+        )
+        if r.memory_after_by_part:
+            memory = ", ".join(f"{k} {v:.0f}" for k, v in sorted(r.memory_after_by_part.items(), key=lambda kv: -kv[1]))
+            lines.append(
+                f"- Memory after the sends ({r.backend}, {r.stored:,} stored), PSS MB by part of the stack: {memory}."
+            )
     for r in results:
         lines.append(
-            f"- {r.backend}, {r.stored:,} stored: warm-up (cold workers) p50 {r.warmup_p50_ms:.0f} ms, "
-            f"max {r.warmup_max_ms:.0f} ms; seeding took {r.seed_s:.1f} s; {r.dynamodb}."
+            f"- {r.backend}, {r.stored:,} stored: load average {r.load_average[0]:.1f} before the sends, "
+            f"{r.load_average[1]:.1f} after; warm-up (cold workers) p50 {r.warmup_p50_ms:.0f} ms, "
+            f"max {r.warmup_max_ms:.0f} ms; seeding took {r.seed_s:.1f} s, and the stream consumers "
+            f"{r.drain_s:.1f} s more with the seeded and warm-up records; {r.dynamodb}."
             + ("".join(f" {note}." for note in r.notes))
         )
     if engines:

@@ -15,7 +15,11 @@ keeps the tables in ``DIR/shared-local-instance.db`` instead of in memory, acros
 
 The JVM is sized for a development machine (``JVM_OPTIONS``): a 256 MB heap, the serial
 collector, and the client compiler only, which starts in about half the time and keeps the
-process near 200 MB; DynamoDB Local keeps items in SQLite (native memory), not on the heap.
+process near 200 MB; DynamoDB Local keeps items in SQLite (native memory), not on the heap. The
+heap gives memory back after a collection once over a fifth of it is free (``MaxHeapFreeRatio``;
+the JVM's default is 70%): under ``make bench-local`` at 10,000 stored messages the heap had
+grown with the load and stayed grown (DynamoDB Local 255 MB of PSS after the sends); with it,
+172 MB, near what the same 10,000 items take with no load at all (151 MB).
 
 Alone: ``python -m local_stack.dynamodb_local --port 8000`` prints
 ``ready http://127.0.0.1:8000`` and runs until SIGINT or SIGTERM.
@@ -66,6 +70,8 @@ JVM_OPTIONS = (
     "-Xmx256m",
     "-XX:+UseSerialGC",
     "-XX:TieredStopAtLevel=1",
+    "-XX:MinHeapFreeRatio=10",
+    "-XX:MaxHeapFreeRatio=20",
     "-XX:ReservedCodeCacheSize=64m",
     "-Xss512k",
 )

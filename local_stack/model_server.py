@@ -59,15 +59,20 @@ class ModelServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     server: ModelServer
+    # Keep-alive: a worker's openai client (one per worker, kept across invocations) reuses its
+    # connection instead of a new TCP connection, and a new server thread, per model call.
+    protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:
         return
 
-    def _send(self, status: int, body: dict[str, Any]) -> None:
+    def _send(self, status: int, body: dict[str, Any], close: bool = False) -> None:
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
+        if close:
+            self.send_header("Connection", "close")  # also ends the connection after this answer
         self.end_headers()
         self.wfile.write(data)
 
@@ -81,7 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         if not self.path.rstrip("/").endswith("/chat/completions"):
-            self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}})
+            # Its body is not read, so the connection cannot carry another request.
+            self._send(404, {"error": {"message": "not found", "type": "invalid_request_error"}}, close=True)
             return
         try:
             length = int(self.headers.get("Content-Length", "0"))
@@ -89,7 +95,7 @@ class _Handler(BaseHTTPRequestHandler):
             messages = request["messages"]
             assert isinstance(messages, list) and messages
         except (ValueError, KeyError, AssertionError):
-            self._send(400, {"error": {"message": "messages is required", "type": "invalid_request_error"}})
+            self._send(400, {"error": {"message": "messages is required", "type": "invalid_request_error"}}, close=True)
             return
         with self.server.lock:
             self.server.calls += 1

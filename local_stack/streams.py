@@ -52,7 +52,7 @@ from urllib.parse import parse_qs, urlsplit
 from local_stack import template as cfn
 from local_stack import ttl
 
-POLL_INTERVAL_S = 0.1
+POLL_INTERVAL_S = 0.25  # Lambda polls a DynamoDB stream's shards four times a second
 DESCRIBE_INTERVAL_S = 2.0  # new shards (DynamoDB rolls shards over) are looked for this often
 DEFAULT_BATCH_SIZE = 100  # Lambda's default for DynamoDB streams
 LOCAL_MAX_RETRIES = 10  # MaximumRetryAttempts unset (-1) means "until the record expires" in Lambda

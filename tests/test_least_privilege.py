@@ -1358,6 +1358,9 @@ def async_replies(d: Driver) -> None:
         sent = expect(d.call("send_message", **where, body={"content": "q1"}, headers=prefer, env=env), 202)
         reply = sent["assistantMessage"]
         expect(d.call("send_message", **where, body={"content": "q2"}), 409, "reply_in_progress")
+        # Keyed, the refusal first looks for the key's marker (a repeat whose first try committed).
+        keyed = d.call("send_message", **where, body={"content": "q2"}, headers=key("while-generating"))
+        expect(keyed, 409, "reply_in_progress")
         expect(d.call("send_message", **where, body={"content": "q2"}, headers=prefer, env=env), 409)
         expect(d.call("regenerate", **where), 409, "reply_in_progress")
         expect(d.call("regenerate", **where, headers=prefer, env=env), 409, "reply_in_progress")
@@ -1402,6 +1405,11 @@ def async_replies(d: Driver) -> None:
         lease_runs_out(d, u, sid, c)
         expect(d.call("send_message", **where, body={"content": "q6"}, headers=prefer, env=short), 202)
         lease_runs_out(d, u, sid, c)
+        # A sync send, then a sync regenerate, after a dead reply: each stores it failed.
+        expect(d.call("send_message", **where, body={"content": "q6b"}, env=short), 201)
+        expect(d.call("regenerate", **where, headers=prefer, env=short), 202)
+        lease_runs_out(d, u, sid, c)
+        expect(d.call("regenerate", **where, env=short), 201)
         expect(d.call("regenerate", **where, headers=prefer, env=short), 202)
         # An edit, asked the same: its fork's send stores the reply generating.
         edit = {**where, "message": sent["userMessage"]["messageId"], "body": {"content": "edited"}}

@@ -107,6 +107,10 @@ def fault_stack(dynamodb_local_url: str) -> Iterator[FaultStack]:
         "MAX_ACTIVE_SESSIONS": str(MAX_ACTIVE_SESSIONS),
         "LOCAL_CONCURRENCY": "6",
         "LOCAL_TTL_INTERVAL_S": "1",  # test_retention_faults: an expired session removed within seconds
+        # test_async_reply_faults: a generation that dies under faults (its own requests go through
+        # the injector) unlocks its chat after a 15 s lease, not the deployed 330 s.
+        "GENERATION_TIMEOUT_SECONDS": "12",
+        "REPLY_LEASE_MARGIN_SECONDS": "3",
     }
     proc = subprocess.Popen(
         [sys.executable, "-m", "local_stack"],

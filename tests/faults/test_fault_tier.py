@@ -109,9 +109,12 @@ def create_chat(api: Api, sid: str, name: str) -> httpx.Response:
     return api.until_done("POST", S + "/chats", f"/sessions/{sid}/chats", {"name": name}, NOT_FOUND)
 
 
-def send(api: Api, sid: str, cid: str, content: str, allowed: frozenset[str] = frozenset()) -> httpx.Response:
+def send(
+    api: Api, sid: str, cid: str, content: str, allowed: frozenset[str] = frozenset(), key: str | None = None
+) -> httpx.Response:
+    """A send, retried on transient answers under one ``Idempotency-Key`` (``key``, else a fresh one)."""
     return api.until_done(
-        "POST", C + "/messages", f"/sessions/{sid}/chats/{cid}/messages", {"content": content}, allowed
+        "POST", C + "/messages", f"/sessions/{sid}/chats/{cid}/messages", {"content": content}, allowed, key=key
     )
 
 

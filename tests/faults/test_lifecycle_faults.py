@@ -10,18 +10,22 @@ for the erasure, on every item of the user left once the stream has drained.
 
 from __future__ import annotations
 
+import json
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.faults.conftest import direct_client
-from tests.faults.invariants import scan, user_data
+from tests.faults.conftest import MAX_ACTIVE_SESSIONS, direct_client
+from tests.faults.invariants import check_created, check_user, scan, user_data, user_pk
 from tests.faults.recorder import Api, race
 from tests.faults.test_fault_tier import (
+    NOT_FOUND,
     S,
     Scenario,
     activate,
+    attach_faults,
     create_chat,
     create_session,
     ok,
@@ -30,6 +34,7 @@ from tests.faults.test_fault_tier import (
     send,
     unique,
 )
+from tests.support import stream_drained
 
 pytestmark = pytest.mark.xdist_group("faults")  # the tier's one stack
 
@@ -111,3 +116,93 @@ def test_archive_races_writes_pauses_and_the_quota_under_faults(scenario: Scenar
         assert body.get("name") not in names, f"{call.route} answered session_archived after {call.earlier}: {body}"
     usage_matches_table(api, items)
     scenario.finish()
+
+
+def test_erasure_under_faults_leaves_only_what_was_created_after_it(scenario: Scenario) -> None:  # noqa: F811
+    """``DELETE /me`` (retried with its key on transient answers) raced with a client creating
+    sessions (``409 erasure_in_progress`` while it runs) and one sending to an erased session.
+    Once the stream has drained: every session answered before the last ``DELETE`` try began is
+    gone with everything in it, every one whose create (its first try: a retried create may be
+    answered with the stored response of a try that committed before the erasure) began after
+    that try's answer is kept, nothing else of the user is left, and ``GET /me/usage`` counts
+    what is."""
+    api = scenario.api("erased")
+    kept = ok(api, create_session(api, "kept"), 201)["sessionId"]
+    chats = [ok(api, create_chat(api, kept, name), 201)["chatId"] for name in ("one", "two")]
+    for cid in chats:
+        ok(api, activate(api, kept, cid))
+        ok(api, send(api, kept, cid, unique(f"to {cid}")), 201)
+    paused = ok(api, create_session(api, "paused"), 201)["sessionId"]
+    ok(api, api.until_done("POST", S + "/pause", f"/sessions/{paused}/pause"))
+    key = f"erase-{uuid.uuid4().hex}"
+
+    def work(i: int) -> list[httpx.Response]:
+        own = scenario.as_user(api.user)
+        if i == 0:  # a client that retries its DELETE with the same key
+            return [own.until_done("DELETE", "/me", "/me", key=key)]
+        if i == 1:
+            return [create_session(own, f"meanwhile {j}", ERASING | LIMIT) for j in range(6)]
+        return [send(own, kept, chats[1], unique(f"meanwhile {j}"), NOT_FOUND) for j in range(3)]
+
+    erased = race(3, work)[0][0]
+    ok(api, erased, 202)
+    stream_drained(scenario.stack.url)
+
+    calls = scenario.stack.recorder.calls_of(scenario.name)
+    deletes = [c for c in calls if c.route == "DELETE /me"]
+    marked_from, marked_by = deletes[-1].started, deletes[-1].ended
+    created = [c for c in calls if c.route == "POST /sessions" and c.status == 201]
+    before = {json.loads(c.body)["sessionId"] for c in created if c.ended < marked_from}
+    after = {json.loads(c.body)["sessionId"] for c in created if c.started > marked_by and not c.earlier}
+    assert {kept, paused} <= before
+
+    items = scan(direct_client(scenario.stack.dynamodb_url), scenario.stack.table)
+    pk = user_pk(api.user)
+    left = [i for i in items if str(i["PK"]) == pk or str(i["PK"]).startswith(pk + "#")]
+    data = user_data(items, api.user)
+    assert not set(data.sessions) & before, f"sessions created before the erasure outlived it: {data.sessions}"
+    assert after <= set(data.sessions), "a session created after the erasure was erased"
+    survivors = set(data.sessions)
+    for item in left:
+        item_pk = str(item["PK"])
+        if item_pk.startswith(pk + "#SESSION#"):
+            assert item_pk[len(pk + "#SESSION#") :] in survivors, f"left of an erased session: {item}"
+        elif item_pk == pk:
+            assert str(item["SK"]) == "QUOTA" or str(item["SK"])[len("SESSION#") :] in survivors, f"left: {item}"
+            assert "erasingSince" not in item, f"the erasure's marker outlived it: {item}"
+    if not survivors:
+        assert not left, f"nothing was created after the erasure, yet the user has items: {left}"
+        usage = read(api, "/me/usage", "/me/usage")
+        assert (usage["sessions"], usage["chats"], usage["messages"]) == (
+            {"active": 0, "paused": 0, "archived": 0},
+            0,
+            0,
+        )
+    usage_matches_table(api, items)
+
+    # Once it is over, the user starts again from nothing: a create lands, unless the creates
+    # that came after the erasure already hold every active place (then the limit, not the
+    # erasure, refuses it).
+    answer = create_session(api, "afterwards", LIMIT)
+    if answer.status_code == 201:
+        again = answer.json()["sessionId"]
+        assert read(api, S, f"/sessions/{again}")["status"] == "active"
+    else:
+        assert read(api, "/me/usage", "/me/usage")["sessions"]["active"] == MAX_ACTIVE_SESSIONS, answer.text
+    items = scan(direct_client(scenario.stack.dynamodb_url), scenario.stack.table)
+    usage_matches_table(api, items)
+    for each in scenario.apis:
+        each.close()
+    recorder = scenario.stack.recorder
+    # Every 201 stored, except what the erasure took (what was answered before or while it was marked).
+    erased_ids = {json.loads(c.body)["sessionId"] for c in created if c.started <= marked_by or c.earlier} - survivors
+    judged = [
+        c
+        for c in recorder.calls_of(scenario.name)
+        if not any(s in c.path or s in c.body for s in erased_ids | {kept, paused})
+    ]
+    violations = check_user(items, api.user, MAX_ACTIVE_SESSIONS, recorder) + check_created(items, judged, recorder)
+    problems = recorder.problems_of(scenario.name)
+    attach_faults(scenario.stack, problems, scenario.started_events)
+    report = [p.describe() for p in problems] + violations
+    assert not report, report

@@ -7,9 +7,12 @@ Ctrl-C ends the test runs it started and removes the copies.
 
 A mutant is caught when a test fails that passes unmutated: every test module is first run on
 an unmutated copy, and a test failing there is left out of the mutant runs (and named). To stay
-fast, the stale-read tests go first, those that call the mutated store function (or a store
-function that calls it) ahead of the others, and pytest stops at the first failure; the other
-fast modules (``tests/unit``) run only for a mutant the stale-read tests let through.
+fast, the stale-read tests go first, those that enter the function holding the mutated
+condition (recorded on an instrumented copy, ``tests/mutation/reach.py``) ahead of the others,
+and pytest stops at the first failure; the other fast modules (``tests/unit``) run only for a
+mutant the stale-read tests let through. pytest runs without the plugins the environment
+installs (Schemathesis' took 4 s to load for each mutant), with those the tests use named, and
+each mutant's copy keeps the unmutated copy's bytecode (its mutated module is compiled anew).
 
 Exit status: 0 when every mutant is caught, 1 when one survives or a run could not be judged.
 """
@@ -19,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -34,15 +38,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from tests.mutation import reach
 from tests.mutation.conditions import Mutant, called_names, mutants_of, reached_by, sites
 
 ROOT = Path(__file__).resolve().parents[2]
 STORE = Path("layers/common/python/chat_sessions/store")
 STALE = "tests/unit/test_stale_reads.py"
 FAST = "tests/unit"
-SKIP = shutil.ignore_patterns(
-    ".git", ".venv*", ".cache", ".mypy_cache", ".ruff_cache", ".pytest_cache", "__pycache__", ".aws-sam", "node_modules"
-)
+SKIP_NAMES = (".git", ".venv*", ".cache", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".aws-sam", "node_modules")
+SKIP = shutil.ignore_patterns(*SKIP_NAMES, "__pycache__")
+KEEP_BYTECODE = shutil.ignore_patterns(*SKIP_NAMES)
+# The plugins the fast tests use; the others installed (Schemathesis, xdist, ...) are not loaded.
+PLUGINS = ("-p", "pytest_timeout", "-p", "_hypothesis_pytestplugin", "-p", "anyio.pytest_plugin")
 FAILED = re.compile(r"^(?:FAILED|ERROR) (\S+)", re.MULTILINE)
 RUN_TIMEOUT_SECONDS = 900
 T = TypeVar("T")
@@ -57,54 +64,105 @@ class Outcome:
 
 
 class Runs:
-    """The test runs in flight, so Ctrl-C can end them (each leads its own process group)."""
+    """The test runs, each forked by a fork server (``tests/mutation/forkserver.py``, one per
+    run at once, started on first use) so it starts with the libraries imported; the runs in
+    flight are kept so Ctrl-C can end them (each leads its own process group)."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.live: set[subprocess.Popen[str]] = set()
+        self.idle: list[subprocess.Popen[str]] = []
+        self.servers: list[subprocess.Popen[str]] = []
+        self.live: set[int] = set()
         self.stopping = False
 
-    def pytest(self, args: list[str], tree: Path) -> tuple[int, str]:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-        env.update(
-            PYTHONPATH=os.pathsep.join(str(tree / p) for p in ("layers/common/python", "functions", ".")),
-            PYTHONDONTWRITEBYTECODE="1",
+    def _server(self) -> subprocess.Popen[str]:
+        with self.lock:
+            if self.idle:
+                return self.idle.pop()
+        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONDONTWRITEBYTECODE")}
+        server = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("forkserver.py"))],
+            env=env,
+            cwd=tempfile.gettempdir(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
         )
         with self.lock:
-            if self.stopping:
-                return -1, "stopped"
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfE", *args],
-                cwd=tree,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                text=True,
-                start_new_session=True,
-            )
-            self.live.add(proc)
-        try:
-            output, _ = proc.communicate(timeout=RUN_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            output, _ = proc.communicate()
-            return -1, f"timed out after {RUN_TIMEOUT_SECONDS} s\n{output}"
-        finally:
+            self.servers.append(server)
+        return server
+
+    def pytest(
+        self, args: list[str], tree: Path, write_bytecode: bool = False, env_extra: dict[str, str] | None = None
+    ) -> tuple[int, str]:
+        """pytest on ``tree``; ``write_bytecode`` for the unmutated copy, whose bytecode every
+        mutant's copy then starts from. pytest loads only the plugins named in ``PLUGINS``."""
+        server = self._server()
+        assert server.stdin is not None and server.stdout is not None
+        with tempfile.NamedTemporaryFile(prefix="pytest-", suffix=".out", dir=tree.parent) as output:
+            request = {
+                "tree": str(tree),
+                "args": ["-q", "-p", "no:cacheprovider", *PLUGINS, "-rfE", *args],
+                "env": {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", **(env_extra or {})},
+                "output": output.name,
+                "write_bytecode": write_bytecode,
+            }
             with self.lock:
-                self.live.discard(proc)
-        return proc.returncode, output
+                if self.stopping:
+                    return -1, "stopped"
+                server.stdin.write(json.dumps(request) + "\n")
+                server.stdin.flush()
+                started = server.stdout.readline()
+                if not started.startswith("pid "):
+                    raise SystemExit(f"the fork server ended (exit {server.poll()}): {started!r}")
+                pid = int(started.split()[1])
+                self.live.add(pid)
+            timer = threading.Timer(RUN_TIMEOUT_SECONDS, self._kill, (pid,))
+            timer.start()
+            try:
+                ended = server.stdout.readline()
+                code = int(ended.split()[1]) if ended.startswith("exit ") else -1
+            finally:
+                timer.cancel()
+                with self.lock:
+                    self.live.discard(pid)
+                    self.idle.append(server)
+            text = Path(output.name).read_text(errors="replace")
+        if code == -signal.SIGKILL and not self.stopping:
+            return -1, f"timed out after {RUN_TIMEOUT_SECONDS} s\n{text}"
+        return code, text
+
+    @staticmethod
+    def _kill(pid: int, sig: int = signal.SIGKILL) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, sig)
 
     def stop(self) -> None:
         with self.lock:
             self.stopping = True
-            for proc in self.live:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGTERM)
+            for pid in self.live:
+                self._kill(pid, signal.SIGTERM)
+
+    def close(self) -> None:
+        """End the fork servers (each ends on EOF, once its run in flight has ended)."""
+        with self.lock:
+            servers, self.servers, self.idle = self.servers, [], []
+        for server in servers:
+            assert server.stdin is not None
+            with contextlib.suppress(BrokenPipeError):
+                server.stdin.close()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
 
 
-def copy_tree(source: Path, into: Path) -> Path:
+def copy_tree(source: Path, into: Path, bytecode: bool = False) -> Path:
+    """``source`` copied into ``into/tree``; with its bytecode when ``bytecode`` (a module changed
+    in the copy is compiled anew: its size and time no longer match)."""
     tree = into / "tree"
-    shutil.copytree(source, tree, ignore=SKIP, symlinks=True)
+    shutil.copytree(source, tree, ignore=KEEP_BYTECODE if bytecode else SKIP, symlinks=True)
     return tree
 
 
@@ -118,14 +176,44 @@ def modules(tree: Path, specs: list[str]) -> tuple[bool, list[str]]:
     return any(spec in (STALE, FAST) for spec in specs), others
 
 
-def stale_tests_for(tree: Path, mutant: Mutant) -> list[str]:
-    """The stale-read tests as node ids, those calling a store function that reaches the mutated
-    condition first (a likely catch comes in seconds, not after the whole module)."""
+def stale_tests_for(tree: Path, mutant: Mutant, reached: dict[str, set[tuple[str, str]]]) -> list[str]:
+    """The stale-read tests as node ids: first those that entered the function holding the
+    mutated condition in the recording run (``reached``, by test name), then those calling a
+    store function that reaches it, then the others (a likely catch comes in a second, not
+    after the whole module)."""
+    site = (mutant.site.path.stem, mutant.site.function)
     names = reached_by(mutant.site, tree / STORE)
     module = ast.parse((tree / STALE).read_text())
     tests = [n for n in module.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
-    first = [t for t in tests if called_names(t) & names]
-    return [f"{STALE}::{t.name}" for t in first + [t for t in tests if t not in first]]
+    entered = [t for t in tests if site in reached.get(t.name, set())]
+    called = [t for t in tests if t not in entered and called_names(t) & names]
+    return [f"{STALE}::{t.name}" for t in entered + called + [t for t in tests if t not in entered + called]]
+
+
+def stale_test_ids(tree: Path) -> list[str]:
+    module = ast.parse((tree / STALE).read_text())
+    return [f"{STALE}::{n.name}" for n in module.body if isinstance(n, ast.FunctionDef) and n.name.startswith("test_")]
+
+
+def record_reach(runs: Runs, baseline: Path, tests: list[str], jobs: int) -> dict[str, set[tuple[str, str]]]:
+    """Run ``tests`` on an instrumented copy of ``baseline`` (:mod:`tests.mutation.reach`): the
+    store functions each test enters, by test function name."""
+    reached: dict[str, set[tuple[str, str]]] = {}
+    with tempfile.TemporaryDirectory(dir=baseline.parent.parent) as tmp:
+        tree = copy_tree(baseline, Path(tmp), bytecode=True)
+        for path in sorted((tree / STORE).glob("*.py")):
+            path.write_text(reach.instrument(path.read_bytes(), path.stem))
+        shares = [share for i in range(jobs) if (share := tests[i::jobs])]
+
+        def record(share: tuple[int, list[str]]) -> tuple[int, str]:
+            out = Path(tmp) / f"reach-{share[0]}.json"
+            return runs.pytest(["-p", "tests.mutation.reach", *share[1]], tree, env_extra={reach.REACH_FILE: str(out)})
+
+        parallel(runs, jobs, record, list(enumerate(shares)))
+        for path in Path(tmp).glob("reach-*.json"):
+            for test, names in reach.read(path).items():
+                reached.setdefault(test.split("::")[-1].split("[")[0], set()).update(names)
+    return reached
 
 
 def red_tests(runs: Runs, tree: Path, selected: list[str], jobs: int) -> list[str]:
@@ -134,7 +222,7 @@ def red_tests(runs: Runs, tree: Path, selected: list[str], jobs: int) -> list[st
     which xdist refuses to distribute)."""
     shares = [share for i in range(jobs) if (share := selected[i::jobs])]
     red: set[str] = set()
-    for code, output in parallel(runs, jobs, lambda share: runs.pytest(share, tree), shares):
+    for code, output in parallel(runs, jobs, lambda share: runs.pytest(share, tree, write_bytecode=True), shares):
         if code not in (0, 1):
             raise SystemExit(f"the unmutated tests could not run (pytest exit {code}):\n{output[-3000:]}")
         red.update(FAILED.findall(output))
@@ -145,7 +233,7 @@ def judge(runs: Runs, snapshot: Path, mutant: Mutant, tests: list[str], red: lis
     """Run ``tests`` on a copy of ``snapshot`` with ``mutant`` applied."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(dir=snapshot.parent.parent) as tmp:
-        tree = copy_tree(snapshot, Path(tmp))
+        tree = copy_tree(snapshot, Path(tmp), bytecode=True)
         target = tree / STORE / mutant.site.path.name
         target.write_bytes(mutant.apply(target.read_bytes()))
         deselect = [arg for test in red for arg in ("--deselect", test)]
@@ -215,13 +303,21 @@ def main() -> int:
             for phase, selected in (("stale-read tests", [STALE] if with_stale else []), ("other tests", others)):
                 if not selected or not pending:
                     continue
-                red = red_tests(runs, baseline, selected, jobs)
+                stale = selected == [STALE]
+                # The stale-read module is shared out among the jobs test by test.
+                red = red_tests(runs, baseline, stale_test_ids(baseline) if stale else selected, jobs)
                 print(f"{phase}: {len(selected)} modules, {len(red)} tests failing unmutated, left out")
                 for test in red:
                     print(f"  left out: {test}")
+                reached = record_reach(runs, baseline, stale_test_ids(baseline), jobs) if stale else {}
 
-                def run(i: int, selected: list[str] = selected, red: list[str] = red) -> Outcome:
-                    tests = stale_tests_for(baseline, mutants[i]) if selected == [STALE] else selected
+                def run(
+                    i: int,
+                    selected: list[str] = selected,
+                    red: list[str] = red,
+                    reached: dict[str, set[tuple[str, str]]] = reached,
+                ) -> Outcome:
+                    tests = stale_tests_for(baseline, mutants[i], reached) if selected == [STALE] else selected
                     outcome = judge(runs, baseline, mutants[i], tests, red, stop_first=not args.all)
                     report(mutants[i], outcome)
                     return outcome
@@ -233,6 +329,8 @@ def main() -> int:
             runs.stop()
             print("\ninterrupted: the working tree was never changed; copies removed", file=sys.stderr)
             return 130
+        finally:
+            runs.close()
     caught = sum(o.verdict == "caught" for o in outcomes.values())
     survived = [mutants[i].name for i, o in outcomes.items() if o.verdict == "survived"]
     errors = len(outcomes) - caught - len(survived)

@@ -192,12 +192,48 @@ def test_a_dead_generation_shows_failed_and_unlocks_once_its_lease_runs_out(
     assert generate(lam.events(GENERATOR)[0]) == "duplicate"  # the dead one, delivered late, does nothing
 
 
-def lease_until(table: str, sid: str, chat: str) -> int:
+def test_a_sync_send_after_a_dead_generation_stores_it_failed_and_clears_the_lease(
+    table: str, model: Upstream, lam: LambdaService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only an async start takes over from a dead reply: the first sync send (or regenerate)
+    after its lease ran out stores it ``failed`` and clears the head's lease in its own
+    transaction, so nothing is left ``generating`` and no lease outlives its reply."""
+    monkeypatch.setenv("GENERATION_TIMEOUT_SECONDS", "1")
+    monkeypatch.setenv("REPLY_LEASE_MARGIN_SECONDS", "0")
+    reset_caches()
+    sid, chat = setup_chat()
+    dead = invoke("send_message", session=sid, chat=chat, body={"content": "q"}, headers=ASYNC).body["assistantMessage"]
+    other = invoke("send_message", session=sid, chat=chat, body={"content": "q"}, headers=ASYNC).body
+    until = lease_until(table, sid, chat)
+    while int(time.time()) <= until:  # time passing is what is tested: the lease runs out (whole seconds)
+        time.sleep(0.05)
+    assert stored_message(table, sid, chat, dead["seq"])["status"] == "generating"  # until a request takes over
+    sent = invoke("send_message", session=sid, chat=chat, body={"content": "q2"})
+    assert sent.status == 201, sent
+    stored = stored_message(table, sid, chat, dead["seq"])
+    assert stored["status"] == "failed" and "leaseUntil" not in stored
+    assert not {"leaseUntil", "generatingSeq"} & set(head_item(table, sid, chat))
+    assert other["error"]["code"] == "reply_in_progress"
+    # The same for a sync regenerate after another dead reply.
+    again = invoke("regenerate", session=sid, chat=chat, headers=ASYNC).body["assistantMessage"]
+    until = lease_until(table, sid, chat)
+    while int(time.time()) <= until:
+        time.sleep(0.05)
+    assert invoke("regenerate", session=sid, chat=chat).status == 201
+    assert stored_message(table, sid, chat, again["seq"])["status"] == "failed"
+    assert not {"leaseUntil", "generatingSeq"} & set(head_item(table, sid, chat))
+
+
+def head_item(table: str, sid: str, chat: str) -> dict[str, Any]:
     import boto3
 
     resource: Any = boto3.resource("dynamodb")
-    item = resource.Table(table).get_item(Key=dict(keys.head_key("alice", sid, chat)))["Item"]
-    return int(item["leaseUntil"])
+    item: dict[str, Any] = resource.Table(table).get_item(Key=dict(keys.head_key("alice", sid, chat)))["Item"]
+    return item
+
+
+def lease_until(table: str, sid: str, chat: str) -> int:
+    return int(head_item(table, sid, chat)["leaseUntil"])
 
 
 def stored_message(table: str, sid: str, chat: str, seq: int) -> dict[str, Any]:

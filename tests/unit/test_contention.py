@@ -15,7 +15,9 @@ from typing import Any
 import pytest
 
 from local_stack.faults import FaultInjector, parse_spec
+from tests.lambda_service import LambdaService
 from tests.support import invoke, reset_caches, table_items
+from tests.unit.conftest import GENERATOR
 from tests.upstream import Upstream
 
 
@@ -373,3 +375,43 @@ def test_a_cancel_whose_transaction_collides_is_a_conflict_not_500(
     faults(injector, "seed=1")
     answer = invoke("cancel_message", session=sid, chat=chat, message=reply_id)
     assert (answer.status, answer.body["status"]) == (200, "cancelled"), answer
+
+
+def test_a_keyed_send_committed_but_answered_503_is_not_refused_as_new_while_a_reply_generates(
+    server_table: str, injector: FaultInjector, model: Upstream, lam: LambdaService
+) -> None:
+    """Found by the fault tier's async-reply scenario: a keyed send whose first try stored its
+    question but answered 503, repeated while another client's reply generated, was refused
+    ``reply_in_progress`` as if it had stored nothing. The repeat is recognised first: it still
+    answers ``409 reply_in_progress`` (answering now would put a second reply in flight), saying
+    that its message is stored, and stores nothing again; once the other reply ends, the same
+    key answers the stored question (201, the same message, no second copy)."""
+    from tests.unit.test_async_replies import ASYNC, generate
+
+    sid = invoke("create_session", body={"name": "s"}).body["sessionId"]
+    chat = invoke("create_chat", session=sid, body={"name": "c", "model": "test-model"}).body["chatId"]
+    key = {"Idempotency-Key": "k-send-while-generating"}
+    faults(injector, "seed=1,lost=1,lost_retries=1")
+    first = invoke("send_message", session=sid, chat=chat, body={"content": "mine"}, headers=key)
+    assert first.status == 503, first
+    faults(injector, "seed=1")
+    other = invoke("send_message", session=sid, chat=chat, body={"content": "theirs"}, headers=ASYNC)
+    assert other.status == 202, other
+
+    repeat = invoke("send_message", session=sid, chat=chat, body={"content": "mine"}, headers=key)
+    assert (repeat.status, repeat.body["error"]["code"]) == (409, "reply_in_progress"), repeat
+    assert "stored (seq 1)" in repeat.body["error"]["message"], repeat
+    users = [m for m in kinds(server_table, "message") if m["role"] == "user"]
+    assert sorted((int(m["seq"]), m["content"], m["status"]) for m in users) == [
+        (1, "mine", "unanswered"),
+        (2, "theirs", "unanswered"),
+    ]
+
+    assert generate(lam.events(GENERATOR)[0]) == "complete"
+    answered = invoke("send_message", session=sid, chat=chat, body={"content": "mine"}, headers=key)
+    assert answered.status == 201, answered
+    assert (answered.body["userMessage"]["seq"], answered.body["userMessage"]["content"]) == (1, "mine")
+    statuses = (answered.body["userMessage"]["status"], answered.body["assistantMessage"]["status"])
+    assert statuses == ("complete", "complete")
+    mine = [m for m in kinds(server_table, "message") if m["role"] == "user" and m["content"] == "mine"]
+    assert [m["status"] for m in mine] == ["complete"]

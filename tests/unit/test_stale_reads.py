@@ -1565,6 +1565,30 @@ def test_stale_takeover_of_a_lease_that_was_given_back_is_refused(store: Store, 
     assert failed_items(exc) == [3]
 
 
+def test_stale_sync_send_clearing_a_dead_lease_taken_over_since_is_refused(store: Store, table: str) -> None:
+    """A sync send read the head holding a dead reply's lease that ran out; since, a regenerate
+    (itself on a stale read that showed no lease) took the lease for its own reply, leaving the
+    dead one ``generating``. The send's clearing of the head is refused (the lease runs again),
+    though the dead reply's ``failed`` alone would land: no second reply in flight."""
+    import time
+
+    from chat_sessions.ids import message_id
+    from chat_sessions.services import replies
+
+    sid = new_session(store)
+    chat = new_chat(store, sid)
+    _, dead = _generating(store, sid, chat, lease_seconds=-5)
+    read = thread(store, sid, chat)  # the send's read: the dead reply's lease, run out
+    ops = replies.lease_check(read.head, USER)
+    assert len(ops) == 2, "the read names a dead reply: the head's Update and the reply's failed"
+    now = int(time.time())
+    taken = dead.model_copy(update={"message_id": message_id(new_id(), 3), "seq": 3, "lease_until": now + 100})
+    _replies(store).start(USER, taken, now + 100, now, None)
+    question = user_message(read, "sync").model_copy(update={"seq": 4})  # after the takeover's reply
+    exc = refused(table, lambda: store.messages.append_user(USER, question, None, 0, ops))
+    assert failed_items(exc) == [2]
+
+
 def test_stale_end_after_the_lease_was_taken_over_is_refused(store: Store, table: str) -> None:
     """The chat's lease names another reply now (taken over after this one's ran out): this
     reply's end cannot give it back."""

@@ -179,9 +179,10 @@ def _reply(
     message_id = new_id()
     previous = last_seq
     answered = answering
+    lease_head = head  # as read; its dead reply forgotten once that reply ended or was taken over
 
     def attempt() -> MessageItem:
-        nonlocal previous, answered
+        nonlocal previous, answered, lease_head
         reply = MessageItem(
             message_id=seq_id(message_id, previous + 1),
             chat_id=head.chat_id,
@@ -199,12 +200,18 @@ def _reply(
             created_at=utc_now(),
         )
         marker = None if key is None else (key.key_hash, _marker(key, answered, reply_seq=reply.seq))
-        lease = [replies.lease_check(user_id, head.session_id, head.chat_id)] if check_lease else []
+        lease = replies.lease_check(lease_head, user_id) if check_lease else []
         try:
             store.messages.append_reply(user_id, reply, answered, marker, extra=lease)
         except ConditionFailed as exc:
-            if lease and exc.failed(len(exc.reasons) - 1):
+            lease_at = len(exc.reasons) - len(lease)  # the head's item, then a dead reply's
+            if lease and exc.failed(lease_at):
                 raise _in_progress() from None
+            if len(lease) > 1 and exc.failed(lease_at + 1):
+                # That reply ended since (its end gave the lease back) or another request took
+                # over from it (and holds a running lease, or cleared it): the next attempt
+                # checks only that no lease runs.
+                lease_head = lease_head.model_copy(update={"generating_seq": None, "lease_until": None})
             if exc.failed(REPLY) and store.messages.landed(reply, user_id):
                 return reply
             if key is not None and exc.failed(REPLY_MARKER):
@@ -235,6 +242,16 @@ def _refuse_in_progress(thread: Thread) -> None:
     """The early answer (a read; the transaction's condition on the head decides)."""
     if replies.in_progress(thread.head, replies.now_seconds()):
         raise _in_progress()
+
+
+def _stored_but_waiting(message: MessageItem) -> ReplyInProgress:
+    """A keyed repeat whose question an earlier try stored, while another reply is generating:
+    its reply would be a second one in flight. Repeating the request with the same key once that
+    reply ends answers the stored question (no second copy)."""
+    return ReplyInProgress(
+        f"Your message is stored (seq {message.seq}), but a reply is still being generated in this chat; "
+        "repeat this request with the same Idempotency-Key once it ends to get the answer."
+    )
 
 
 def _exchange(user_message: MessageItem, reply: MessageItem) -> Exchange:
@@ -284,8 +301,12 @@ def send_message(
             tokens=estimate_tokens(content),
             created_at=utc_now(),
         )
-        _refuse_in_progress(thread)
         now = replies.now_seconds()
+        if replies.in_progress(thread.head, now):  # the early answer (the transaction's condition decides)
+            stored = None if key is None else store.messages.get_marker(user_id, key.key_hash)
+            if stored is not None and stored.message_id != message.message_id:
+                raise _Repeat(stored)  # a repeat whose first try committed
+            raise _in_progress()
         if respond_async:
             generating = replies.generating(thread.head, message, message.seq + 1, seq_id(message_id, message.seq + 1))
             lease = [reply_put(user_id, generating), lease_taken(user_id, generating, generating.lease_until or 0, now)]
@@ -293,7 +314,7 @@ def send_message(
             if dead is not None:
                 lease.append(dead_reply_failed(user_id, session_id, target, dead, now))
         else:
-            lease = [replies.lease_check(user_id, session_id, target)]
+            lease = replies.lease_check(thread.head, user_id)
         head_index = MARKER + (key is not None) + respond_async
         reply_seq = None if generating is None else generating.seq
         marker = None if key is None else (key.key_hash, _marker(key, message, reply_seq=reply_seq))
@@ -302,12 +323,12 @@ def send_message(
         except ConditionFailed as exc:
             if exc.failed(USER_MESSAGE) and store.messages.landed(message, user_id):
                 return thread, message
-            if exc.failed(head_index) and not exc.failed(SESSION_CHECK):
-                raise _in_progress() from None
-            if key is not None and exc.failed(MARKER):
+            if key is not None and exc.failed(MARKER):  # a repeat, whatever else refused it
                 stored = store.messages.get_marker(user_id, key.key_hash)
                 if stored is not None and stored.message_id != message.message_id:
                     raise _Repeat(stored) from None
+            if exc.failed(head_index) and not exc.failed(SESSION_CHECK):
+                raise _in_progress() from None
             if exc.failed(SESSION_CHECK):
                 _why_refused(store, user_id, session_id, target, following_pointer)
             raise
@@ -360,7 +381,12 @@ def _answer_stored(
         if reply is not None:
             return _exchange(user_message, reply)
     thread = read_thread(store, user_id, session_id, chat_id, following_pointer=False)
-    reply = _reply(store, model, user_id, thread, user_message, thread.last_seq)
+    if replies.in_progress(thread.head, replies.now_seconds()):
+        raise _stored_but_waiting(user_message)
+    try:  # one reply in flight: the lease is a condition of the reply's transaction
+        reply = _reply(store, model, user_id, thread, user_message, thread.last_seq, check_lease=True)
+    except ReplyInProgress:
+        raise _stored_but_waiting(user_message) from None
     return _exchange(user_message, reply)
 
 

@@ -38,7 +38,7 @@ from chat_sessions.models import Message
 from chat_sessions.observability import logger
 from chat_sessions.services import retry
 from chat_sessions.store import ConditionFailed, Store
-from chat_sessions.store.replies import ReplyStore, lease_free
+from chat_sessions.store.replies import ReplyStore, dead_reply_failed, lease_cleared, lease_free
 from chat_sessions.views import message_view
 
 POLL_SECONDS = 0.5
@@ -67,9 +67,20 @@ def dead_seq(head: ChatHeadItem, now: int) -> int | None:
     return None
 
 
-def lease_check(user_id: str, session_id: str, chat_id: str) -> Any:
-    """A synchronous send's or regenerate's condition on the chat's head: no reply in flight."""
-    return lease_free(user_id, session_id, chat_id, now_seconds())
+def lease_check(head: ChatHeadItem, user_id: str) -> list[Any]:
+    """A synchronous send's or regenerate's items on the chat's head, head first: no reply in
+    flight (a ``ConditionCheck``). When the head read names a reply whose lease ran out (its
+    generation died), the same condition on an ``Update`` that clears the lease, and that reply
+    stored ``failed`` (only if it still is ``generating`` under its past lease): the dead reply
+    is not left ``generating`` until the next async start."""
+    now = now_seconds()
+    dead = dead_seq(head, now)
+    if dead is None:
+        return [lease_free(user_id, head.session_id, head.chat_id, now)]
+    return [
+        lease_cleared(user_id, head.session_id, head.chat_id, now),
+        dead_reply_failed(user_id, head.session_id, head.chat_id, dead, now),
+    ]
 
 
 def generating(head: ChatHeadItem, answering: MessageItem, seq: int, message_id: str) -> MessageItem:

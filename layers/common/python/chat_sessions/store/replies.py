@@ -9,8 +9,8 @@ transaction), an asynchronous one takes it (an ``Update`` of the head in the tra
 stores the ``generating`` reply). The generation's end (complete, failed, cancelled) gives it
 back in its own transaction. A generation that died (its function crashed or timed out) leaves
 the lease, which runs out ``GENERATION_TIMEOUT_SECONDS + REPLY_LEASE_MARGIN_SECONDS`` after it
-was taken: then the chat accepts messages again, and the next reply started in it stores the
-dead one ``failed`` in its own transaction.
+was taken: then the chat accepts messages again, and the next request that stores a message or
+starts a reply in it (sync or async) stores the dead one ``failed`` in its own transaction.
 
 Every write of the generating function is conditioned on the reply still being ``generating``
 and on its own claim (``generator``): a cancelled reply, a reply taken over after its lease ran
@@ -36,6 +36,20 @@ def lease_free(user_id: str, session_id: str, chat_id: str, now: int) -> Item:
     return {
         "ConditionCheck": {
             "Key": dict(keys.head_key(user_id, session_id, chat_id)),
+            "ConditionExpression": "attribute_not_exists(leaseUntil) OR leaseUntil < :now",
+            "ExpressionAttributeValues": {":now": now},
+        }
+    }
+
+
+def lease_cleared(user_id: str, session_id: str, chat_id: str, now: int) -> Item:
+    """The head's ``Update`` of a synchronous send or regenerate that finds the chat's lease run
+    out under a dead reply: the lease cleared, under the condition ``lease_free`` checks (the
+    transaction stores the dead reply ``failed`` beside it, ``dead_reply_failed``)."""
+    return {
+        "Update": {
+            "Key": dict(keys.head_key(user_id, session_id, chat_id)),
+            "UpdateExpression": "REMOVE generatingSeq, leaseUntil",
             "ConditionExpression": "attribute_not_exists(leaseUntil) OR leaseUntil < :now",
             "ExpressionAttributeValues": {":now": now},
         }
