@@ -61,6 +61,44 @@ def test_the_xray_sdk_traces_when_asked() -> None:
     assert imported(["GetSessionFunction"], POWERTOOLS_TRACE_DISABLED="false") == ["aws_xray_sdk"]
 
 
+FIRST_USE = """
+import json, sys, threading
+from chat_sessions import idempotency
+assert IDEMPOTENCY not in sys.modules
+barrier = threading.Barrier(8)
+mine = []
+
+def request(i):
+    context = object()  # this request's Lambda context
+    idempotency.register_lambda_context(context)
+    barrier.wait()
+    mine.append(idempotency._config().lambda_context is context)
+
+threads = [threading.Thread(target=request, args=(i,)) for i in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+print(json.dumps(mine))
+"""
+
+
+def test_concurrent_first_requests_import_idempotency_each_with_its_own_context() -> None:
+    """Eight keyed requests as threads of a fresh interpreter reach Powertools Idempotency at
+    once: none fails on the import, and each one's config carries its own Lambda context."""
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join(map(str, cfn.layer_dirs(TEMPLATE))),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": "CreateSessionFunction",
+    }
+    env = cfn.environment_for("CreateSessionFunction", env)
+    probe = f"IDEMPOTENCY = {IDEMPOTENCY!r}\n{FIRST_USE}"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout) == [True] * 8
+
+
 def test_the_benchmark_floors_import_no_code_of_ours() -> None:
     """The benchmark's floor rows stand for what the frameworks cost alone: importing them must
     import none of our modules (else the floor would include what it is compared with)."""

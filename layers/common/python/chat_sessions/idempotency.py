@@ -17,6 +17,7 @@ cost of every HTTP handler otherwise (README, "Cold start"). The key's check nee
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections.abc import Callable
 from contextvars import ContextVar
@@ -41,6 +42,17 @@ _KEY_RE = re.compile(KEY_PATTERN)
 EXPIRY_ATTR = "expiresAt"
 
 _lambda_context: ContextVar[Any] = ContextVar("idempotency_lambda_context", default=None)
+_import_lock = threading.Lock()
+
+
+def _import_powertools() -> None:
+    """Import Powertools Idempotency on first use; every use of it here goes through this. Of
+    concurrent first requests (threads of one process, as the concurrency tests run them), one
+    imports and the others wait. Python's per-module import locks serialise one import too, but
+    in a concurrent circular import they hand one thread a partially initialised module."""
+    with _import_lock:
+        import aws_lambda_powertools.utilities.idempotency
+        import aws_lambda_powertools.utilities.idempotency.exceptions  # noqa: F401
 
 
 def register_lambda_context(context: Any) -> None:
@@ -50,8 +62,9 @@ def register_lambda_context(context: Any) -> None:
 
 
 def _config() -> IdempotencyConfig:
-    """One per request, with the request's own Lambda context (none is shared between the
-    threads of the local stack)."""
+    """One per request, with the request's own Lambda context (a ContextVar: requests running
+    as threads of one process each see their own)."""
+    _import_powertools()
     from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
     return IdempotencyConfig(
@@ -166,6 +179,7 @@ def run_once(
     A persistence failure goes on as the DynamoDB error Powertools wrapped, which the HTTP layer
     answers as any other (throttled 429, unavailable 503, a collision 409); another cause stays
     Powertools' error (a 500)."""
+    _import_powertools()
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, idempotent_function
     from aws_lambda_powertools.utilities.idempotency.exceptions import (
         IdempotencyAlreadyInProgressError,
