@@ -2,8 +2,9 @@
 
 ``python -m benchmarks.cold_start [--runs 7]`` (``make bench-cold-start``). Each sample is a fresh
 interpreter (as a Lambda cold start is) that imports one handler module with the function's
-template ``Environment`` and ``AWS_LAMBDA_FUNCTION_NAME`` set, as Lambda sets them (so
-Powertools' Tracer, Logger and Metrics initialise as they do there), and reports the import's
+template ``Environment``, ``AWS_LAMBDA_FUNCTION_NAME`` and ``_HANDLER`` set, as Lambda sets them
+(so Powertools' Tracer, Logger and Metrics initialise as they do there, and the garbage collector
+is paused during the import as it is there: ``chat_sessions.coldstart``), and reports the import's
 CPU time (on a busy machine wall time would count the other processes too); the baseline
 imports boto3 alone, which every function needs.
 
@@ -18,10 +19,10 @@ Python), not Lambda's arm64 ones: the same versions and the same Python code.
 Two reference rows bound what any handler can reach: :mod:`benchmarks.cold_start_floor` imports
 what every HTTP handler needs whatever its route (boto3, Powertools' Logger and Metrics, the
 ``APIGatewayHttpResolver`` with validation and one route, one pydantic model), and the same
-without the resolver (what a stream consumer needs). Samples of all modules are interleaved,
-round after round, so a busy machine slows them alike; the median is reported, with the ratio
-to boto3's median. A benchmark, not a test: the figures depend on the machine.
-``-X importtime`` for one module shows where its time goes:
+without the resolver (what a stream consumer needs), both with the collector paused from their
+first line. Samples of all modules are interleaved, round after round, so a busy machine slows
+them alike; the median is reported, with the ratio to boto3's median. A benchmark, not a test:
+the figures depend on the machine. ``-X importtime`` for one module shows where its time goes:
 ``PYTHONPATH=layers/common/python:functions python -X importtime -c 'import get_session'``.
 
 Writes ``benchmarks/cold_start.md`` (the table the README quotes).
@@ -80,7 +81,11 @@ def environments(site: Path = SITE) -> dict[str, tuple[str, dict[str, str]]]:
     found: dict[str, tuple[str, dict[str, str]]] = {}
     for logical_id, resource in sorted(cfn.functions(template).items()):
         module = resource["Properties"]["Handler"].rsplit(".", 1)[0]
-        env = {**cfn.environment_for(logical_id, base), "AWS_LAMBDA_FUNCTION_NAME": logical_id}
+        env = {
+            **cfn.environment_for(logical_id, base),
+            "AWS_LAMBDA_FUNCTION_NAME": logical_id,
+            "_HANDLER": resource["Properties"]["Handler"],
+        }
         found[module] = (logical_id, env)
     return found
 

@@ -19,7 +19,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 from pydantic import ValidationError
 
-from chat_sessions import keys, push
+from chat_sessions import coldstart, keys, push
 from chat_sessions.items import MessageItem
 from chat_sessions.observability import logger, metrics, tracer
 from chat_sessions.store.table import plain
@@ -64,3 +64,6 @@ def push_record(record: DynamoDBRecord) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:
     return process_partial_response(event=event, record_handler=push_record, processor=processor, context=context)
+
+
+coldstart.resume()  # the handler is built: the last of its cold start (chat_sessions.coldstart)

@@ -21,6 +21,7 @@ from typing import Any
 
 import jwt
 
+from chat_sessions import coldstart
 from chat_sessions.observability import logger
 
 DISCOVERY_TIMEOUT_S = 5
@@ -101,3 +102,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # The one message API Gateway answers 401 to (anything else is a 500).
         raise Exception("Unauthorized") from None
     return policy(str(event.get("methodArn", "")), str(claims["sub"]))
+
+
+coldstart.resume()  # the handler is built: the last of its cold start (chat_sessions.coldstart)

@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 from benchmarks.cold_start import FLOORS
 from local_stack import template as cfn
@@ -59,6 +60,52 @@ def test_no_handler_imports_the_xray_sdk_by_default() -> None:
 
 def test_the_xray_sdk_traces_when_asked() -> None:
     assert imported(["GetSessionFunction"], POWERTOOLS_TRACE_DISABLED="false") == ["aws_xray_sdk"]
+
+
+GC_PROBE = """
+import gc, importlib, json, sys
+import chat_sessions  # the package's import pauses collection when _HANDLER is set
+from chat_sessions import coldstart
+paused = not gc.isenabled()
+left_paused = []
+for module in sys.argv[1:]:
+    coldstart.pause()  # as the package's import does in each function's own interpreter
+    importlib.import_module(module)
+    if not gc.isenabled():
+        left_paused.append(module)
+print(json.dumps({"paused": paused, "left_paused": left_paused, "frozen": gc.get_freeze_count() > 0}))
+"""
+
+
+def gc_after_import(with_handler: bool) -> dict[str, Any]:
+    functions = cfn.functions(TEMPLATE)
+    base = {
+        "PATH": os.environ.get("PATH", ""),
+        "PYTHONPATH": os.pathsep.join(map(str, [*cfn.layer_dirs(TEMPLATE), cfn.ROOT / "functions"])),
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_LAMBDA_FUNCTION_NAME": "GetSessionFunction",
+    }
+    env = cfn.environment_for("GetSessionFunction", base)
+    if with_handler:
+        env["_HANDLER"] = functions["GetSessionFunction"]["Properties"]["Handler"]
+    modules = sorted(f["Properties"]["Handler"].rsplit(".", 1)[0] for f in functions.values())
+    out = subprocess.run(
+        [sys.executable, "-c", GC_PROBE, *modules], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert out.returncode == 0, out.stderr
+    found: dict[str, Any] = json.loads(out.stdout)
+    return found
+
+
+def test_every_handler_resumes_garbage_collection_once_built() -> None:
+    """In Lambda (``_HANDLER`` set) importing the package pauses the collector; every function's
+    handler module resumes it once built (else it would run with no cycle collection at all),
+    freezing what its import made."""
+    assert gc_after_import(with_handler=True) == {"paused": True, "left_paused": [], "frozen": True}
+
+
+def test_outside_lambda_the_collector_is_left_alone() -> None:
+    assert gc_after_import(with_handler=False) == {"paused": False, "left_paused": [], "frozen": False}
 
 
 FIRST_USE = """

@@ -2,6 +2,8 @@
 ``APIGatewayHttpResolver`` with validation (``chat_sessions.api.build_app``) and one route, and
 one pydantic model (requests and responses are pydantic models). No code of ours."""
 
+import gc
+
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
@@ -25,3 +27,7 @@ def get_thing(thing_id: str) -> dict[str, str]:
 
 app = APIGatewayHttpResolver(enable_validation=True)
 app.include_router(router)
+
+
+gc.freeze()  # as chat_sessions.coldstart.resume does once a handler is built
+gc.enable()

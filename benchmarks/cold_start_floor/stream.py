@@ -2,6 +2,8 @@
 WebSocket routes): boto3, Powertools' Logger and Metrics, and one pydantic model (the stored
 items and the settings are pydantic models). No code of ours."""
 
+import gc
+
 import boto3
 from aws_lambda_powertools import Logger, Metrics
 from pydantic import BaseModel
@@ -13,3 +15,7 @@ session = boto3.Session
 
 class Thing(BaseModel):
     thing_id: str
+
+
+gc.freeze()  # as chat_sessions.coldstart.resume does once a handler is built
+gc.enable()

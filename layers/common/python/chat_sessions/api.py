@@ -26,7 +26,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from chat_sessions import idempotency, invocation
+from chat_sessions import coldstart, idempotency, invocation
 from chat_sessions.config import get_settings
 from chat_sessions.errors import Conflict, PayloadTooLarge, ServiceError, Unauthorized, ValidationFailed
 from chat_sessions.models import EditResult, ErrorBody, Exchange
@@ -415,4 +415,5 @@ def lambda_handler_for(router: Router) -> Callable[[dict[str, Any], Any], dict[s
         )
         return result
 
+    coldstart.resume()  # the handler is built: the last of its cold start (chat_sessions.coldstart)
     return handler
