@@ -8,6 +8,9 @@ Lambda retries from its record (then sends it to the dead-letter queue; a repeat
 ``DELETE /me`` starts the chain again).
 """
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response

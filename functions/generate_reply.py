@@ -3,6 +3,9 @@ asynchronously (``InvocationType=Event``) by the send or regenerate that stored 
 ``generating``. Not an HTTP route; its event is ``{"userId", "sessionId", "chatId", "seq",
 "messageId"}``. See :mod:`chat_sessions.services.generation`."""
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 from typing import Any
 
 from chat_sessions import coldstart, invocation

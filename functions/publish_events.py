@@ -8,6 +8,9 @@ so Lambda retries from there and each session's events stay in order (a retried 
 published twice: its ``changeId`` is the same).
 """
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 import os
 from typing import Any
 

@@ -10,6 +10,9 @@ The frame is built from the record's new image alone, no read. Pushes never fail
 (``chat_sessions.push`` logs a lost frame): a retried batch would only repeat frames.
 """
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response

@@ -1,5 +1,8 @@
 """WebSocket ``$connect``: the authorizer let the caller in; store the connection."""
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 from typing import Any
 
 from chat_sessions import coldstart, websocket

@@ -3,6 +3,9 @@ subscribes the connection to one of the caller's chats; the answer is a frame:
 ``{"type": "subscribed", "sessionId", "chatId"}`` or ``{"type": "error", "code", "message"}``
 (``not_found`` for a chat that is not the caller's)."""
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 from typing import Any
 
 from chat_sessions import coldstart, websocket

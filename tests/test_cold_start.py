@@ -9,6 +9,7 @@ the template's environment for them.
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -102,6 +103,20 @@ def test_every_handler_resumes_garbage_collection_once_built() -> None:
     handler module resumes it once built (else it would run with no cycle collection at all),
     freezing what its import made."""
     assert gc_after_import(with_handler=True) == {"paused": True, "left_paused": [], "frozen": True}
+
+
+def test_every_handler_imports_the_package_first() -> None:
+    """The package's import pauses the collector: imported after Powertools or boto3, their
+    import would run with it (an HTTP handler's first import used to be Powertools' event
+    handler: 8 to 14 ms of collections before ours began)."""
+    firsts = {}
+    for resource in cfn.functions(TEMPLATE).values():
+        module = resource["Properties"]["Handler"].rsplit(".", 1)[0]
+        tree = ast.parse((cfn.ROOT / "functions" / f"{module}.py").read_text())
+        imports = [node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)]
+        first = next(node for node in imports if not (isinstance(node, ast.ImportFrom) and node.module == "__future__"))
+        firsts[module] = ast.unparse(first)
+    assert set(firsts.values()) == {"import chat_sessions"}, firsts
 
 
 def test_outside_lambda_the_collector_is_left_alone() -> None:

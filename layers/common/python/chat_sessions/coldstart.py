@@ -4,11 +4,11 @@ Importing a handler creates 50,000 to 100,000 objects that live as long as the e
 environment (modules, classes, functions, pydantic's field descriptions) and next to no garbage,
 yet the collector runs after every 700 new objects and walks them again and again: measured with
 ``gc.callbacks``, about 40 ms of a 330 ms handler import (130 collections, one of them full),
-55 ms of a model handler's. So collection is paused from the first import of this package (every
-handler reaches it early: an HTTP handler imports only Powertools' event handler before it) until
-the handler is built, and then the objects made so far are frozen (``gc.freeze``: no collection
-walks them again, which also shortens every full collection during requests) and collection
-resumes. Nothing is deferred: the same modules are imported, without the collector's work.
+60 ms of a model handler's. So collection is paused by the import of this package, which is every
+handler module's first import (``tests/test_cold_start.py`` checks it), until the handler is
+built; then the objects made so far are frozen (``gc.freeze``: no collection walks them again,
+which also shortens every full collection during requests) and collection resumes. Nothing is
+deferred: the same modules are imported, without the collector's work.
 
 Only in Lambda, whose runtime sets ``_HANDLER``: tests, the local stack and the tools import the
 same modules with the collector as usual.
