@@ -124,9 +124,16 @@ bench: venv $(BIN)/.bench-installed
 	$(BIN)/python -m benchmarks.run
 
 # Handler import time per function against `import boto3` (writes benchmarks/cold_start.md; README, "Cold start").
+# Measured with the layer's packages only (its lock, installed here), not the dev virtualenv's.
+COLD_START_SITE := .cache/cold-start-layer
+$(COLD_START_SITE)/.installed: layers/common/python/requirements.txt
+	rm -rf $(COLD_START_SITE)
+	$(BIN)/python -m pip install --quiet --no-deps --target $(COLD_START_SITE) -r layers/common/python/requirements.txt
+	touch $@
+
 .PHONY: bench-cold-start
-bench-cold-start: venv
-	$(BIN)/python -m benchmarks.cold_start
+bench-cold-start: venv $(COLD_START_SITE)/.installed
+	$(BIN)/python -m benchmarks.cold_start --site $(COLD_START_SITE)
 
 # The local stack under load (issue 14): 200 sends, 10 users x 4 threads, at 1,000 and 10,000
 # stored messages; writes its own section of benchmarks/results.md.

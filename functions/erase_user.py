@@ -8,12 +8,15 @@ Lambda retries from its record (then sends it to the dead-letter queue; a repeat
 ``DELETE /me`` starts the chain again).
 """
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from chat_sessions import keys
+from chat_sessions import coldstart, keys
 from chat_sessions.observability import logger, metrics, tracer
 from chat_sessions.services.erasure import erase_step
 from chat_sessions.store import get_store
@@ -46,3 +49,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> Any:
         logger.info("erasure step", extra={"deleted": result.deleted, "done": result.done})
 
     return process_partial_response(event=event, record_handler=step, processor=processor, context=context)
+
+
+coldstart.resume()  # the handler is built: the last of its cold start (chat_sessions.coldstart)

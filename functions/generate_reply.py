@@ -3,9 +3,12 @@ asynchronously (``InvocationType=Event``) by the send or regenerate that stored 
 ``generating``. Not an HTTP route; its event is ``{"userId", "sessionId", "chatId", "seq",
 "messageId"}``. See :mod:`chat_sessions.services.generation`."""
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 from typing import Any
 
-from chat_sessions import invocation
+from chat_sessions import coldstart, invocation
 from chat_sessions.llm import get_chat_model
 from chat_sessions.observability import logger, metrics, tracer
 from chat_sessions.services import generation, replies
@@ -30,3 +33,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, str]:
         )
     logger.info("generation ended", extra={"outcome": outcome})
     return {"outcome": outcome}
+
+
+coldstart.resume()  # the handler is built: the last of its cold start (chat_sessions.coldstart)

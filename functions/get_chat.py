@@ -1,5 +1,8 @@
 """GET /sessions/{sessionId}/chats/{chatId}: one chat."""
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response

@@ -8,6 +8,9 @@ so Lambda retries from there and each session's events stay in order (a retried 
 published twice: its ``changeId`` is the same).
 """
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 import os
 from typing import Any
 
@@ -15,7 +18,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import DynamoDBRecord
 
-from chat_sessions import events
+from chat_sessions import coldstart, events
 from chat_sessions.observability import logger, metrics, tracer
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
@@ -41,3 +44,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> Any:
             raise NotPublished(record.dynamodb.sequence_number)
 
     return process_partial_response(event=event, record_handler=check, processor=processor, context=context)
+
+
+coldstart.resume()  # the handler is built: the last of its cold start (chat_sessions.coldstart)

@@ -6,6 +6,9 @@ events of session and chat items; failed records are reported one by one so Lamb
 those (then sends them to the dead-letter queue).
 """
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 import time
 from typing import Any
 
@@ -15,7 +18,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
     DynamoDBRecordEventName,
 )
 
-from chat_sessions import keys
+from chat_sessions import coldstart, keys
 from chat_sessions.observability import logger, metrics, tracer
 from chat_sessions.services.cleanup import count_expired, is_ttl_removal, purge_children
 from chat_sessions.store import get_store
@@ -42,3 +45,6 @@ def purge_record(record: DynamoDBRecord) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:
     return process_partial_response(event=event, record_handler=purge_record, processor=processor, context=context)
+
+
+coldstart.resume()  # the handler is built: the last of its cold start (chat_sessions.coldstart)

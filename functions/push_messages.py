@@ -10,6 +10,9 @@ The frame is built from the record's new image alone, no read. Pushes never fail
 (``chat_sessions.push`` logs a lost frame): a retried batch would only repeat frames.
 """
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
@@ -19,7 +22,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 from pydantic import ValidationError
 
-from chat_sessions import keys, push
+from chat_sessions import coldstart, keys, push
 from chat_sessions.items import MessageItem
 from chat_sessions.observability import logger, metrics, tracer
 from chat_sessions.store.table import plain
@@ -64,3 +67,6 @@ def push_record(record: DynamoDBRecord) -> None:
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:
     return process_partial_response(event=event, record_handler=push_record, processor=processor, context=context)
+
+
+coldstart.resume()  # the handler is built: the last of its cold start (chat_sessions.coldstart)

@@ -1,5 +1,8 @@
 """POST /sessions/{sessionId}/unarchive: an archived session becomes paused (writable again, holding no slot)."""
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response

@@ -1,5 +1,8 @@
 """PATCH /sessions/{sessionId}/chats/{chatId}: rename a chat, change its model or system prompt."""
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler import Response

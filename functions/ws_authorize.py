@@ -13,6 +13,9 @@ every route of the connection as the context's ``userId``.
 
 from __future__ import annotations
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 import json
 import os
 import urllib.request
@@ -21,6 +24,7 @@ from typing import Any
 
 import jwt
 
+from chat_sessions import coldstart
 from chat_sessions.observability import logger
 
 DISCOVERY_TIMEOUT_S = 5
@@ -101,3 +105,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         # The one message API Gateway answers 401 to (anything else is a 500).
         raise Exception("Unauthorized") from None
     return policy(str(event.get("methodArn", "")), str(claims["sub"]))
+
+
+coldstart.resume()  # the handler is built: the last of its cold start (chat_sessions.coldstart)

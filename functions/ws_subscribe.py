@@ -3,9 +3,12 @@ subscribes the connection to one of the caller's chats; the answer is a frame:
 ``{"type": "subscribed", "sessionId", "chatId"}`` or ``{"type": "error", "code", "message"}``
 (``not_found`` for a chat that is not the caller's)."""
 
+import chat_sessions  # noqa: F401  (first: the collector pauses for the whole import, chat_sessions.coldstart)
+
+# isort: split
 from typing import Any
 
-from chat_sessions import websocket
+from chat_sessions import coldstart, websocket
 from chat_sessions.errors import ServiceError
 from chat_sessions.observability import logger, metrics, tracer
 from chat_sessions.services import subscriptions
@@ -30,3 +33,6 @@ def lambda_handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     except ServiceError as exc:
         return websocket.reply(websocket.service_error_frame(exc))
     return websocket.reply({"type": "subscribed", "sessionId": request.session_id, "chatId": request.chat_id})
+
+
+coldstart.resume()  # the handler is built: the last of its cold start (chat_sessions.coldstart)

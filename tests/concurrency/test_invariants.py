@@ -129,9 +129,9 @@ def test_concurrent_repeats_of_one_idempotency_key_run_once(server_table: str, m
     chat = chats.create_chat(store, "alice", sid, CreateChatRequest(name="c")).chat_id
     llm = get_chat_model()
     request = {"method": "POST", "path": f"/sessions/{sid}/chats/{chat}/messages", "body": {"content": "once"}}
-    idempotency.config.register_lambda_context(cast(Any, LambdaContext()))  # as the handler does
 
     def work(i: int) -> dict[str, Any]:
+        idempotency.register_lambda_context(cast(Any, LambdaContext()))  # as the handler does, in its thread
         return run_once(
             "alice",
             "POST /sessions/{sessionId}/chats/{chatId}/messages",

@@ -282,6 +282,26 @@ def test_a_claim_whose_writes_fail_is_released_so_a_retry_runs(
     assert [s["sessionId"] for s in kinds(server_table, "session")] == [retried.body["sessionId"]]
 
 
+@pytest.mark.parametrize(
+    ("kind", "status", "code"), [("throttle", 429, "rate_limited"), ("server_error", 503, "unavailable")]
+)
+def test_a_keyed_request_whose_claim_fails_answers_429_or_503_not_500(
+    server_table: str, injector: FaultInjector, kind: str, status: int, code: str
+) -> None:
+    """With a key, the first DynamoDB call is Powertools' claim (its PutItem), whose errors
+    Powertools wraps in its own persistence error: the request still answers what the same
+    error answers anywhere else (``429``/``503`` with ``Retry-After``), never ``500``, and stores
+    nothing; the same key then runs once DynamoDB is back."""
+    key = {"Idempotency-Key": f"k-{kind}"}
+    faults(injector, f"seed=1,{kind}=1")
+    failed = invoke("create_session", body={"name": "s"}, headers=key)
+    assert (failed.status, failed.body["error"]["code"]) == (status, code), failed
+    assert failed.headers.get("Retry-After") == "1"
+    faults(injector, "seed=1")
+    assert table_items(server_table) == []
+    assert invoke("create_session", body={"name": "s"}, headers=key).status == 201
+
+
 def test_a_release_leaves_another_requests_claim(server_table: str, injector: FaultInjector) -> None:
     """Request A holds the key while B, whose claim was refused, releases what it may have left
     (as it would after its claim's answers were lost). The owner condition keeps A's claim:

@@ -23,11 +23,10 @@ from aws_lambda_powertools.event_handler.openapi.exceptions import (
 )
 from aws_lambda_powertools.event_handler.openapi.params import Header
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.idempotency.exceptions import IdempotencyPersistenceLayerError
 from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import BaseModel
 
-from chat_sessions import idempotency, invocation
+from chat_sessions import coldstart, idempotency, invocation
 from chat_sessions.config import get_settings
 from chat_sessions.errors import Conflict, PayloadTooLarge, ServiceError, Unauthorized, ValidationFailed
 from chat_sessions.models import EditResult, ErrorBody, Exchange
@@ -287,13 +286,11 @@ def _register_error_handlers(app: APIGatewayHttpResolver) -> None:
 
     @app.exception_handler(ClientError)
     @app.exception_handler(BotoCoreError)
-    @app.exception_handler(IdempotencyPersistenceLayerError)
     def dynamodb_error(exc: Exception) -> Response[Any]:
-        # The store classifies its own calls; these come from elsewhere (Powertools Idempotency
-        # wraps its DynamoDB errors). Throttling and unavailability are not bugs: tell the caller
-        # to back off. A collision outlasting retries is a conflict.
-        cause = exc.__cause__ if isinstance(exc, IdempotencyPersistenceLayerError) else exc
-        outcome = classify(cause) if isinstance(cause, Exception) else cause
+        # The store classifies its own calls; these come from elsewhere (Powertools Idempotency's
+        # DynamoDB errors, which idempotency.run_once unwraps). Throttling and unavailability are
+        # not bugs: tell the caller to back off. A collision outlasting retries is a conflict.
+        outcome = classify(exc)
         if isinstance(outcome, ServiceError):
             return _service_error(outcome)
         if isinstance(outcome, Collision | ConditionFailed):
@@ -390,7 +387,7 @@ def lambda_handler_for(router: Router) -> Callable[[dict[str, Any], Any], dict[s
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         started = time.perf_counter()
-        idempotency.config.register_lambda_context(context)
+        idempotency.register_lambda_context(context)
         refused: ServiceError | None = None
         if _body_size(event) > max_body:
             refused = PayloadTooLarge(f"The body is larger than {max_body} bytes.")
@@ -418,4 +415,5 @@ def lambda_handler_for(router: Router) -> Callable[[dict[str, Any], Any], dict[s
         )
         return result
 
+    coldstart.resume()  # the handler is built: the last of its cold start (chat_sessions.coldstart)
     return handler

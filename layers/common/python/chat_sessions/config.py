@@ -3,8 +3,6 @@
 A bad value fails the cold start loudly instead of surfacing later as a 500 on some request.
 """
 
-from __future__ import annotations
-
 import os
 from functools import lru_cache
 

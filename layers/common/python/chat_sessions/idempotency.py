@@ -8,33 +8,31 @@ repeat returns the stored response, and a repeat while the first is still runnin
 Failed requests leave no record (Powertools deletes it), so a retry after a 502 runs again.
 When Powertools' own writes fail (throttled, or an answer lost past the SDK's retries), the
 request releases the claim it may have left, so a retry runs instead of meeting "in progress".
+
+Powertools Idempotency is imported by the first request that sends a key, not at import: most
+requests (every GET, a POST without the header) never need it, and its import is a cold-start
+cost of every HTTP handler otherwise (README, "Cold start"). The key's check needs only ``re``.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 from collections.abc import Callable
-from typing import Any, cast
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, cast
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyInconsistentStateError,
-    IdempotencyPersistenceLayerError,
-    IdempotencyValidationError,
-)
 from botocore.exceptions import BotoCoreError, ClientError
 
 from chat_sessions import keys
 from chat_sessions.config import get_settings
-from chat_sessions.errors import Conflict, IdempotencyKeyReused, ValidationFailed
+from chat_sessions.errors import Conflict, IdempotencyKeyReused, ServiceError, ValidationFailed
 from chat_sessions.observability import logger
 from chat_sessions.store import plain_dynamodb_client
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
 
 HEADER = "idempotency-key"
 KEY_PATTERN = r"^[\x21-\x7e](?:[\x20-\x7e]{0,126}[\x21-\x7e])?$"
@@ -43,13 +41,40 @@ a header value, so a key that began or ended with one could not arrive as it was
 _KEY_RE = re.compile(KEY_PATTERN)
 EXPIRY_ATTR = "expiresAt"
 
-config = IdempotencyConfig(
-    event_key_jmespath="key",
-    payload_validation_jmespath="request",
-    raise_on_no_idempotency_key=True,
-    use_local_cache=False,
-    expires_after_seconds=get_settings().idempotency_ttl_seconds,
-)
+_lambda_context: ContextVar[Any] = ContextVar("idempotency_lambda_context", default=None)
+_import_lock = threading.Lock()
+
+
+def _import_powertools() -> None:
+    """Import Powertools Idempotency on first use; every use of it here goes through this. Of
+    concurrent first requests (threads of one process, as the concurrency tests run them), one
+    imports and the others wait. Python's per-module import locks serialise one import too, but
+    in a concurrent circular import they hand one thread a partially initialised module."""
+    with _import_lock:
+        import aws_lambda_powertools.utilities.idempotency
+        import aws_lambda_powertools.utilities.idempotency.exceptions  # noqa: F401
+
+
+def register_lambda_context(context: Any) -> None:
+    """The invocation's Lambda context, for Powertools to bound an in-progress record by the
+    time the invocation has left (called by every HTTP handler, before it routes)."""
+    _lambda_context.set(context)
+
+
+def _config() -> IdempotencyConfig:
+    """One per request, with the request's own Lambda context (a ContextVar: requests running
+    as threads of one process each see their own)."""
+    _import_powertools()
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+
+    return IdempotencyConfig(
+        event_key_jmespath="key",
+        payload_validation_jmespath="request",
+        raise_on_no_idempotency_key=True,
+        use_local_cache=False,
+        expires_after_seconds=get_settings().idempotency_ttl_seconds,
+        lambda_context=_lambda_context.get(),
+    )
 
 
 def checked_key(value: str | None) -> str | None:
@@ -149,7 +174,21 @@ def run_once(
     When Powertools cannot write its record, the claim is released (:meth:`_OwnedClaims.release`)
     and the error goes on to the caller (429/503), unless ``produce`` had already finished: then
     its result is the answer, and a repeat finds what it stored through the operation's own
-    marker (creates, sends and regenerates keep one) or meets a state change already made."""
+    marker (creates, sends and regenerates keep one) or meets a state change already made.
+
+    A persistence failure goes on as the DynamoDB error Powertools wrapped, which the HTTP layer
+    answers as any other (throttled 429, unavailable 503, a collision 409); another cause stays
+    Powertools' error (a 500)."""
+    _import_powertools()
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyInconsistentStateError,
+        IdempotencyPersistenceLayerError,
+        IdempotencyValidationError,
+    )
+
+    config = _config()
     claims = _OwnedClaims(plain_dynamodb_client(), str(uuid.uuid4()))
     persistence = DynamoDBPersistenceLayer(
         table_name=get_settings().table_name,
@@ -170,7 +209,7 @@ def run_once(
     )(once)
     try:
         result: dict[str, Any] = guarded(call={"key": key, "request": request})
-    except IdempotencyPersistenceLayerError:
+    except IdempotencyPersistenceLayerError as exc:
         released = claims.release()
         logger.warning(
             "idempotency record not written",
@@ -178,6 +217,9 @@ def run_once(
         )
         if produced:
             return produced[0]
+        cause = exc.__cause__
+        if isinstance(cause, ClientError | BotoCoreError | ServiceError):
+            raise cause from None
         raise
     except IdempotencyValidationError as exc:
         raise IdempotencyKeyReused("This Idempotency-Key was already used with a different request.") from exc

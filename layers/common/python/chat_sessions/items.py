@@ -9,8 +9,6 @@ models: :mod:`chat_sessions.keys` builds them, and reads ignore them.
 Attribute names are the stored (camelCase) names; Python code uses the snake_case fields.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,7 +31,9 @@ generated on its own (``Prefer: respond-async``), ``generating`` until it ends `
 class StoredItem(BaseModel):
     """Strict (no coercion), unknown attributes ignored on read (keys, ``type``)."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", alias_generator=to_camel, populate_by_name=True, frozen=True)
+    model_config = ConfigDict(
+        strict=True, extra="ignore", alias_generator=to_camel, populate_by_name=True, frozen=True, defer_build=True
+    )
     item_type: str = Field(alias="type", default="")
 
     def to_item(self) -> dict[str, Any]:
@@ -46,7 +46,7 @@ class StoredItem(BaseModel):
 
 
 class Usage(BaseModel):
-    model_config = ConfigDict(strict=True, frozen=True)
+    model_config = ConfigDict(strict=True, frozen=True, defer_build=True)
     prompt_tokens: TokenCount = 0
     completion_tokens: TokenCount = 0
     total_tokens: TokenCount = 0
@@ -84,7 +84,9 @@ class SessionItem(_Totals):
 class ForkOrigin(BaseModel):
     """Where a fork was made: the source chat and the seq its history was taken up to."""
 
-    model_config = ConfigDict(strict=True, frozen=True, alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        strict=True, frozen=True, alias_generator=to_camel, populate_by_name=True, defer_build=True
+    )
     chat_id: Text
     seq: Count
 
@@ -93,7 +95,9 @@ class Segment(BaseModel):
     """One part of a fork's shared history: ``chat_id``'s messages after the previous segment's
     ``to_seq`` (0 for the first) up to ``to_seq``, stored in that chat's range."""
 
-    model_config = ConfigDict(strict=True, frozen=True, alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(
+        strict=True, frozen=True, alias_generator=to_camel, populate_by_name=True, defer_build=True
+    )
     chat_id: Text
     to_seq: Annotated[int, Field(ge=1)]
 

@@ -39,6 +39,7 @@ from chat_sessions.config import Settings, get_settings
 from chat_sessions.errors import RateLimited, UpstreamError, UpstreamTimeout
 from chat_sessions.observability import logger
 
+_jitter = random.SystemRandom()  # os.urandom: SnapStart-restored environments do not back off in step
 API_KEY_CACHE_SECONDS = 300
 MAX_USAGE_TOKENS = 100_000_000
 """Usage counts above this are not a real reply (no model reads or writes 10^8 tokens in one
@@ -281,7 +282,7 @@ class OpenAIChatModel:
                 except UpstreamError as exc:
                     # Retries (MODEL_MAX_RETRIES, 0 by default) only for failures that did not
                     # come from the reply itself, and only while the deadline leaves room.
-                    pause = min(8.0, 0.5 * 2**attempt) * random.uniform(0.75, 1.0)
+                    pause = min(8.0, 0.5 * 2**attempt) * _jitter.uniform(0.75, 1.0)
                     retryable = isinstance(exc.__cause__, openai.APIConnectionError | openai.InternalServerError)
                     if attempt == self._max_retries or not retryable or deadline - time.monotonic() < pause + 1:
                         raise

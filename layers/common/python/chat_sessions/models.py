@@ -4,8 +4,6 @@ Requests are strict (no type coercion) and forbid unknown fields, so a typo in a
 400 with details rather than a silently ignored field.
 """
 
-from __future__ import annotations
-
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -36,7 +34,7 @@ says what a client may send) leaves ``null`` out; the field's validator refuses 
 
 
 class _Request(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel)
+    model_config = ConfigDict(extra="forbid", strict=True, alias_generator=to_camel, defer_build=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -65,7 +63,9 @@ def _integer_fields(model: type[BaseModel]) -> set[str]:
 
 
 class _Response(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True, defer_build=True
+    )
 
 
 class CreateSessionRequest(_Request):

@@ -26,7 +26,7 @@ class BadFrame(Exception):
 class SubscribeRequest(BaseModel):
     """``{"action": "subscribe", "sessionId", "chatId"}``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     action: Literal["subscribe"]
     session_id: str = Field(alias="sessionId", min_length=1, max_length=64)

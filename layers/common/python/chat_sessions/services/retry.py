@@ -12,6 +12,9 @@ from chat_sessions.errors import StoreContention
 from chat_sessions.store import Collision, ConditionFailed
 
 T = TypeVar("T")
+_jitter = random.SystemRandom()
+"""From ``os.urandom``, not the ``random`` module's state seeded at import: environments restored
+from one SnapStart snapshot would otherwise draw the same backoffs and retry in step."""
 ATTEMPTS = 30
 MAX_BACKOFF_SECONDS = 0.2
 
@@ -29,5 +32,5 @@ def optimistic(attempt: Callable[[], T], attempts: int | None = None) -> T:
         try:
             return attempt()
         except (ConditionFailed, Collision, Stale):
-            time.sleep(random.uniform(0, min(MAX_BACKOFF_SECONDS, 0.005 * 2**n)))
+            time.sleep(_jitter.uniform(0, min(MAX_BACKOFF_SECONDS, 0.005 * 2**n)))
     raise StoreContention("Too many concurrent changes to this resource; retry the request.")
