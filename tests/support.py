@@ -135,19 +135,23 @@ def table_items(table_name: str, raw: bool = False) -> list[dict[str, Any]]:
     endpoint, region = os.environ.get("DYNAMODB_ENDPOINT"), os.environ.get("AWS_DEFAULT_REGION")
     items = _moto_items(table_name, region) if endpoint is None else None
     if items is None:
-        client = _scan_client(endpoint, region)
-        items = []
-        kwargs: dict[str, Any] = {"TableName": table_name}
-        while True:
-            page = client.scan(**kwargs)
-            items.extend(page["Items"])
-            if "LastEvaluatedKey" not in page:
-                break
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        items = scan(_scan_client(endpoint, region), table_name)
     if raw:
         return items
     plain = TypeDeserializer()
     return [{name: plain.deserialize(value) for name, value in item.items()} for item in items]
+
+
+def scan(client: Any, table_name: str) -> list[dict[str, Any]]:
+    """Every item, in wire format, by a paginated ``Scan`` through the API."""
+    items: list[dict[str, Any]] = []
+    kwargs: dict[str, Any] = {"TableName": table_name}
+    while True:
+        page = client.scan(**kwargs)
+        items.extend(page["Items"])
+        if "LastEvaluatedKey" not in page:
+            return items
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
 def _moto_items(table_name: str, region: str | None) -> list[dict[str, Any]] | None:

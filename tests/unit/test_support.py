@@ -25,14 +25,7 @@ def test_table_items_from_moto_equal_a_scan_through_the_api(table: str) -> None:
     }
     for i in range(30):
         client.put_item(TableName=table, Item={"PK": {"S": f"P#{i % 4}"}, "SK": {"S": f"S#{i:02d}"}, **values})
-    scanned: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"TableName": table}
-    while True:
-        page = client.scan(**kwargs)
-        scanned.extend(page["Items"])
-        if "LastEvaluatedKey" not in page:
-            break
-        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    scanned = support.scan(client, table)
 
     direct = support._moto_items(table, "us-east-1")
     assert direct is not None and len(direct) == 30
