@@ -124,6 +124,17 @@ def test_async_replies_sends_cancels_and_regenerates_race_under_faults(scenario:
                 producing[0] -= 1
                 lock.notify_all()
 
+    # One reply started asynchronously before the race (nothing is generating yet, so it is 202):
+    # in the race itself a sync send may hold the chat whenever an async one arrives, and on a
+    # busy machine every async start was refused once, leaving the scenario nothing to follow.
+    opener = async_api(scenario, api.user)
+    content, key = unique("async, before the race"), f"opener-{uuid.uuid4().hex}"
+    opened = send(opener, sid, cid, content, key=key)
+    assert opened.status_code == 202, opened.text
+    accepted(opened)
+    sends.append((content, opened))
+    keyed[content] = (opener, key)
+
     def work(i: int) -> Any:
         if i == 0:
             return producer(lambda: sender(async_api(scenario, api.user), "async a"))
