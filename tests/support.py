@@ -154,6 +154,15 @@ def scan(client: Any, table_name: str) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
+def moto_table_model(table_name: str, region: str | None = None) -> Any | None:
+    """moto's in-process model of the table (``mock_aws``, its default account), or None."""
+    from moto.core.models import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][region or os.environ["AWS_DEFAULT_REGION"]]
+    return backend.tables.get(table_name)
+
+
 def _moto_items(table_name: str, region: str | None) -> list[dict[str, Any]] | None:
     """The table's items as a ``Scan`` would answer them, read from moto's in-process table
     (``mock_aws``), or None when the table is not there. A scan through the API cost a test of
@@ -163,11 +172,9 @@ def _moto_items(table_name: str, region: str | None) -> list[dict[str, Any]] | N
 
     if "moto.dynamodb.models" not in sys.modules or region is None:
         return None
-    from moto.core.models import DEFAULT_ACCOUNT_ID
-    from moto.dynamodb.models import dynamodb_backends
     from moto.dynamodb.models.utilities import dynamo_json_dump
 
-    table = dynamodb_backends[DEFAULT_ACCOUNT_ID][region].tables.get(table_name)
+    table = moto_table_model(table_name, region)
     if table is None:
         return None
     wire = json.loads(dynamo_json_dump([item.to_json()["Attributes"] for item in table.all_items()]))

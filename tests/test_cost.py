@@ -28,7 +28,7 @@ import pytest
 from benchmarks.meter import DynamoMeter, Reading
 from benchmarks.seed import seed_history, text
 from local_stack.template import routes
-from tests.support import ROOT, LambdaContext, invoke, reset_caches
+from tests.support import ROOT, LambdaContext, invoke, moto_table_model, reset_caches
 
 MODEL_CALLERS = {"send_message", "send_to_active_chat", "regenerate", "edit_message"}
 COST_DOC = ROOT / "README.md"
@@ -161,15 +161,14 @@ class _MotoSeeder:
 
     def batch_write_item(self, RequestItems: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         from boto3.dynamodb.types import TypeSerializer
-        from moto.core.models import DEFAULT_ACCOUNT_ID
-        from moto.dynamodb.models import dynamodb_backends
 
         wire = TypeSerializer()
-        backend = dynamodb_backends[DEFAULT_ACCOUNT_ID][os.environ["AWS_DEFAULT_REGION"]]
         for table_name, requests in RequestItems.items():
+            table = moto_table_model(table_name)
+            assert table is not None, f"no table {table_name} in moto"
             for request in requests:
                 item = request["PutRequest"]["Item"]
-                backend.put_item(table_name, {name: wire.serialize(value) for name, value in item.items()})
+                table.put_item({name: wire.serialize(value) for name, value in item.items()})
         return {"UnprocessedItems": {}}
 
 

@@ -444,18 +444,16 @@ def test_a_generation_whose_last_answer_is_lost_reports_complete_and_stores_once
     (moto ignores the token, as DynamoDB would refuse a later attempt under a new one): the
     generation recognises its own reply, stored complete once, and says ``complete``, not
     ``stopped`` (which means cancelled or taken over)."""
-    import generate_reply
-
-    from tests.support import LambdaContext
+    from tests.unit.test_async_replies import ASYNC, generate
 
     created = invoke("create_session", body={"name": "s"})
     sid = created.body["sessionId"]
     cid = invoke("create_chat", session=sid, body={"name": "a"}).body["chatId"]
-    sent = invoke("send_message", session=sid, chat=cid, body={"content": "q"}, headers={"Prefer": "respond-async"})
+    sent = invoke("send_message", session=sid, chat=cid, body={"content": "q"}, headers=ASYNC)
     assert sent.status == 202, sent
     (event,) = lam.events(GENERATOR)
     faults(injector, "seed=1,lost=1,tokens=backend")
-    outcome = generate_reply.lambda_handler(event, LambdaContext(remaining_millis=300_000))["outcome"]
+    outcome = generate(event)
     faults(injector, "seed=1")
     assert injected(injector, "lost") >= 1
     assert outcome == "complete"

@@ -10,16 +10,15 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.support import table_items
+from tests.support import moto_table_model, table_items
 
 N = 50
 
 
 def _backend_table(name: str) -> Any:
-    from moto.core.models import DEFAULT_ACCOUNT_ID
-    from moto.dynamodb.models import dynamodb_backends
-
-    return dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables[name]
+    table = moto_table_model(name)
+    assert table is not None
+    return table
 
 
 def _stored_objects(name: str) -> dict[tuple[str, str], Any]:
