@@ -16,7 +16,11 @@ function, read from ``template.yaml`` (a consumer added there runs locally with 
   (default 100) per invocation, one batch at a time per function (Lambda's
   ``ParallelizationFactor`` 1), with a Lambda-shaped event (``{"Records": [...]}``, each record as
   Lambda builds it, ``eventSourceARN`` included). Each function has its own position in the
-  stream: a slow consumer does not hold up the others.
+  stream: a slow consumer does not hold up the others, until it is ``MAX_QUEUED`` records
+  behind: then the stream is not read further until it catches up. Lambda reads a shard a batch
+  at a time; reading a backlog whole (10,000 seeded messages are 20,000 records) held every
+  record in the gateway at once, and the gateway kept the memory (measured: 57 MB after 1,000
+  stored messages, 82 MB after 10,000).
 - **Failures**: with ``FunctionResponseTypes: [ReportBatchItemFailures]``, the batch is retried
   from the first record the function reports failed (Lambda's checkpoint); a function error
   retries the whole batch, halved first when ``BisectBatchOnFunctionError`` is set. After
@@ -57,6 +61,7 @@ DESCRIBE_INTERVAL_S = 2.0  # new shards (DynamoDB rolls shards over) are looked 
 DEFAULT_BATCH_SIZE = 100  # Lambda's default for DynamoDB streams
 LOCAL_MAX_RETRIES = 10  # MaximumRetryAttempts unset (-1) means "until the record expires" in Lambda
 MAX_DEAD_LETTERS = 1000
+MAX_QUEUED = 1000  # records read ahead for one consumer; the reader waits while one has more
 DRAIN_PATH = "/local/stream"
 DEFAULT_DRAIN_TIMEOUT_S = 60.0
 MAX_DRAIN_TIMEOUT_S = 600.0
@@ -406,8 +411,11 @@ class StreamPoller:
         read = 0
         for shard in self._readable():
             while shard.iterator and not self._stop.is_set():
+                self._wait_for_room()
+                if self._stop.is_set():
+                    break
                 try:
-                    page = self.client.get_records(ShardIterator=shard.iterator, Limit=1000)
+                    page = self.client.get_records(ShardIterator=shard.iterator, Limit=MAX_QUEUED)
                 except self.client.exceptions.ExpiredIteratorException:
                     kind = "AFTER_SEQUENCE_NUMBER" if shard.last_sequence else "TRIM_HORIZON"
                     shard.iterator = self._iterator(shard.shard_id, kind, shard.last_sequence)
@@ -423,6 +431,13 @@ class StreamPoller:
                 else:
                     break
         return read
+
+    def _wait_for_room(self) -> None:
+        """Until every consumer has fewer than ``MAX_QUEUED`` records waiting (or the stack stops):
+        what is read ahead is bounded, however long the backlog."""
+        with self._lock:
+            while not self._stop.is_set() and any(len(s.queue) >= MAX_QUEUED for s in self.states):
+                self._lock.wait()
 
     def _dispatch(self, records: list[dict[str, Any]]) -> None:
         with self._lock:

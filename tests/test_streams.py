@@ -271,3 +271,36 @@ def test_a_throttled_batch_waits_for_a_worker_and_is_not_a_retry(stream_table: A
     assert calls == [("Fn", ["A", "B"])] * 3
     state = poller.state()["consumers"][0]
     assert state["throttled"] == 2 and state["retries"] == 0 and state["deadLettered"] == 0
+
+
+def test_what_is_read_ahead_for_a_consumer_is_bounded(stream_table: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backlog is read as the consumer works through it, not whole: while the consumer is busy
+    with its first record, the reader stops at ``MAX_QUEUED`` waiting records (one read adds at
+    most as many), so the gateway's memory stays flat whatever was stored; every record still
+    arrives, in order."""
+    monkeypatch.setattr(streams, "MAX_QUEUED", 3)
+    waiting: list[int] = []
+    go = threading.Event()  # the reader waits for room, or (were it unbounded) has read everything
+    dispatch, wait_for_room = StreamPoller._dispatch, StreamPoller._wait_for_room
+
+    def counted(self: StreamPoller, records: list[dict[str, Any]]) -> None:
+        dispatch(self, records)
+        waiting.append(max(len(s.queue) for s in self.states))
+        if sum(s.records for s in self.states) == 20:
+            go.set()
+
+    def watched(self: StreamPoller) -> None:
+        if any(len(s.queue) >= streams.MAX_QUEUED for s in self.states):
+            go.set()
+        wait_for_room(self)
+
+    def busy_first(c: Consumer, sequences: list[str]) -> Any:
+        go.wait()
+        return ok(c, sequences)
+
+    monkeypatch.setattr(StreamPoller, "_dispatch", counted)
+    monkeypatch.setattr(StreamPoller, "_wait_for_room", watched)
+    writes = [f"SESSION#{i:02}" for i in range(20)]
+    _, calls = run_poller(stream_table, [consumer(batch_size=1)], busy_first, writes)
+    assert [sk for _, sks in calls for sk in sks] == writes
+    assert len(waiting) >= 7 and max(waiting) <= 5  # 20 records in pages of at most 3
