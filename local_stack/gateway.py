@@ -19,11 +19,9 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 import time
 import traceback
@@ -829,19 +827,13 @@ def _start_embedded_dynamodb(env: os._Environ[str] | dict[str, str], resources: 
     data = env.get("LOCAL_DATA_DIR", "").strip()
     missing = dynamodb_local.available()
     if choice == "dynamodb-local" or (choice == "auto" and missing is None) or (data and choice != "moto"):
-        # Without LOCAL_DATA_DIR the tables go to a scratch directory removed at stop, not into
-        # the JVM's memory (-inMemory): the stack's memory then stays flat however much is
-        # stored (README, "The local stack under load"), at the same speed.
-        scratch = None if data else tempfile.mkdtemp(prefix="chat-sessions-dynamodb-")
-        if scratch is not None:
-            resources.stops.append(lambda: shutil.rmtree(scratch, ignore_errors=True))
         try:
-            instance = dynamodb_local.start(data_dir=Path(data or str(scratch)))
+            instance = dynamodb_local.start(data_dir=Path(data) if data else None)
         except dynamodb_local.DynamoDBLocalError as exc:
             resources.close()
             sys.exit(f"DynamoDB Local: {exc}")
-        resources.stops.append(lambda: instance.stop(timeout=3))  # stops run last first: before the removal
-        kept = f"tables kept in {Path(data).expanduser().resolve()}" if data else f"scratch tables in {scratch}"
+        resources.stops.append(lambda: instance.stop(timeout=3))
+        kept = f"tables kept in {Path(data).expanduser().resolve()}" if data else "in memory"
         return instance.url, f"embedded DynamoDB Local ({kept}) at {instance.url}"
     if data:
         resources.close()

@@ -21,18 +21,3 @@ def test_data_survives_a_restart_with_local_data_dir(tmp_path: Path) -> None:
         messages = ok(http.get(f"/sessions/{sid}/chats/{chat_id}/messages"))["items"]
     assert session["name"] == "kept" and session["messageCount"] == 2
     assert [m["content"] for m in messages] == ["remember me", sent["assistantMessage"]["content"]]
-
-
-def test_without_local_data_dir_the_tables_are_a_scratch_file_removed_at_stop(tmp_path: Path) -> None:
-    """Unset, the tables live in a scratch directory (not the JVM's memory, so the stack's memory
-    stays flat however much is stored), and the stop removes it: nothing is kept."""
-    user = new_user()
-    with local_stack(TMPDIR=str(tmp_path), LOCAL_DYNAMODB="dynamodb-local") as url, client(url, user) as http:
-        sid = ok(http.post("/sessions", json={"name": "scratch"}), 201)["sessionId"]
-        ok(http.post(f"/sessions/{sid}/chats", json={"name": "c"}), 201)
-        ok(http.post(f"/sessions/{sid}/messages", json={"content": "gone at stop"}), 201)
-        scratch = [p for p in tmp_path.iterdir() if p.name.startswith("chat-sessions-dynamodb-")]
-        assert len(scratch) == 1 and any(f.suffix == ".db" for f in scratch[0].iterdir())
-    assert not scratch[0].exists()
-    with local_stack(TMPDIR=str(tmp_path), LOCAL_DYNAMODB="dynamodb-local") as url, client(url, user) as http:
-        assert ok(http.get("/sessions"))["items"] == []  # a new stack starts empty
