@@ -66,7 +66,8 @@ def push_record(record: DynamoDBRecord) -> None:
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: Any) -> Any:
-    return process_partial_response(event=event, record_handler=push_record, processor=processor, context=context)
+    with push.one_read_per_chat():  # a chat's subscribers: one query per batch, not per record
+        return process_partial_response(event=event, record_handler=push_record, processor=processor, context=context)
 
 
 coldstart.resume()  # the handler is built: the last of its cold start (chat_sessions.coldstart)

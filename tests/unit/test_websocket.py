@@ -266,6 +266,7 @@ PUSH_EXPECTED: dict[str, list[str]] = {
     "ws_connect": ["PutItem"],
     "ws_subscribe": ["TransactWriteItems"],
     "push_messages, one message, 3 subscribers": ["Query"],
+    "push_messages, a batch of 3 messages of one chat and 1 of another": ["Query", "Query"],
     "push_delta, first delta of a reply": ["Query"],
     "push_delta, the next within a second": [],
     "ws_disconnect, 2 subscriptions": ["DeleteItem", "BatchWriteItem"],
@@ -300,9 +301,22 @@ def test_push_round_trips(pushing: Any) -> None:
         "push_messages, one message, 3 subscribers",
         lambda: run(record("INSERT", message_image(sid, cid, "complete", "hi"))),
     )
+    batch = record("INSERT", message_image(sid, cid, "unanswered", "question"))
+    batch["Records"] += [
+        record("INSERT", message_image(sid, cid, "complete", "reply"))["Records"][0],
+        record(
+            "MODIFY",
+            message_image(sid, cid, "complete", "question"),
+            old=message_image(sid, cid, "unanswered", "question"),
+        )["Records"][0],
+        record("INSERT", message_image(other_sid, other_cid, "complete", "elsewhere"))["Records"][0],
+    ]
+    measure("push_messages, a batch of 3 messages of one chat and 1 of another", lambda: run(batch))
+    seen_by_both_chats = ["hi", "question", "reply", "question", "elsewhere"]  # cost-1 subscribed to both
+    assert [f["message"]["content"] for f in frames(pushing, "cost-1=")] == seen_by_both_chats
     measure("push_delta, first delta of a reply", lambda: push.push_delta("alice", sid, cid, "m", 0, "Hel"))
     measure("push_delta, the next within a second", lambda: push.push_delta("alice", sid, cid, "m", 3, "lo"))
-    assert [f["type"] for f in frames(pushing, "cost-3=")] == ["message", "delta", "delta"]
+    assert [f["type"] for f in frames(pushing, "cost-3=")] == ["message"] * 4 + ["delta", "delta"]
     measure("ws_disconnect, 2 subscriptions", lambda: disconnect("cost-1="))
     connect("cost-4=")
     measure("ws_disconnect, none", lambda: disconnect("cost-4="))

@@ -11,8 +11,10 @@ truth, and a client catches up from it with ``GET .../messages/{id}?after=``).
 Subscribers are the subscription items of the chat (``store.connections``), one query per push,
 except that the deltas of one reply reuse the list for up to ``SUBSCRIBERS_TTL_SECONDS`` (a
 subscriber that joins midway starts receiving within that time; the first delta of a reply,
-offset 0, always reads it afresh). A connection API Gateway reports gone (``GoneException``)
-has its subscription deleted.
+offset 0, always reads it afresh), and that the messages of one stream batch read each chat's
+list once (:func:`one_read_per_chat`: a send's question, its reply and the question turning
+``complete`` are three records, often of one batch). A connection API Gateway reports gone
+(``GoneException``) has its subscription deleted.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any
 
@@ -27,6 +31,20 @@ from chat_sessions import keys
 
 SUBSCRIBERS_TTL_SECONDS = 1.0
 _subscribers_cache: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
+_read_in_batch: set[tuple[str, str]] | None = None  # the chats read since one_read_per_chat began
+
+
+@contextmanager
+def one_read_per_chat() -> Iterator[None]:
+    """Within the block (one stream batch), a chat's subscribers are read by its first push and
+    reused by the others, whatever their ``fresh``: the batch's frames are posted within
+    milliseconds, as the deltas of one reply are."""
+    global _read_in_batch
+    _read_in_batch = set()
+    try:
+        yield
+    finally:
+        _read_in_batch = None
 
 
 def endpoint() -> str | None:
@@ -108,11 +126,19 @@ def send_to_chat(partition: str, chat_id: str, frame: dict[str, Any], fresh: boo
 
 def _subscribers(partition: str, chat_id: str, fresh: bool) -> list[dict[str, Any]]:
     now = time.monotonic()
-    cached = _subscribers_cache.get((partition, chat_id))
-    if cached is not None and not fresh and now - cached[0] < SUBSCRIBERS_TTL_SECONDS:
-        return cached[1]
+    chat = (partition, chat_id)
+    cached = _subscribers_cache.get(chat)
+    if cached is not None:
+        if _read_in_batch is not None and chat in _read_in_batch:
+            return cached[1]
+        if not fresh and now - cached[0] < SUBSCRIBERS_TTL_SECONDS:
+            return cached[1]
     found: list[dict[str, Any]] = _connections().subscribers(partition, chat_id)
     if len(_subscribers_cache) > 256:  # a warm container serves many chats: keep the cache small
         _subscribers_cache.clear()
-    _subscribers_cache[(partition, chat_id)] = (now, found)
+        if _read_in_batch is not None:
+            _read_in_batch.clear()
+    _subscribers_cache[chat] = (now, found)
+    if _read_in_batch is not None:
+        _read_in_batch.add(chat)
     return found
