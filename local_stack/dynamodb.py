@@ -47,9 +47,10 @@ def make_dynamodb_server(host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServ
         create_backend_app,
     )
 
-    from local_stack import moto_transactions
+    from local_stack import moto_serializer, moto_transactions
 
     moto_transactions.install()
+    moto_serializer.install()
     app = _Serialized(DomainDispatcherApplication(create_backend_app))
     return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
 
