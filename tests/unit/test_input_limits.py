@@ -188,3 +188,35 @@ def test_a_body_with_raw_lone_surrogates_is_a_validation_error(module: str, worl
         assert result.status == 400, (module, result)
         assert result.body["error"]["code"] == "validation_error"
     assert table_items(world["table"]) == before
+
+
+KEYED_MODULES = [*BODY_MODULES, "pause_session", "resume_session", "archive_session"]
+
+
+@pytest.mark.parametrize("module", KEYED_MODULES)
+def test_a_deep_body_under_an_idempotency_key_is_not_a_500(module: str, world: dict[str, str]) -> None:
+    """Found by the body property (pause_session, 1,000 levels, a key, under Hypothesis, which
+    raises the recursion limit): Python parses it, but Powertools' Idempotency deep-copies the
+    request it binds the key to, two frames a level, and ran out of recursion: a 500. With the
+    default limit (1,000 frames) 600 levels parse and do the same. A body nested over
+    ``MAX_JSON_DEPTH`` levels is now malformed JSON: 400 where the route reads a body, and
+    bound to the key as text where it reads none."""
+    from chat_sessions.api import MAX_JSON_DEPTH
+
+    deep = '{"name": ' + '{"a": ' * 600 + "1" + "}" * 600 + "}"
+
+    def nested(levels: int) -> str:  # {"name": ...} with objects ``levels`` deep in all
+        return '{"name": ' + '{"a": ' * (levels - 1) + '"x"' + "}" * (levels - 1) + "}"
+
+    for raw, key in ((deep, "deep-1"), (nested(MAX_JSON_DEPTH), "deep-2")):
+        result = call(module, world, raw_body=raw, headers={"Idempotency-Key": f"{module}-{key}"})
+        assert result.status != 500, (module, result)
+        if module in BODY_MODULES:
+            assert result.status in (400, 422), (module, result)
+    # The deepest body allowed reaches the model's validation (its name must be a string); one
+    # level more is refused as malformed JSON, the body as a whole.
+    allowed = call("create_session", world, raw_body=nested(MAX_JSON_DEPTH))
+    assert allowed.status == 400, allowed
+    assert [d["loc"] for d in allowed.body["error"]["details"]] == [["body", "name"]], allowed
+    refused = call("create_session", world, raw_body=nested(MAX_JSON_DEPTH + 1))
+    assert refused.status == 400 and refused.body["error"]["details"][0]["type"] == "json_invalid", refused

@@ -327,20 +327,45 @@ def _printable(part: Any) -> Any:
     return part
 
 
+MAX_JSON_DEPTH = 64
+"""How deeply a request body may nest. No body of the contract nests more than a few levels; the
+limit keeps a deep one from recursing through code that copies or hashes it (Powertools'
+Idempotency deep-copies the request it binds a key to: 1,000 levels exceeded Python's recursion
+limit there and answered 500)."""
+
+
 def parse_json_body(text: str) -> Any:
     """``json.loads`` for request bodies, failing only with ``JSONDecodeError``.
 
     Valid JSON can still be unparseable for Python: nesting deeper than the interpreter's
     recursion limit raises ``RecursionError`` and an integer of more than 4,300 digits raises
     ``ValueError``. Powertools turns only ``JSONDecodeError`` into a validation error, so these
-    are re-raised as one: a 400 like any other malformed body, instead of a 500."""
+    are re-raised as one: a 400 like any other malformed body, instead of a 500. So is a body
+    nested deeper than ``MAX_JSON_DEPTH``."""
     try:
-        return json.loads(text)
+        value = json.loads(text)
     except json.JSONDecodeError:
         raise
     except (RecursionError, ValueError) as exc:
         reason = "nested too deeply" if isinstance(exc, RecursionError) else "a number too large"
         raise json.JSONDecodeError(f"The JSON document has {reason} to be read", "", 0) from None
+    if _nests_deeper(value, MAX_JSON_DEPTH):
+        raise json.JSONDecodeError(f"The JSON document is nested more than {MAX_JSON_DEPTH} levels deep", "", 0)
+    return value
+
+
+def _nests_deeper(value: Any, limit: int) -> bool:
+    """Whether ``value`` has objects or arrays more than ``limit`` levels deep (no recursion)."""
+    pending = [(value, 1)]
+    while pending:
+        node, depth = pending.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children if isinstance(child, (dict, list)))
+    return False
 
 
 def build_app(*routers: Router) -> APIGatewayHttpResolver:
