@@ -37,6 +37,11 @@ CLEAN_ENV = {
     "LOCAL_JWT_SECRET": "",
     "LOCAL_DATA_DIR": "",  # a developer's own data directory stays out of the tests' stacks
     "LOCAL_DYNAMODB": "",
+    # A worker per function the tests reach (the template has about 35): past LOCAL_MAX_WORKERS
+    # a stack replaces idle workers, and a run that walks every operation, as Schemathesis does,
+    # started each function's worker again and again (a third of its workers' CPU). The limit
+    # itself is tested in test_gateway.py.
+    "LOCAL_MAX_WORKERS": "64",
 }
 
 
