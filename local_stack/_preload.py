@@ -18,7 +18,7 @@ Then the service's own modules that read nothing from the environment when impor
 whose Logger, Tracer and Metrics read the function's settings, nor ``api``, ``llm`` and what
 imports them): a worker's cold start imports the rest, 21 to 33 ms of CPU instead of 55 to 96.
 Each worker receives its own environment after the fork, and nothing here reads it: settings,
-clients and the table are made on first use (``tests/test_workers.py`` checks that importing
+clients and the table are made on first use (``tests/test_preload.py`` checks that importing
 this module leaves them unmade and ``observability`` unimported). The clients made here to fill
 botocore's loader cache are given their region, endpoint and keys and are thrown away; the
 workers' clients resolve their own from the worker's environment. A change to the code reaches
