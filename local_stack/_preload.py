@@ -127,8 +127,23 @@ _load_service_descriptions()
 for _path in map(str, layer_dirs()):  # where the workers import the layer from, too
     if _path not in sys.path:
         sys.path.append(_path)
-for _name in SERVICE_MODULES:
-    importlib.import_module(_name)
+
+
+def import_service_modules(names: tuple[str, ...]) -> bool:
+    """Import ``names``; False, with none of the service's modules left imported, when one fails
+    (code being edited): each worker then imports the service itself and reports the error as
+    its cold start's, as it did before the preload."""
+    try:
+        for name in names:
+            importlib.import_module(name)
+    except Exception:
+        for loaded in [m for m in sys.modules if m == "chat_sessions" or m.startswith("chat_sessions.")]:
+            del sys.modules[loaded]
+        return False
+    return True
+
+
+import_service_modules(SERVICE_MODULES)
 
 gc.collect()
 gc.freeze()

@@ -41,3 +41,19 @@ def test_the_fork_server_imports_the_service_but_makes_nothing_a_worker_decides(
     assert {"chat_sessions.api", "chat_sessions.llm"}.isdisjoint(found["ours"])
     assert found["made"] == []  # no settings, store, client or model cached
     assert found["credentials"] is False  # botocore's descriptions read, no credentials resolved
+
+
+def test_a_service_module_that_fails_to_import_leaves_the_service_to_the_workers() -> None:
+    """Code being edited: the fork server imports none of the service, and each worker imports it
+    itself and reports the error as its cold start's."""
+    probe = """
+import sys
+import local_stack._preload as preload
+assert "chat_sessions.items" in sys.modules
+assert preload.import_service_modules(("chat_sessions.items", "chat_sessions.no_such_module")) is False
+assert not [m for m in sys.modules if m.startswith("chat_sessions")], sorted(sys.modules)
+assert preload.import_service_modules(("chat_sessions.items",)) is True
+"""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
