@@ -38,6 +38,16 @@ class _Serialized:
             return list(self._app(environ, start_response))
 
 
+def patch_moto() -> None:
+    """moto's DynamoDB as every moto of this project runs it (the tests' in-process one and this
+    server): transactions copy only the items they write (``local_stack.moto_transactions``) and
+    attribute values go straight into answers (``local_stack.moto_serializer``). Idempotent."""
+    from local_stack import moto_serializer, moto_transactions
+
+    moto_transactions.install()
+    moto_serializer.install()
+
+
 def make_dynamodb_server(host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServer:
     """A threaded HTTP server speaking the DynamoDB API (not yet serving)."""
     os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
@@ -47,10 +57,7 @@ def make_dynamodb_server(host: str = "127.0.0.1", port: int = 0) -> BaseWSGIServ
         create_backend_app,
     )
 
-    from local_stack import moto_serializer, moto_transactions
-
-    moto_transactions.install()
-    moto_serializer.install()
+    patch_moto()
     app = _Serialized(DomainDispatcherApplication(create_backend_app))
     return make_server(host, port, app, threaded=True, request_handler=MotoRequestHandler)
 

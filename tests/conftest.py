@@ -68,10 +68,10 @@ def moto_table() -> Iterator[str]:
 
     from moto import mock_aws
 
-    from local_stack import moto_serializer, moto_transactions, template
+    from local_stack import template
+    from local_stack.dynamodb import patch_moto
 
-    moto_transactions.install()
-    moto_serializer.install()
+    patch_moto()
     parsed = _table_template()
     with mock_aws():
         # mock_aws starts boto3's default session anew (so its clients carry moto's hooks, and
