@@ -31,11 +31,15 @@ print(json.dumps({
 """
 
 
+def as_fork_server(probe: str) -> str:
+    """Run ``probe`` in a fresh interpreter as the gateway starts its fork server: the repository
+    on the path, the layer not yet (the preload adds it). Its stdout; it must exit 0."""
+    as_fork_server(probe)
+    return run.stdout
+
+
 def test_the_fork_server_imports_the_service_but_makes_nothing_a_worker_decides() -> None:
-    # As the gateway starts it: the layer not on the path yet (the preload adds it).
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
-    found = json.loads(run.stdout)
+    found = json.loads(as_fork_server(PROBE))
     assert set(found["listed"]) <= set(found["ours"])  # every listed module is imported
     assert "chat_sessions.observability" not in found["ours"]  # reads the function's settings
     assert {"chat_sessions.api", "chat_sessions.llm"}.isdisjoint(found["ours"])
@@ -54,6 +58,4 @@ assert preload.import_service_modules(("chat_sessions.items", "chat_sessions.no_
 assert not [m for m in sys.modules if m.startswith("chat_sessions")], sorted(sys.modules)
 assert preload.import_service_modules(("chat_sessions.items",)) is True
 """
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
-    assert run.returncode == 0, run.stderr
+    as_fork_server(probe)
