@@ -34,7 +34,9 @@ print(json.dumps({
 def as_fork_server(probe: str) -> str:
     """Run ``probe`` in a fresh interpreter as the gateway starts its fork server: the repository
     on the path, the layer not yet (the preload adds it). Its stdout; it must exit 0."""
-    as_fork_server(probe)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
     return run.stdout
 
 
