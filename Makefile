@@ -96,9 +96,18 @@ schemathesis: venv
 # `make mutants` (two minutes of the two cores on its own): CI runs it after `make test`.
 # pytest writes bytecode even where PYTHONDONTWRITEBYTECODE is set: without it each of its
 # processes compiled again every module whose asserts it rewrites (a plugin's whole package).
-test:
-	@$(MAKE) --no-print-directory --jobs=4 --keep-going --output-sync=target checks
-	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup
+# The static checks run beside pytest, on CPU its tests leave idle while they wait for servers
+# (mypy from a cold cache takes about 30 s of it); their output follows pytest's, and either
+# failing fails make test. What the tests use (the SAM CLI, DynamoDB Local) is installed first.
+test: venv $(SAM_VENV)/bin/.installed $(DYNAMODB_LOCAL)
+	@mkdir -p .cache
+	@$(MAKE) --no-print-directory --jobs=3 --keep-going --output-sync=target lint typecheck sam-validate >.cache/checks.log 2>&1 & checks=$$!; \
+	echo "env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup"; \
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup; tests=$$?; \
+	wait $$checks; static=$$?; \
+	echo "--- static checks (lint, typecheck, sam-validate), run beside pytest:"; cat .cache/checks.log; \
+	if [ $$static -ne 0 ]; then echo "make test: the static checks failed (above)" >&2; fi; \
+	exit $$(( tests != 0 || static != 0 ))
 
 checks: lint typecheck sam-validate $(DYNAMODB_LOCAL)
 
