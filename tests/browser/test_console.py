@@ -127,6 +127,27 @@ def test_an_api_error_is_shown_in_words_and_nothing_typed_is_lost(console_stack:
         send(page, "Are you there?")
 
 
+def test_the_usage_arriving_after_sign_in_moves_no_form(console_stack: str, browser: Browser) -> None:
+    """The usage line appears when ``GET /me/usage`` answers, the last request of signing in.
+    Above the new-session form it pushed the form down while a pointer was on its way to
+    "Create session", and the click landed beside the button: nothing was created (a browser
+    test that signs in and creates a session at once failed so on a busy machine)."""
+    with browser_context(browser) as context:
+        page = open_console(context, console_stack)
+        create = page.get_by_role("button", name="Create session")
+        seen: dict[str, Any] = {}
+
+        def usage(route: Route) -> None:  # on its way: the page as the user sees it before the answer
+            seen["before"] = create.bounding_box()
+            route.continue_()
+
+        page.route("**/me/usage", usage)
+        sign_in(page, new_user("gus"))
+        expect(page.locator("#usage-summary")).to_be_visible()
+        assert seen["before"] is not None
+        assert create.bounding_box() == seen["before"]
+
+
 def test_sessions_are_paged_and_the_history_is_paged_as_the_user_scrolls_back(
     console_stack: str, browser: Browser
 ) -> None:
