@@ -608,11 +608,23 @@ function messageItem(message) {
       message.model && !mine ? h("span", {}, message.model) : null,
       message.createdAt ? h("time", { datetime: message.createdAt }, when(message.createdAt)) : null,
       message.pending ? h("span", {}, "sending…") : null,
-      message.status && message.status !== "complete" ? h("span", { class: "warn" }, message.status) : null,
+      message.status && message.status !== "complete" && !beingAnswered(message) ? h("span", { class: "warn" }, message.status) : null,
     ),
     h("div", { class: "content" }, message.content),
     actions.length ? h("div", { class: "actions" }, actions) : null,
   );
+}
+
+/** The user message a reply answers: the newest user message before it in the history shown. */
+function questionOf(reply) {
+  return state.messages.filter((m) => m.role === "user" && m.seq < reply.seq).at(-1);
+}
+
+/** A question whose reply the page is following shows no "unanswered": it is being answered. */
+function beingAnswered(message) {
+  if (!state.following || message.role !== "user") return false;
+  const reply = state.messages.find((m) => m.messageId === state.following);
+  return Boolean(reply) && questionOf(reply) === message;
 }
 
 function renderMessages() {
@@ -672,6 +684,12 @@ async function follow(reply) {
   }
   if (state.following !== reply.messageId) return; // switched away, or stopped
   stopFollowing();
+  const question = questionOf(current);
+  if (current.status === "complete" && question?.status === "unanswered") {
+    updateMessage({ ...question, status: "complete" }); // as the API stores it once a reply is complete
+  } else if (question) {
+    updateMessage(question); // failed or cancelled: its "unanswered" shows again
+  }
   if (current.status === "complete") announce(`Reply: ${current.content}`);
   else announce(`The reply is ${current.status}.`);
   await afterExchange();

@@ -111,6 +111,9 @@ def send(page: Page, text: str) -> None:
     page.get_by_label("Message", exact=True).fill(text)
     page.get_by_label("Message", exact=True).press("Enter")
     expect(page.locator("#messages li.assistant").last).to_contain_text(f"You said: {text!r}")
+    # Answered, as the API now stores it: no "unanswered" left on the question (it stayed, from
+    # the 202 that started the reply, until the page was reloaded).
+    expect(page.locator("#messages li.user").last.locator(".warn")).to_have_count(0)
 
 
 expect.set_options(timeout=WAIT_MS)
