@@ -96,12 +96,12 @@ schemathesis: venv
 # `make mutants` (two minutes of the two cores on its own): CI runs it after `make test`.
 # pytest writes bytecode even where PYTHONDONTWRITEBYTECODE is set: without it each of its
 # processes compiled again every module whose asserts it rewrites (a plugin's whole package).
-# The static checks run beside pytest, on CPU its tests leave idle while they wait for servers
-# (mypy from a cold cache takes about 30 s of it); their output follows pytest's, and either
-# failing fails make test. What the tests use (the SAM CLI, DynamoDB Local) is installed first.
+# The static checks run beside pytest, niced, on CPU its tests leave idle while they wait for
+# servers (mypy from a cold cache takes about 30 s of it); their output follows pytest's, and
+# either failing fails make test. What the tests use (the SAM CLI, DynamoDB Local) is installed first.
 test: venv $(SAM_VENV)/bin/.installed $(DYNAMODB_LOCAL)
 	@mkdir -p .cache
-	@$(MAKE) --no-print-directory --jobs=3 --keep-going --output-sync=target lint typecheck sam-validate >.cache/checks.log 2>&1 & checks=$$!; \
+	@nice -n 10 $(MAKE) --no-print-directory --jobs=3 --keep-going --output-sync=target lint typecheck sam-validate >.cache/checks.log 2>&1 & checks=$$!; \
 	echo "env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup"; \
 	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup; tests=$$?; \
 	wait $$checks; static=$$?; \
