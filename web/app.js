@@ -825,6 +825,9 @@ async function editMessage(message) {
   const said = reply && reply.status === "complete" ? ` Reply: ${reply.content}` : "";
   announce(`Edited in a new chat, ${result.chat?.name ?? ""}.${said}`);
   await refreshSession();
+  // A reply that ended before the history was read is not followed: its counts (messages, tokens,
+  // on the session and the user) are read here, else they stayed as the session's read before it.
+  if (!state.following) await afterExchange();
   $("message-input").focus();
 }
 

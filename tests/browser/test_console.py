@@ -267,6 +267,9 @@ def test_a_reply_is_regenerated_a_chat_forked_from_a_message_and_a_message_edite
         expect(messages).to_have_count(2)
         expect(messages.nth(0)).to_contain_text("a better first question")
         expect(messages.nth(1)).to_contain_text("You said: 'a better first question'")
+        # The counts include the edited chat's exchange, its reply complete: 5 + 2 + 2 messages.
+        expect(page.locator("#session-meta")).to_contain_text("3 chats · 9 messages")
+        expect(page.locator("#usage-summary")).to_contain_text("9 messages")
         expect(page.get_by_role("alert")).to_be_hidden()
 
 
