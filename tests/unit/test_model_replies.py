@@ -10,6 +10,7 @@ Issue 8, defects 7, 9 and 11 (reply size); each test here failed before its fix.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -218,6 +219,19 @@ def test_the_longest_storable_reply_to_the_longest_message_fits_a_dynamodb_item(
     over = invoke("send_message", user=user, session=sid, chat=chat_id, body={"content": "again"})
     assert over.status == 502, over
     assert "long" in over.body["error"]["message"]
+
+
+def test_every_model_client_of_a_process_shares_one_tls_context() -> None:
+    """Loading the CA bundle into a TLS context is about 30 ms of CPU: a transport, hence a
+    model client, built again (a test resetting the caches, a second client) reuses the one
+    the process made, with httpx's defaults."""
+    from chat_sessions import llm
+
+    first, second = llm.deadline_transport(), llm.deadline_transport()
+    shared = llm.tls_context()
+    assert first._pool._ssl_context is shared
+    assert second._pool._ssl_context is shared
+    assert shared.verify_mode is ssl.CERT_REQUIRED and shared.check_hostname
 
 
 @pytest.mark.parametrize("body_only", [False, True], ids=["trickled-headers", "trickled-body"])

@@ -21,6 +21,7 @@ past the deadline the call fails as a timeout: ``504 upstream_timeout``.
 from __future__ import annotations
 
 import random
+import ssl
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -218,6 +219,16 @@ class _DeadlineBackend(httpcore2.NetworkBackend):
         self._inner.sleep(seconds)
 
 
+@lru_cache(maxsize=1)
+def tls_context() -> ssl.SSLContext:
+    """httpx's default TLS context (the CA bundle, ``SSL_CERT_FILE`` and ``SSL_CERT_DIR``
+    honoured), made once per process: loading the CA bundle is about 30 ms of CPU, which each
+    new transport paid again. Lambda builds the model client once per execution environment
+    anyway; the tests rebuild it for every test that resets the caches (about 250 in
+    ``tests/unit``, 7.7 s of its 125). One context serves any number of connections."""
+    return httpx2.create_ssl_context()
+
+
 def deadline_transport() -> httpx2.HTTPTransport:
     """httpx's own transport with its connections wrapped by :class:`_DeadlineBackend`.
 
@@ -225,7 +236,7 @@ def deadline_transport() -> httpx2.HTTPTransport:
     ``_network_backend`` and hands it to each new connection. If a release moves it, this fails
     at cold start rather than silently losing the deadline (and the trickling-upstream tests
     in ``tests/unit/test_model_replies.py`` fail too)."""
-    transport = httpx2.HTTPTransport()
+    transport = httpx2.HTTPTransport(verify=tls_context())
     pool = getattr(transport, "_pool", None)
     backend = getattr(pool, "_network_backend", None)
     if not isinstance(backend, httpcore2.NetworkBackend):
