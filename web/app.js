@@ -517,6 +517,7 @@ async function deleteChat(chat) {
   if (!done) return;
   announce(`Chat ${chat.name} deleted.`);
   await refreshSession();
+  loadUsage(); // its messages no longer count
   $("new-chat-name").focus();
 }
 

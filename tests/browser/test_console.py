@@ -196,6 +196,8 @@ def test_sessions_and_chats_are_renamed_archived_and_deleted(console_stack: str,
         create_session(page, "Drafts")
         create_chat(page, "One")
         create_chat(page, "Two")
+        send(page, "a note of chat Two")
+        expect(page.locator("#usage-summary")).to_contain_text("; 2 messages")
 
         page.get_by_role("button", name="Rename chat Two").click()
         dialog = page.get_by_role("dialog", name="Rename the chat")
@@ -211,6 +213,9 @@ def test_sessions_and_chats_are_renamed_archived_and_deleted(console_stack: str,
         expect(active_chat(page)).to_have_count(0)
         expect(page.locator("#chat-title")).to_have_text("No active chat")
         expect(page.get_by_label("Message", exact=True)).to_be_disabled()
+        # The chat's messages left the session's count and the user's (the usage line stayed at 2).
+        expect(page.locator("#session-meta")).to_contain_text("1 chat · 0 messages")
+        expect(page.locator("#usage-summary")).to_contain_text("; 0 messages")
 
         page.get_by_role("button", name="Rename", exact=True).click()
         page.get_by_role("dialog").get_by_label("Session name").fill("Final drafts")
