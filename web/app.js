@@ -317,6 +317,16 @@ function replaceSession(session) {
   if (state.session?.sessionId === session.sessionId) state.session = session;
   renderSessions();
   renderSession();
+  // Archiving or unarchiving turns what the chats and messages offer off or on again.
+  renderChats();
+  renderMessages();
+  renderConversationHeader();
+}
+
+/** An archived session is read-only (the contract: no send, regenerate, fork, edit, chat
+ * created, changed or deleted): its history is shown, nothing that would be refused is offered. */
+function readOnly() {
+  return state.session?.status === "archived";
 }
 
 /** Run a form's request with its submit button disabled: a double press creates one thing. */
@@ -382,6 +392,8 @@ function renderSession() {
   $("resume-session").hidden = session.status !== "paused";
   $("archive-session").hidden = session.status === "archived";
   $("unarchive-session").hidden = session.status !== "archived";
+  $("new-chat-name").disabled = readOnly();
+  $("new-chat-form").querySelector('button[type="submit"]').disabled = readOnly();
 }
 
 async function sessionAction(action, doing) {
@@ -458,8 +470,12 @@ function renderChats() {
           h("span", { class: "name" }, chat.name, chat.active ? h("span", { class: "badge active" }, "active") : null),
           h("span", { class: "meta" }, `${plural(chat.messageCount ?? 0, "message")}${chat.forkedFrom ? ` · forked at #${chat.forkedFrom.seq}` : ""}`),
         ),
-        h("button", { type: "button", "aria-label": `Rename chat ${chat.name}`, onclick: () => renameChat(chat) }, "Rename"),
-        h("button", { type: "button", class: "danger", "aria-label": `Delete chat ${chat.name}`, onclick: () => deleteChat(chat) }, "Delete"),
+        h("button", { type: "button", "aria-label": `Rename chat ${chat.name}`, disabled: readOnly(), onclick: () => renameChat(chat) }, "Rename"),
+        h(
+          "button",
+          { type: "button", class: "danger", "aria-label": `Delete chat ${chat.name}`, disabled: readOnly(), onclick: () => deleteChat(chat) },
+          "Delete",
+        ),
       ),
     ),
   );
@@ -532,8 +548,8 @@ function renderConversationHeader() {
     : state.session
       ? "Create a chat (or pick one) to send messages."
       : "Pick or create a session.";
-  const usable = Boolean(chat) && !state.sending;
-  $("message-input").disabled = !chat;
+  const usable = Boolean(chat) && !state.sending && !readOnly();
+  $("message-input").disabled = !chat || readOnly();
   $("send").disabled = !usable;
   $("regenerate").disabled = !usable || !state.messages.some((m) => m.role === "user");
 }
@@ -592,10 +608,16 @@ function messageItem(message) {
   const actions = [];
   if (!message.pending) {
     actions.push(
-      h("button", { type: "button", onclick: () => forkAt(message), "aria-label": `Fork a new chat from message ${message.seq}` }, "Fork from here"),
+      h(
+        "button",
+        { type: "button", disabled: readOnly(), onclick: () => forkAt(message), "aria-label": `Fork a new chat from message ${message.seq}` },
+        "Fork from here",
+      ),
     );
     if (mine) {
-      actions.push(h("button", { type: "button", onclick: () => editMessage(message), "aria-label": `Edit message ${message.seq}` }, "Edit"));
+      actions.push(
+        h("button", { type: "button", disabled: readOnly(), onclick: () => editMessage(message), "aria-label": `Edit message ${message.seq}` }, "Edit"),
+      );
     }
   }
   return h(

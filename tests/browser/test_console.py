@@ -223,12 +223,31 @@ def test_sessions_and_chats_are_renamed_archived_and_deleted(console_stack: str,
         expect(page.locator("#session-title")).to_have_text("Final drafts")
         expect(session_button(page, "Final drafts")).to_have_attribute("aria-current", "true")
 
+        chat_button(page, "One").click()
+        expect(active_chat(page)).to_contain_text("One")
+        send(page, "kept in the archive")
         page.get_by_role("button", name="Archive", exact=True).click()
         expect(page.locator("#session-meta")).to_contain_text("Status: archived")
+        # Read-only (the contract): the history is shown, nothing that would be refused is offered.
+        read_only = [
+            page.get_by_label("New chat name"),
+            page.get_by_role("button", name="Create chat"),
+            page.get_by_role("button", name="Rename chat One"),
+            page.get_by_role("button", name="Delete chat One"),
+            page.get_by_label("Message", exact=True),
+            page.get_by_role("button", name="Regenerate the last reply"),
+            page.get_by_role("button", name="Fork a new chat from message 1"),
+            page.get_by_role("button", name="Edit message 1"),
+        ]
+        for control in read_only:
+            expect(control).to_be_disabled()
+        expect(page.locator("#messages li")).to_have_count(2)
         page.get_by_label("Show sessions").select_option("archived")
         expect(session_button(page, "Final drafts")).to_contain_text("archived")
         page.get_by_role("button", name="Unarchive", exact=True).click()
         expect(page.locator("#session-meta")).to_contain_text("Status: paused")
+        for control in read_only:
+            expect(control).to_be_enabled()
         page.get_by_label("Show sessions").select_option("")
         expect(session_button(page, "Final drafts")).to_contain_text("paused")
 
