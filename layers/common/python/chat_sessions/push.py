@@ -31,7 +31,7 @@ from chat_sessions import keys
 
 SUBSCRIBERS_TTL_SECONDS = 1.0
 _subscribers_cache: dict[tuple[str, str], tuple[float, list[dict[str, Any]]]] = {}
-_read_in_batch: set[tuple[str, str]] | None = None  # the chats read since one_read_per_chat began
+_batch_began: float | None = None  # when one_read_per_chat began: lists read since are the batch's
 
 
 @contextmanager
@@ -39,12 +39,12 @@ def one_read_per_chat() -> Iterator[None]:
     """Within the block (one stream batch), a chat's subscribers are read by its first push and
     reused by the others, whatever their ``fresh``: the batch's frames are posted within
     milliseconds, as the deltas of one reply are."""
-    global _read_in_batch
-    _read_in_batch = set()
+    global _batch_began
+    _batch_began = time.monotonic()
     try:
         yield
     finally:
-        _read_in_batch = None
+        _batch_began = None
 
 
 def endpoint() -> str | None:
@@ -129,16 +129,13 @@ def _subscribers(partition: str, chat_id: str, fresh: bool) -> list[dict[str, An
     chat = (partition, chat_id)
     cached = _subscribers_cache.get(chat)
     if cached is not None:
-        if _read_in_batch is not None and chat in _read_in_batch:
+        read_at = cached[0]
+        if _batch_began is not None and read_at >= _batch_began:  # read by this batch already
             return cached[1]
-        if not fresh and now - cached[0] < SUBSCRIBERS_TTL_SECONDS:
+        if not fresh and now - read_at < SUBSCRIBERS_TTL_SECONDS:
             return cached[1]
     found: list[dict[str, Any]] = _connections().subscribers(partition, chat_id)
     if len(_subscribers_cache) > 256:  # a warm container serves many chats: keep the cache small
         _subscribers_cache.clear()
-        if _read_in_batch is not None:
-            _read_in_batch.clear()
     _subscribers_cache[chat] = (now, found)
-    if _read_in_batch is not None:
-        _read_in_batch.add(chat)
     return found
