@@ -695,6 +695,7 @@ function updateMessage(message) {
  * has, or for the end; the reply is read out once it is complete. */
 async function follow(reply) {
   state.following = reply.messageId;
+  renderMessages(); // its question is being answered (beingAnswered)
   setSending(true, "Writing the reply…");
   let current = reply;
   try {
@@ -710,8 +711,6 @@ async function follow(reply) {
   const question = questionOf(current);
   if (current.status === "complete" && question?.status === "unanswered") {
     updateMessage({ ...question, status: "complete" }); // as the API stores it once a reply is complete
-  } else if (question) {
-    updateMessage(question); // failed or cancelled: its "unanswered" shows again
   }
   if (current.status === "complete") announce(`Reply: ${current.content}`);
   else announce(`The reply is ${current.status}.`);
@@ -722,6 +721,7 @@ function stopFollowing() {
   if (!state.following) return;
   state.following = null;
   setSending(false);
+  renderMessages(); // a question no longer being answered shows its status again
 }
 
 async function stopReply() {
