@@ -155,7 +155,7 @@ def _parameter_value(name: str, resource: dict[str, Any], prop: str) -> Any:
     environment = cfn.environment_for(name)
     if variable is not None and variable in environment:
         return environment[variable]
-    return cfn.load().get("Parameters", {}).get(str(value["Ref"]), {}).get("Default")
+    return cfn.template_parameters().get(str(value["Ref"]), {}).get("Default")
 
 
 @dataclass(frozen=True)
