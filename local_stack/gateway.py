@@ -580,12 +580,35 @@ class GatewayServer(ThreadingTCPServer):
         gateway: Gateway,
         log: TextIO | None = None,
         read_timeout: float = READ_TIMEOUT_S,
+        listening: socket.socket | None = None,
     ) -> None:
+        """``listening``: a socket already bound and listening (:func:`listen`), which the server
+        takes over, else it binds ``address`` itself."""
         self.gateway = gateway
         self.log = log or sys.stderr
         self.read_timeout = read_timeout
-        super().__init__(address, _Connection)
+        super().__init__(address, _Connection, bind_and_activate=listening is None)
+        if listening is not None:
+            self.socket.close()
+            self.socket = listening
+            self.server_address = listening.getsockname()
         self.server_port = int(self.server_address[1])
+
+
+def listen(port: int) -> socket.socket:
+    """The stack's port, bound and listening (``OSError`` if it cannot be): taken before anything
+    else starts, so a busy port is reported at once, not after DynamoDB Local and the workers'
+    fork server have started (a second or two of CPU) only to be stopped again. Connections made
+    while the stack starts wait in the backlog until it serves."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as GatewayServer binds
+        sock.bind((HOST, port))
+        sock.listen(GatewayServer.request_queue_size)
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def _status_line(status: int) -> bytes:
@@ -989,6 +1012,11 @@ def main() -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)
 
+    try:
+        listening = listen(port)
+    except OSError as exc:
+        print(f"cannot listen on {HOST}:{port}: {exc.strerror}; set PORT to a free port", file=sys.stderr)
+        sys.exit(1)
     resources = prepare_environment()
     template = cfn.load()
     routes = cfn.routes(template)
@@ -1004,12 +1032,7 @@ def main() -> None:
         invoker,
         secret=os.environ.get("LOCAL_JWT_SECRET") or DEFAULT_SECRET,
     )
-    try:
-        server = GatewayServer((HOST, port), gateway)
-    except OSError as exc:
-        resources.close()
-        print(f"cannot listen on {HOST}:{port}: {exc.strerror}; set PORT to a free port", file=sys.stderr)
-        sys.exit(1)
+    server = GatewayServer((HOST, port), gateway, listening=listening)
     _say(f"{len(routes)} routes from template.yaml; Swagger UI at http://{HOST}:{server.server_port}/docs")
     from local_stack.lambda_invoke import LocalLambda, pool_runner
 

@@ -99,10 +99,18 @@ def test_ctrl_c_stops_the_whole_process_group_cleanly() -> None:
         assert not _group_alive(proc.pid)
 
 
-def test_a_busy_port_is_a_clear_error(stack: str) -> None:
+def test_a_busy_port_is_a_clear_error_before_anything_starts(stack: str) -> None:
+    """The port is taken first: nothing is started (no DynamoDB, table, model or fork server,
+    each of which says so on stdout) only to be stopped again."""
     port = stack.rsplit(":", 1)[1]
-    with started(PORT=port) as (proc, url, stderr):
-        assert url is None
-        assert proc.wait(timeout=30) == 1
-        log = _read(stderr)
-        assert f"cannot listen on 127.0.0.1:{port}" in log and "Traceback" not in log, log
+    done = subprocess.run(
+        [sys.executable, "-m", "local_stack"],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **CLEAN_ENV, "PORT": port},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert done.stdout == ""
