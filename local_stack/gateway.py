@@ -947,6 +947,8 @@ def _start_stream(
         resources.close()
         sys.exit(f"template.yaml: {exc}")
     resources.stops.append(poller.stop)  # stopped first (stops run last to first): before its workers and DynamoDB
+    poller.functions_running = invoker.pool.running
+    invoker.pool.on_activity(poller.nudge)
     gateway.local_services.append(lambda request: streams.serve(poller, request))
     names = ", ".join(state.consumer.function for state in poller.states) or "none"
     _say(f"table stream: delivered to {names}; GET /local/stream?drained waits for it; events at /local/events")

@@ -35,9 +35,10 @@ Waiting for the stream (tests, scripts): ``GET /local/stream?drained`` (optional
 read and every consumer has finished with it, and with whatever those consumers wrote in turn:
 ``200 {"drained": true, ...}``, or ``503 {"drained": false, ...}`` when the timeout passes first.
 ``GET /local/stream`` alone answers the same state at once: per consumer its records, invocations,
-retries and dead letters. Latency: the stream is polled every ``POLL_INTERVAL_S`` (and at once
-when someone waits for it), so a change reaches its consumers well within a second on an idle
-machine.
+retries and dead letters. Latency: the stream is polled every ``POLL_INTERVAL_S`` while the
+stack is in use (and at once when someone waits for it), so a change its functions make reaches
+the consumers well within a second on an idle machine; an idle stack polls every
+``IDLE_POLL_INTERVAL_S`` (``StreamPoller._read_loop``).
 """
 
 from __future__ import annotations
@@ -57,6 +58,8 @@ from local_stack import template as cfn
 from local_stack import ttl
 
 POLL_INTERVAL_S = 0.25  # Lambda polls a DynamoDB stream's shards four times a second
+IDLE_POLL_INTERVAL_S = 2.0  # the wait between two polls of an idle stack (StreamPoller._read_loop)
+QUIET_AFTER_S = 2.0  # idle: nothing read, and no function of the stack run, for this long
 DESCRIBE_INTERVAL_S = 2.0  # new shards (DynamoDB rolls shards over) are looked for this often
 DEFAULT_BATCH_SIZE = 100  # Lambda's default for DynamoDB streams
 LOCAL_MAX_RETRIES = 10  # MaximumRetryAttempts unset (-1) means "until the record expires" in Lambda
@@ -313,6 +316,8 @@ class StreamPoller:
         region: str = "us-east-1",
         log: TextIO | None = None,
         poll_interval_s: float = POLL_INTERVAL_S,
+        idle_poll_interval_s: float = IDLE_POLL_INTERVAL_S,
+        quiet_after_s: float = QUIET_AFTER_S,
     ) -> None:
         import sys
 
@@ -327,6 +332,13 @@ class StreamPoller:
         self._lock = threading.Condition()
         self._stop = threading.Event()
         self._wake = threading.Event()
+        self.idle_poll_interval_s = idle_poll_interval_s
+        self.quiet_after_s = quiet_after_s
+        self._interval = poll_interval_s  # the wait after the latest pass
+        self._idling = False  # waiting out more than poll_interval_s
+        self._last_active = time.monotonic()  # when something was last read, or a function ran
+        self.functions_running: Callable[[], int] = lambda: 0
+        """How many of the stack's functions are running (``WorkerPool.running``)."""
         self._passes = 0  # complete read passes over every shard
         self._activity = 0  # records read + invocations finished: drained when it stops moving
         self._read = 0
@@ -452,10 +464,26 @@ class StreamPoller:
                         state.filtered_out += 1
             self._lock.notify_all()
 
+    def nudge(self) -> None:
+        """A function of the stack started or ended (``WorkerPool.on_activity``): what it writes
+        is on the stream at once, so an idle poller polls now, and at its busy rate again."""
+        self._last_active = time.monotonic()
+        if self._idling:
+            self._interval = self.poll_interval_s
+            self._wake.set()
+
     def _read_loop(self) -> None:
+        """Poll every ``poll_interval_s`` while the stack is in use. Once it is idle (nothing read
+        and no function run for ``quiet_after_s``) it waits ``idle_poll_interval_s`` instead: an
+        idle stack's polls cost about 4% of a core (DynamoDB Local's
+        and the gateway's CPU), and the tests keep several stacks, most of them idle most of the
+        time. A request to the stack (a function run: :meth:`nudge`) or a wait for the stream
+        (``drained``) ends an idle wait at once; only a write made to the table from outside the
+        stack can wait longer to be read, up to ``idle_poll_interval_s``."""
         while not self._stop.is_set():
+            read = 0
             try:
-                self._read_pass()
+                read = self._read_pass()
             except Exception:  # DynamoDB unreachable for a moment: try again at the next poll
                 if self._stop.is_set():
                     return
@@ -463,8 +491,20 @@ class StreamPoller:
             with self._lock:
                 self._passes += 1
                 self._lock.notify_all()
-            self._wake.wait(self.poll_interval_s)
+            active = read > 0 or self.functions_running() > 0
+            if active:
+                self._last_active = time.monotonic()
+            # Set before _last_active is read: a nudge after this wakes the wait (at worst a pass
+            # early), one before it is seen below.
+            self._idling = True
+            if active or time.monotonic() - self._last_active < self.quiet_after_s:
+                self._interval = self.poll_interval_s
+                self._idling = False
+            else:
+                self._interval = max(self.idle_poll_interval_s, self.poll_interval_s)
+            self._wake.wait(self._interval)
             self._wake.clear()
+            self._idling = False
 
     # delivering -----------------------------------------------------------------------------
 
@@ -562,6 +602,8 @@ class StreamPoller:
             return {
                 "streamArn": self.stream_arn,
                 "recordsRead": self._read,
+                "readPasses": self._passes,
+                "pollIntervalSeconds": self._interval,
                 "consumers": [s.snapshot() for s in self.states],
             }
 

@@ -45,7 +45,7 @@ import traceback
 import uuid
 import warnings
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -309,6 +309,8 @@ class WorkerPool:
         self._functions: dict[str, _Function] = {}
         self._changed = threading.Condition()
         self._closed = False
+        self._running = 0  # invocations under way, queued ones included
+        self._listeners: list[Callable[[], None]] = []
         self._reaper = threading.Thread(target=self._reap, name="worker-reaper", daemon=True)
         self._reaper.start()
 
@@ -319,6 +321,23 @@ class WorkerPool:
 
         _mp_context()
         forkserver.ensure_running()
+
+    def on_activity(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` (quick, never raising) as each invocation starts and as it ends: the
+        table's stream poller (``local_stack.streams``) polls at its busy rate while functions
+        run, since what they write is on the stream at once."""
+        self._listeners.append(listener)
+
+    def running(self) -> int:
+        """Invocations under way (queued for a worker included)."""
+        with self._changed:
+            return self._running
+
+    def _activity(self, change: int) -> None:
+        with self._changed:
+            self._running += change
+        for listener in self._listeners:
+            listener()
 
     # one invocation --------------------------------------------------------------------------
 
@@ -337,13 +356,17 @@ class WorkerPool:
         ``InvocationTimeout`` when the handler ran past its timeout (times ``LOCAL_TIMEOUT_SCALE``;
         its worker is killed first), ``FunctionError`` when it raised or its worker died."""
         key = f"{function_name}\0{module}.{handler}"
-        with self._checkout(key, module, handler, function_name) as worker:
-            try:
-                return worker.invoke(timeout_s, timeout_s * self._scale, event, memory_mb)
-            except InvocationTimeout:
-                raise InvocationTimeout(
-                    f"{function_name} did not finish within its {timeout_s:g} s timeout; its invocation was stopped"
-                ) from None
+        self._activity(+1)
+        try:
+            with self._checkout(key, module, handler, function_name) as worker:
+                try:
+                    return worker.invoke(timeout_s, timeout_s * self._scale, event, memory_mb)
+                except InvocationTimeout:
+                    raise InvocationTimeout(
+                        f"{function_name} did not finish within its {timeout_s:g} s timeout; its invocation was stopped"
+                    ) from None
+        finally:
+            self._activity(-1)
 
     @contextlib.contextmanager
     def _checkout(self, key: str, module: str, handler: str, function_name: str) -> Iterator[_Worker]:

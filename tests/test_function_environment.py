@@ -45,3 +45,13 @@ def test_other_functions_do_not_get_them(pool: WorkerPool) -> None:
     assert "MODEL_TIMEOUT_SECONDS" not in env and env["POWERTOOLS_LOGGER_LOG_EVENT"] == "false"
     listing = environment(pool, "ListSessionsFunction")
     assert "CURSOR_KEY_SECRET" not in listing  # a Secrets Manager secret: the local cursor key signs
+
+
+def test_the_pool_reports_each_invocation_as_it_starts_and_ends(pool: WorkerPool) -> None:
+    """What the stream poller follows (``on_activity``, ``running``): one invocation under way
+    between its two reports, none after."""
+    seen: list[int] = []
+    pool.on_activity(lambda: seen.append(pool.running()))
+    environment(pool, "GetSessionFunction")
+    assert seen == [1, 0]
+    assert pool.running() == 0

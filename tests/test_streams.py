@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -304,3 +305,39 @@ def test_what_is_read_ahead_for_a_consumer_is_bounded(stream_table: Any, monkeyp
     _, calls = run_poller(stream_table, [consumer(batch_size=1)], busy_first, writes)
     assert [sk for _, sks in calls for sk in sks] == writes
     assert len(waiting) >= 7 and max(waiting) <= 5  # 20 records in pages of at most 3
+
+
+def _until(condition: Callable[[], bool], what: str) -> None:
+    """Wait for ``condition`` (a minute at most: the machine may be busy)."""
+    deadline = time.monotonic() + 60
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.01)
+
+
+def test_an_idle_poller_backs_off_and_a_function_run_brings_it_back(stream_table: Any) -> None:
+    """Idle (nothing read, no function run): the poller waits its idle interval between polls. A
+    function starting or ending (the worker pool's ``nudge``) ends that wait at once, and while
+    functions run the stream is polled at the busy rate. The idle interval here is ten minutes,
+    so a pass that comes after the nudge was woken by it."""
+    _, arn, streams_client, _ = stream_table
+    running = 0
+    poller = StreamPoller(
+        streams_client, arn, [consumer()], lambda c, e: ok(c, []), poll_interval_s=0.05, idle_poll_interval_s=600
+    )
+    poller.quiet_after_s = 0
+    poller.functions_running = lambda: running
+    poller.start()
+    try:
+        _until(lambda: poller.state()["pollIntervalSeconds"] == 600, "the idle poller waits its idle interval")
+        passes = poller.state()["readPasses"]
+        poller.nudge()
+        _until(lambda: poller.state()["readPasses"] > passes, "the nudge wakes the idle poller")
+        running = 1
+        poller.nudge()
+        _until(lambda: poller.state()["pollIntervalSeconds"] == 0.05, "a running function keeps the busy rate")
+        passes = poller.state()["readPasses"]
+        _until(lambda: poller.state()["readPasses"] >= passes + 3, "polled at the busy rate while it runs")
+        assert poller.state()["pollIntervalSeconds"] == 0.05
+    finally:
+        poller.stop()
