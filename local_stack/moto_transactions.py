@@ -43,14 +43,31 @@ def install() -> None:
     @functools.wraps(moto_transact)
     def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> None:
         token = _named.set(_named_keys(self, transact_items))
+        shards = {name: table.stream_shard for name, table in self.tables.items() if table.stream_shard is not None}
         try:
             return moto_transact(self, transact_items)
         finally:
             _named.reset(token)
+            _keep_stream_shards(self, shards)
 
     transact_write_items._lean_backup = True  # type: ignore[attr-defined]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     Table.__deepcopy__ = _table_deepcopy  # type: ignore[attr-defined]
+
+
+def _keep_stream_shards(backend: Any, shards: dict[str, Any]) -> None:
+    """A cancelled transaction puts the tables' backups in their place, and with them copies of
+    their stream shards; but every shard iterator handed out holds the shard it was made from,
+    so a reader of the stream (the local stack's poller) read the orphaned shard and never saw
+    another record. Each table keeps its own shard instead, with the backup's records (those
+    before the transaction)."""
+    for name, shard in shards.items():
+        table = backend.tables.get(name)
+        if table is None or table.stream_shard is None or table.stream_shard is shard:
+            continue
+        shard.items[:] = table.stream_shard.items
+        shard.table = table
+        table.stream_shard = shard
 
 
 def _named_keys(backend: Any, transact_items: Iterable[dict[str, Any]]) -> dict[str, Keys] | None:

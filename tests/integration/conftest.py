@@ -82,6 +82,18 @@ def stack() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(scope="session")
+def table_stack(dynamodb_endpoint: str) -> Iterator[tuple[str, str]]:
+    """A stack on the tests' moto server (``DYNAMODB_ENDPOINT``), a table of its own, so a test
+    can read the table itself: ``(url, table)``. Shared by the tests that need one (each works as
+    users of its own, and reads only their items), as starting a stack costs about 4 CPU-s."""
+    import uuid
+
+    table = f"chat-sessions-tables-{uuid.uuid4().hex[:8]}"
+    with local_stack(DYNAMODB_ENDPOINT=dynamodb_endpoint, TABLE_NAME=table) as url:
+        yield url, table
+
+
 def new_user(name: str = "user") -> str:
     return f"{name}-{uuid.uuid4().hex[:10]}"
 

@@ -1,20 +1,19 @@
 """DELETE /me over HTTP against the local stack, its table read afterwards.
 
-The stack runs on the test's moto server (``DYNAMODB_ENDPOINT``, a table of its own), so the
-whole table can be read once the erasure is over; the stack's stream emulation invokes the
+The stack runs on the tests' moto server (``DYNAMODB_ENDPOINT``, a table of its own:
+``table_stack``), so the table can be read once the erasure is over; the stack's stream emulation invokes the
 erasure's steps (``erase_user``), and ``stream_drained`` waits for them, no sleeps.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import boto3
 
 from chat_sessions import keys
-from tests.integration.conftest import client, error_code, local_stack, new_user, ok
+from tests.integration.conftest import client, error_code, new_user, ok
 from tests.support import stream_drained
 
 
@@ -33,15 +32,13 @@ def scan(dynamodb: Any, table: str) -> list[dict[str, Any]]:
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 
-def test_delete_me_erases_everything_of_the_caller_within_a_minute(dynamodb_endpoint: str) -> None:
-    table = f"chat-sessions-erase-{uuid.uuid4().hex[:8]}"
+def test_delete_me_erases_everything_of_the_caller_within_a_minute(
+    dynamodb_endpoint: str, table_stack: tuple[str, str]
+) -> None:
+    url, table = table_stack
     dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
     user, other = new_user("erased"), new_user("kept")
-    with (
-        local_stack(DYNAMODB_ENDPOINT=dynamodb_endpoint, TABLE_NAME=table) as url,
-        client(url, user) as http,
-        client(url, other) as http2,
-    ):
+    with client(url, user) as http, client(url, other) as http2:
         for n in range(3):
             sid = ok(http.post("/sessions", json={"name": f"s{n}"}, headers={"Idempotency-Key": f"k{n}"}), 201)[
                 "sessionId"
@@ -75,12 +72,12 @@ def test_delete_me_erases_everything_of_the_caller_within_a_minute(dynamodb_endp
         ok(http.post("/sessions", json={"name": "again"}), 201)
 
 
-def test_a_create_during_the_erasure_is_refused_with_retry_after(dynamodb_endpoint: str) -> None:
+def test_a_create_during_the_erasure_is_refused_with_retry_after(table_stack: tuple[str, str]) -> None:
     """The marker is set by DELETE /me itself, before any step runs: a create right after it is
     refused (the steps may or may not have finished by then: both answers are checked)."""
-    table = f"chat-sessions-erase-{uuid.uuid4().hex[:8]}"
+    url, _ = table_stack
     user = new_user("erased")
-    with local_stack(DYNAMODB_ENDPOINT=dynamodb_endpoint, TABLE_NAME=table) as url, client(url, user) as http:
+    with client(url, user) as http:
         ok(http.post("/sessions", json={"name": "s"}), 201)
         ok(http.delete("/me"), 202)
         during = http.post("/sessions", json={"name": "during"})
