@@ -651,7 +651,15 @@ function beingAnswered(message) {
 }
 
 function renderMessages() {
-  $("messages").replaceChildren(...state.messages.map(messageItem));
+  // A re-render (a reply's update, a refresh) replaces every message's buttons: a keyboard user
+  // on one of them keeps the focus, on the new button of the same name, instead of losing it.
+  const list = $("messages");
+  const focused = list.contains(document.activeElement) ? document.activeElement.getAttribute("aria-label") : null;
+  list.replaceChildren(...state.messages.map(messageItem));
+  if (focused) {
+    const again = [...list.querySelectorAll("[aria-label]")].find((el) => el.getAttribute("aria-label") === focused);
+    if (again && !again.disabled) again.focus();
+  }
   const chat = state.session ? activeChat() : null;
   $("load-earlier").hidden = !chat || !state.historyCursor;
   $("history-start").hidden = !chat || Boolean(state.historyCursor) || state.messages.length === 0;
