@@ -22,9 +22,10 @@ const state = {
   sessionsCursor: null,
   session: null, // the selected session
   chats: [],
-  messages: [], // the active chat's loaded messages, oldest first
+  messages: [], // the shown chat's loaded messages, oldest first (shownChat)
   historyCursor: null,
   historyChatId: null,
+  viewedChatId: null, // in an archived session, the chat picked to read (shownChat)
   loadingEarlier: false,
   sending: false,
   following: null, // the messageId of a reply being generated that the page is showing as it grows
@@ -360,6 +361,7 @@ async function createSession(event) {
 
 async function selectSession(sessionId, { session = null, quiet = false } = {}) {
   clearError();
+  state.viewedChatId = null;
   try {
     state.session = session || (await state.api.getSession(sessionId));
   } catch (error) {
@@ -401,6 +403,10 @@ async function sessionAction(action, doing) {
   const session = await attempt(doing, () => state.api.sessionAction(sid, action));
   if (!session) return;
   replaceSession(session);
+  // Archived: the active chat is shown until another is picked; unarchived: the active chat again.
+  state.viewedChatId = null;
+  renderChats();
+  if (state.historyChatId !== (shownChat()?.chatId ?? null)) await loadHistory();
   announce(`Session ${session.name} is ${session.status}.`);
   // Archiving and unarchiving move the session between the status filter's lists.
   if (action === "archive" || action === "unarchive") await loadSessions();
@@ -452,6 +458,13 @@ function activeChat() {
   return state.chats.find((chat) => chat.active) || null;
 }
 
+/** The chat whose history is shown: the active one, or in an archived session (which refuses a
+ * switch) the one picked to read, without activating it. */
+function shownChat() {
+  const picked = readOnly() && state.chats.find((chat) => chat.chatId === state.viewedChatId);
+  return picked || activeChat();
+}
+
 function renderChats() {
   $("chat-list").replaceChildren(
     ...state.chats.map((chat) =>
@@ -463,7 +476,7 @@ function renderChats() {
           {
             type: "button",
             class: "open",
-            "aria-current": chat.active ? "true" : null,
+            "aria-current": chat === shownChat() ? "true" : null,
             "data-chat-id": chat.chatId,
             onclick: () => switchChat(chat),
           },
@@ -504,6 +517,14 @@ async function refreshSession() {
 }
 
 async function switchChat(chat) {
+  if (readOnly()) {
+    // An archived session refuses a switch (409 session_archived): its chats are read, not activated.
+    state.viewedChatId = chat.chatId;
+    renderChats();
+    await loadHistory();
+    announce(`Showing chat ${chat.name}; the session is archived, so it is read only.`);
+    return;
+  }
   if (chat.active) {
     $("message-input").focus();
     return;
@@ -540,7 +561,7 @@ async function deleteChat(chat) {
 // --- the active chat's history ------------------------------------------------------------------
 
 function renderConversationHeader() {
-  const chat = state.session ? activeChat() : null;
+  const chat = state.session ? shownChat() : null;
   $("chat-title").textContent = chat ? chat.name : "No active chat";
   $("chat-meta").textContent = chat
     ? `${chat.model} · ${plural(chat.messageCount ?? 0, "message")} · ${plural(chat.usage?.totalTokens ?? 0, "token")}` +
@@ -555,7 +576,7 @@ function renderConversationHeader() {
 }
 
 async function loadHistory() {
-  const chat = activeChat();
+  const chat = shownChat();
   stopFollowing();
   state.messages = [];
   state.historyCursor = null;
@@ -576,7 +597,7 @@ async function loadHistory() {
 }
 
 async function loadEarlier() {
-  const chat = activeChat();
+  const chat = shownChat();
   if (!chat || !state.historyCursor || state.loadingEarlier) return;
   state.loadingEarlier = true;
   const history = $("history");
@@ -660,7 +681,7 @@ function renderMessages() {
     const again = [...list.querySelectorAll("[aria-label]")].find((el) => el.getAttribute("aria-label") === focused);
     if (again && !again.disabled) again.focus();
   }
-  const chat = state.session ? activeChat() : null;
+  const chat = state.session ? shownChat() : null;
   $("load-earlier").hidden = !chat || !state.historyCursor;
   $("history-start").hidden = !chat || Boolean(state.historyCursor) || state.messages.length === 0;
 }

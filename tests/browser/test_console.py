@@ -226,6 +226,8 @@ def test_sessions_and_chats_are_renamed_archived_and_deleted(console_stack: str,
         chat_button(page, "One").click()
         expect(active_chat(page)).to_contain_text("One")
         send(page, "kept in the archive")
+        create_chat(page, "Other")
+        send(page, "in the other chat")
         page.get_by_role("button", name="Archive", exact=True).click()
         expect(page.locator("#session-meta")).to_contain_text("Status: archived")
         # Read-only (the contract): the history is shown, nothing that would be refused is offered.
@@ -242,10 +244,20 @@ def test_sessions_and_chats_are_renamed_archived_and_deleted(console_stack: str,
         for control in read_only:
             expect(control).to_be_disabled()
         expect(page.locator("#messages li")).to_have_count(2)
+        # Another chat of the archived session is read without activating it (the contract
+        # refuses a switch there): its history is shown, the active chat stays the active one.
+        chat_button(page, "One").click()
+        expect(page.locator("#chat-title")).to_have_text("One")
+        expect(page.locator("#messages li.user")).to_have_text(re.compile("kept in the archive"))
+        expect(active_chat(page)).to_contain_text("One")  # the chat shown
+        expect(chat_button(page, "Other")).to_contain_text("active")
+        expect(page.get_by_role("alert")).to_be_hidden()
         page.get_by_label("Show sessions").select_option("archived")
         expect(session_button(page, "Final drafts")).to_contain_text("archived")
         page.get_by_role("button", name="Unarchive", exact=True).click()
         expect(page.locator("#session-meta")).to_contain_text("Status: paused")
+        expect(page.locator("#chat-title")).to_have_text("Other")  # the active chat again
+        expect(page.locator("#messages li.user")).to_have_text(re.compile("in the other chat"))
         for control in read_only:
             expect(control).to_be_enabled()
         page.get_by_label("Show sessions").select_option("")
