@@ -469,7 +469,6 @@ class StreamPoller:
         is on the stream at once, so an idle poller polls now, and at its busy rate again."""
         self._last_active = time.monotonic()
         if self._idling:
-            self._interval = self.poll_interval_s
             self._wake.set()
 
     def _read_loop(self) -> None:

@@ -75,10 +75,11 @@ def moto_table() -> Iterator[str]:
     patch_moto()
     parsed = _table_template()
     with mock_aws():
-        # mock_aws starts boto3's default session anew (so its clients carry moto's hooks, and
-        # the credentials it sets); this one shares botocore's loader with the previous ones:
-        # a new loader read the service models' JSON again, a third of a stale-read test's time.
-        _fresh_default_session()
+        # mock_aws unsets boto3's default session; the process's one takes its place
+        # (_moto_session: one botocore loader, built-in handlers registered once).
+        import boto3
+
+        boto3.DEFAULT_SESSION = _moto_session()
         reset_caches()
         # What made a table cost a quarter of a second was not moto but a new boto3 client and
         # parsing template.yaml twice; both are made once per process (moto serves a client in
@@ -90,18 +91,12 @@ def moto_table() -> Iterator[str]:
     reset_caches()
 
 
-def _fresh_default_session() -> None:
-    """boto3's default session for this mock: the process's one (:func:`_moto_session`)."""
-    import boto3
-
-    boto3.DEFAULT_SESSION = _moto_session()
-
-
 @functools.cache
 def _moto_session() -> Any:
     """One boto3 session for every ``mock_aws`` of the process, with its one botocore loader (the
     models it loads are read-only; a long-lived session shares them among all its clients the
-    same way). A new botocore session per test registered its 2,600 built-in handlers again:
+    same way: a new loader read the service models' JSON again, a third of a stale-read test's
+    time). A new botocore session per test registered its 2,600 built-in handlers again:
     25 of the 38 ms a table took. Nothing of a test stays in it: each test's clients are made
     anew (``reset_caches``), each with its own copy of the session's handlers, moto's stubber
     (in botocore's built-in handlers since moto was imported) among them; its credentials are
@@ -188,6 +183,25 @@ def dynamodb_endpoint() -> Iterator[str]:
     """One moto DynamoDB server (a child process on 127.0.0.1) for the whole run."""
     with dynamodb_server() as url:
         yield url
+
+
+@pytest.fixture
+def stream_table(dynamodb_endpoint: str) -> Iterator[tuple[Any, str, Any, str]]:
+    """A fresh table with the template's stream on the tests' moto server (moto's in-process mock
+    does not serve DescribeStream): ``(client, stream ARN, Streams client, table name)``."""
+    import uuid
+
+    import boto3
+
+    from local_stack import streams
+    from local_stack import template as cfn
+
+    name = f"streamed-{uuid.uuid4().hex[:12]}"
+    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    cfn.ensure_table(client, name, stream=True)
+    arn = streams.enable_stream(client, name)
+    yield client, arn, boto3.client("dynamodbstreams", endpoint_url=dynamodb_endpoint), name
+    client.delete_table(TableName=name)
 
 
 @pytest.fixture

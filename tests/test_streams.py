@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import threading
 import time
-import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
-import boto3
 import pytest
 
 from local_stack import streams
@@ -133,18 +131,6 @@ def consumer(
         patterns=patterns,
         filters=tuple(compile_pattern(p) for p in patterns),
     )
-
-
-@pytest.fixture
-def stream_table(dynamodb_endpoint: str) -> Iterator[tuple[Any, str, Any, str]]:
-    """A fresh table with the template's stream on the tests' moto server (moto's in-process mock
-    does not serve DescribeStream), and a Streams client."""
-    name = f"streamed-{uuid.uuid4().hex[:12]}"
-    client = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
-    cfn.ensure_table(client, name, stream=True)
-    arn = streams.enable_stream(client, name)
-    yield client, arn, boto3.client("dynamodbstreams", endpoint_url=dynamodb_endpoint), name
-    client.delete_table(TableName=name)
 
 
 def put(table: tuple[Any, str, Any, str], sk: str) -> None:

@@ -402,10 +402,9 @@ async function sessionAction(action, doing) {
   const sid = state.session.sessionId;
   const session = await attempt(doing, () => state.api.sessionAction(sid, action));
   if (!session) return;
-  replaceSession(session);
   // Archived: the active chat is shown until another is picked; unarchived: the active chat again.
   state.viewedChatId = null;
-  renderChats();
+  replaceSession(session); // draws the chats and the header again
   if (state.historyChatId !== (shownChat()?.chatId ?? null)) await loadHistory();
   announce(`Session ${session.name} is ${session.status}.`);
   // Archiving and unarchiving move the session between the status filter's lists.

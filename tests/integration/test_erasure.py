@@ -1,8 +1,9 @@
 """DELETE /me over HTTP against the local stack, its table read afterwards.
 
 The stack runs on the tests' moto server (``DYNAMODB_ENDPOINT``, a table of its own:
-``table_stack``), so the table can be read once the erasure is over; the stack's stream emulation invokes the
-erasure's steps (``erase_user``), and ``stream_drained`` waits for them, no sleeps.
+``table_stack``), so the table can be read once the erasure is over; the stack's stream
+emulation invokes the erasure's steps (``erase_user``), and ``stream_drained`` waits for them,
+no sleeps.
 """
 
 from __future__ import annotations

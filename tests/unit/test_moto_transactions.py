@@ -130,44 +130,32 @@ def test_a_cancelled_transaction_leaves_no_stream_record_and_a_committed_one_lea
     assert [r.record["eventName"] for r in shard.items[1:]] == ["INSERT", "MODIFY", "REMOVE"]
 
 
-def test_a_stream_read_before_a_cancelled_transaction_goes_on_after_it(dynamodb_endpoint: str) -> None:
+def test_a_stream_read_before_a_cancelled_transaction_goes_on_after_it(stream_table: Any) -> None:
     """On the moto server (``local_stack.dynamodb``, patched as the local stack's). A shard
     iterator holds its shard: after a cancelled transaction the table keeps the same one, so a
     reader that started before it (the local stack's stream poller) reads on, and reads no record
     of the cancelled writes. moto alone swaps in the backup's copy of the shard: the reader's old
     shard held the cancelled Put's record and never another (the local stack without Java
     stopped purging, erasing and pushing after its first refused transaction)."""
-    import uuid
-
-    from local_stack import streams
-    from local_stack import template as cfn
-
-    client: Any = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
-    readers: Any = boto3.client("dynamodbstreams", endpoint_url=dynamodb_endpoint)
-    name = f"streamed-{uuid.uuid4().hex[:12]}"
-    cfn.ensure_table(client, name, stream=True)
-    arn = streams.enable_stream(client, name)
-    try:
-        shard = readers.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
-        iterator = readers.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")["ShardIterator"]
-        client.put_item(TableName=name, Item=_key(1))
-        page = readers.get_records(ShardIterator=iterator)
-        assert [r["dynamodb"]["Keys"]["SK"]["S"] for r in page["Records"]] == ["ITEM#001"]
-        with pytest.raises(client.exceptions.TransactionCanceledException):
-            client.transact_write_items(
-                TransactItems=[
-                    {"Put": {"TableName": name, "Item": _key(2)}},
-                    {
-                        "ConditionCheck": {
-                            "TableName": name,
-                            "Key": _key(9),
-                            "ConditionExpression": "attribute_exists(PK)",
-                        }
-                    },
-                ]
-            )
-        client.put_item(TableName=name, Item=_key(3))
-        page = readers.get_records(ShardIterator=page["NextShardIterator"])
-        assert [r["dynamodb"]["Keys"]["SK"]["S"] for r in page["Records"]] == ["ITEM#003"]
-    finally:
-        client.delete_table(TableName=name)
+    client, arn, readers, name = stream_table
+    shard = readers.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"][0]["ShardId"]
+    iterator = readers.get_shard_iterator(StreamArn=arn, ShardId=shard, ShardIteratorType="LATEST")["ShardIterator"]
+    client.put_item(TableName=name, Item=_key(1))
+    page = readers.get_records(ShardIterator=iterator)
+    assert [r["dynamodb"]["Keys"]["SK"]["S"] for r in page["Records"]] == ["ITEM#001"]
+    with pytest.raises(client.exceptions.TransactionCanceledException):
+        client.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": name, "Item": _key(2)}},
+                {
+                    "ConditionCheck": {
+                        "TableName": name,
+                        "Key": _key(9),
+                        "ConditionExpression": "attribute_exists(PK)",
+                    }
+                },
+            ]
+        )
+    client.put_item(TableName=name, Item=_key(3))
+    page = readers.get_records(ShardIterator=page["NextShardIterator"])
+    assert [r["dynamodb"]["Keys"]["SK"]["S"] for r in page["Records"]] == ["ITEM#003"]
