@@ -36,6 +36,7 @@ os.environ.update(
 for name in ("DYNAMODB_ENDPOINT", "OPENAI_BASE_URL", "OPENAI_API_KEY_PARAMETER"):
     os.environ.pop(name, None)
 
+from tests.data_stack import pytest_runtest_protocol  # noqa: E402, F401 - runs each test in a roomy frame stack chunk
 from tests.garbage_collector import pytest_collection_finish  # noqa: E402, F401 - freezes what collection made
 from tests.parallel import (  # noqa: E402, F401 - xdist hooks (groups, summaries), made this conftest's own
     pytest_collection_modifyitems,
