@@ -33,7 +33,7 @@ from email.utils import formatdate
 from http import HTTPStatus
 from pathlib import Path
 from socketserver import BaseRequestHandler, ThreadingTCPServer
-from typing import Any, Protocol, TextIO
+from typing import TYPE_CHECKING, Any, Protocol, TextIO
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import h11
@@ -44,6 +44,9 @@ from local_stack import template as cfn
 from local_stack.template import Route
 from local_stack.websocket import WebSocketHub
 from local_stack.workers import WorkerBusy
+
+if TYPE_CHECKING:
+    from local_stack.faults import FaultSpec
 
 DEFAULT_PORT = 3000
 DEFAULT_SECRET = "local-dev-secret"  # noqa: S105 - the contract's documented local-only secret
@@ -812,17 +815,26 @@ def _default(env: os._Environ[str] | dict[str, str], name: str, value: str) -> N
         env[name] = value
 
 
-def _start_fault_injector(env: os._Environ[str] | dict[str, str], endpoint: str, resources: Resources) -> None:
+def _fault_spec(env: os._Environ[str] | dict[str, str], resources: Resources) -> FaultSpec | None:
+    """``DYNAMODB_FAULTS``, read before anything starts: a typo stops the stack at once (before
+    DynamoDB Local is started only to be stopped again), with the reason."""
+    from local_stack import faults
+
+    try:
+        return faults.parse_spec(env.get("DYNAMODB_FAULTS"))
+    except ValueError as exc:
+        resources.close()
+        sys.exit(f"DYNAMODB_FAULTS: {exc}")
+
+
+def _start_fault_injector(
+    env: os._Environ[str] | dict[str, str], endpoint: str, resources: Resources, spec: FaultSpec | None
+) -> None:
     """With ``DYNAMODB_FAULTS`` set, the handlers reach DynamoDB through the fault injector
     (``local_stack.faults``), which answers like AWS does on a bad day; the table was created
     directly, before it."""
     from local_stack import faults
 
-    try:
-        spec = faults.parse_spec(env.get("DYNAMODB_FAULTS"))
-    except ValueError as exc:
-        resources.close()
-        sys.exit(f"DYNAMODB_FAULTS: {exc}")
     if spec is None:
         return
     injector = faults.start_in_thread(endpoint, spec)
@@ -893,6 +905,7 @@ def prepare_environment(env: os._Environ[str] | dict[str, str] = os.environ) -> 
 
     import boto3
 
+    fault_spec = _fault_spec(env, resources)
     endpoint = env.get("DYNAMODB_ENDPOINT", "").strip()
     if endpoint:
         where = f"DynamoDB at {endpoint} (DYNAMODB_ENDPOINT)"
@@ -905,7 +918,7 @@ def prepare_environment(env: os._Environ[str] | dict[str, str] = os.environ) -> 
     created = cfn.ensure_table(client, env["TABLE_NAME"], stream=True)
     resources.dynamodb_endpoint = endpoint
     _say(f"table {env['TABLE_NAME']} {'created' if created else 'found'} in {where}")
-    _start_fault_injector(env, endpoint, resources)
+    _start_fault_injector(env, endpoint, resources, fault_spec)
 
     if not env.get("OPENAI_API_KEY", "").strip() and not env.get("OPENAI_BASE_URL", "").strip():
         from local_stack import model_server

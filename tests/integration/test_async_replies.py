@@ -5,7 +5,8 @@ invoked asynchronously through its Lambda Invoke API, exactly the deployed code 
 One stack for the module, with a short generation timeout so that a killed generation unlocks
 its chat within seconds: ``GENERATION_TIMEOUT_SECONDS`` 20 + ``REPLY_LEASE_MARGIN_SECONDS`` 1 =
 a 21 s lease. Replies to cancel or kill are made long (``[words 2000]``: two minutes of words),
-so that a busy machine cannot finish them first."""
+so that a busy machine cannot finish them first. A WebSocket client joining a reply midway is
+checked here too, on the same stack (a stack of its own cost about 6 CPU-s)."""
 
 from __future__ import annotations
 
@@ -20,8 +21,10 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.sync.client import ClientConnection
 
 from tests.integration.conftest import CLEAN_ENV, client, error_code, new_user, ok
+from tests.integration.test_websocket import chat_of, receive, socket_of, subscribe
 from tests.servers import ROOT, child
 
 pytestmark = pytest.mark.xdist_group("async_replies")
@@ -217,3 +220,47 @@ def test_make_chat_follows_the_reply_and_a_client_back_later_sees_it_finished(sl
         ok(http.post(f"/sessions/{sid}/messages", json={"content": "again " + WORDS}, headers=ASYNC), 202)
     back = _chat_client(url, user, "/history\n/quit\n", "--session", sid)
     assert f"   4 assistant: [local model] You said: 'again {WORDS}'. I was shown 3 message(s).\n" in back
+
+
+def test_a_websocket_client_subscribing_midway_receives_the_rest_and_the_final_text(
+    slow_stack: tuple[str, int],
+) -> None:
+    """The first client sees the reply start; a second one subscribes then: every delta it gets
+    is the final content at its offset, and its message frame of the completed reply carries the
+    same content as the first client's deltas put together and as GET. (On this module's stack:
+    a hundred words at its model's pace take six seconds.)"""
+    url, _ = slow_stack
+    user = new_user("midway")
+    sid, cid = chat_of(url, user)
+    with socket_of(url, user) as first, socket_of(url, user) as second:
+        assert subscribe(first, sid, cid)["type"] == "subscribed"
+        with client(url, user) as http:
+            accepted = http.post(
+                f"/sessions/{sid}/chats/{cid}/messages",
+                json={"content": "a long one [words 100]"},
+                headers={"Prefer": "respond-async"},
+            )
+            reply_id = ok(accepted, 202)["assistantMessage"]["messageId"]
+
+            def until_complete(ws: ClientConnection, joined: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                deltas: list[dict[str, Any]] = []
+                while True:
+                    frame = receive(ws)
+                    if frame["type"] == "delta" and frame["messageId"] == reply_id:
+                        deltas.append(frame)
+                        if not joined:  # the reply has started: the second client joins now
+                            assert subscribe(second, sid, cid)["type"] == "subscribed"
+                            joined = True
+                    elif frame["type"] == "message" and frame["message"]["messageId"] == reply_id:
+                        message: dict[str, Any] = frame["message"]
+                        if message["status"] != "generating":  # stored, or changed status: done
+                            return deltas, message
+
+            first_deltas, first_final = until_complete(first, joined=False)
+            second_deltas, second_final = until_complete(second, joined=True)
+            stored = ok(http.get(f"/sessions/{sid}/chats/{cid}/messages/{reply_id}"))
+    content = stored["content"]
+    assert stored["status"] == "complete" and len(content.split()) > 100
+    assert "".join(d["text"] for d in first_deltas) == first_final["content"] == second_final["content"] == content
+    for delta in second_deltas:
+        assert content[delta["offset"] : delta["offset"] + len(delta["text"])] == delta["text"]
