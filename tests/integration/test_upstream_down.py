@@ -11,8 +11,11 @@ from tests.integration.conftest import all_pages, client, error_code, free_port,
 
 @pytest.fixture(scope="module")
 def broken_stack() -> Iterator[str]:
+    """On moto: what is tested is the model's side, and a stack on moto starts with about 2 CPU-s
+    less than one on DynamoDB Local."""
     closed = free_port()  # nothing listens there
     with local_stack(
+        LOCAL_DYNAMODB="moto",
         OPENAI_BASE_URL=f"http://127.0.0.1:{closed}/v1",
         OPENAI_API_KEY="x",
         MODEL_TIMEOUT_SECONDS="2",
