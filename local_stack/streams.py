@@ -61,6 +61,7 @@ POLL_INTERVAL_S = 0.25  # Lambda polls a DynamoDB stream's shards four times a s
 IDLE_POLL_INTERVAL_S = 2.0  # the wait between two polls of an idle stack (StreamPoller._read_loop)
 QUIET_AFTER_S = 2.0  # idle: nothing read, and no function of the stack run, for this long
 DESCRIBE_INTERVAL_S = 2.0  # new shards (DynamoDB rolls shards over) are looked for this often
+REPORT_FAILURE_AFTER_S = 5.0  # a stream read failing this long is reported (StreamPoller._read_failed)
 DEFAULT_BATCH_SIZE = 100  # Lambda's default for DynamoDB streams
 LOCAL_MAX_RETRIES = 10  # MaximumRetryAttempts unset (-1) means "until the record expires" in Lambda
 MAX_DEAD_LETTERS = 1000
@@ -318,6 +319,7 @@ class StreamPoller:
         poll_interval_s: float = POLL_INTERVAL_S,
         idle_poll_interval_s: float = IDLE_POLL_INTERVAL_S,
         quiet_after_s: float = QUIET_AFTER_S,
+        report_failure_after_s: float = REPORT_FAILURE_AFTER_S,
     ) -> None:
         import sys
 
@@ -334,6 +336,10 @@ class StreamPoller:
         self._wake = threading.Event()
         self.idle_poll_interval_s = idle_poll_interval_s
         self.quiet_after_s = quiet_after_s
+        self.report_failure_after_s = report_failure_after_s
+        self._failing_since: float | None = None  # when the reads began to fail, if they do
+        self._failure_reported = False
+        self._read_failures = 0
         self._interval = poll_interval_s  # the wait after the latest pass
         self._idling = False  # waiting out more than poll_interval_s
         self._last_active = time.monotonic()  # when something was last read, or a function ran
@@ -486,7 +492,9 @@ class StreamPoller:
             except Exception:  # DynamoDB unreachable for a moment: try again at the next poll
                 if self._stop.is_set():
                     return
-                self._note("stream read failed:\n" + traceback.format_exc().rstrip())
+                self._read_failed(time.monotonic(), traceback.format_exc().rstrip())
+            else:
+                self._read_worked()
             with self._lock:
                 self._passes += 1
                 self._lock.notify_all()
@@ -504,6 +512,26 @@ class StreamPoller:
             self._wake.wait(self._interval)
             self._wake.clear()
             self._idling = False
+
+    def _read_failed(self, now: float, why: str) -> None:
+        """A read pass failed. Reported, with why, once the reads have failed for
+        ``report_failure_after_s``, and once per streak: a blip is not news, and one is expected
+        when the stack stops on Ctrl-C, which reaches DynamoDB Local (in the same process group)
+        before the stack has told this reader to stop. Every failure is counted
+        (``GET /local/stream``: ``readFailures``)."""
+        with self._lock:
+            self._read_failures += 1
+        if self._failing_since is None:
+            self._failing_since = now
+        failing_for = now - self._failing_since
+        if not self._failure_reported and failing_for >= self.report_failure_after_s:
+            self._failure_reported = True
+            self._note(f"stream read failing for {failing_for:.0f} s:\n{why}")
+
+    def _read_worked(self) -> None:
+        if self._failure_reported:
+            self._note("stream read works again")
+        self._failing_since, self._failure_reported = None, False
 
     # delivering -----------------------------------------------------------------------------
 
@@ -602,6 +630,7 @@ class StreamPoller:
                 "streamArn": self.stream_arn,
                 "recordsRead": self._read,
                 "readPasses": self._passes,
+                "readFailures": self._read_failures,
                 "pollIntervalSeconds": self._interval,
                 "consumers": [s.snapshot() for s in self.states],
             }

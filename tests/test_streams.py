@@ -9,6 +9,7 @@ the function received.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 import time
@@ -327,3 +328,23 @@ def test_an_idle_poller_backs_off_and_a_function_run_brings_it_back(stream_table
         assert poller.state()["pollIntervalSeconds"] == 0.05
     finally:
         poller.stop()
+
+
+def test_a_failing_read_is_reported_once_it_lasts_and_once_per_streak() -> None:
+    """A read that fails for a moment (the stack stopping on Ctrl-C: DynamoDB Local, in the same
+    process group, goes first) is counted, not reported; reads failing for
+    ``report_failure_after_s`` are reported once, with why, and their recovery is said."""
+    log = io.StringIO()
+    poller = StreamPoller(None, "arn", [], lambda c, e: ok(c, []), log=log, report_failure_after_s=2)
+    poller._read_failed(100.0, "Traceback: refused")
+    poller._read_failed(101.9, "Traceback: refused")
+    assert log.getvalue() == ""
+    poller._read_worked()  # a blip: over before it was reported
+    assert log.getvalue() == ""
+    poller._read_failed(200.0, "Traceback: refused")
+    poller._read_failed(202.5, "Traceback: refused")
+    poller._read_failed(209.0, "Traceback: refused")
+    assert log.getvalue() == "stream read failing for 2 s:\nTraceback: refused\n"
+    poller._read_worked()
+    assert log.getvalue().endswith("stream read works again\n")
+    assert poller.state()["readFailures"] == 5
