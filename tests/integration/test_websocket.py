@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from botocore.config import Config
 from websockets.exceptions import InvalidStatus
@@ -54,6 +55,14 @@ def chat_of(stack: str, user: str) -> tuple[str, str]:
         sid = ok(http.post("/sessions", json={"name": "push"}), 201)["sessionId"]
         cid = ok(http.post(f"/sessions/{sid}/chats", json={"name": "c"}), 201)["chatId"]
     return str(sid), str(cid)
+
+
+def send_async(http: httpx.Client, sid: str, cid: str, content: str) -> str:
+    """Send ``content`` with ``Prefer: respond-async``: the id of the reply being generated."""
+    accepted = http.post(
+        f"/sessions/{sid}/chats/{cid}/messages", json={"content": content}, headers={"Prefer": "respond-async"}
+    )
+    return str(ok(accepted, 202)["assistantMessage"]["messageId"])
 
 
 @pytest.mark.parametrize(
@@ -138,12 +147,7 @@ def test_the_deltas_of_an_async_reply_arrive_in_order_and_make_its_stored_conten
     with socket_of(stack, user) as ws:
         assert subscribe(ws, sid, cid)["type"] == "subscribed"
         with client(stack, user) as http:
-            accepted = http.post(
-                f"/sessions/{sid}/chats/{cid}/messages",
-                json={"content": "tell me a long story"},
-                headers={"Prefer": "respond-async"},
-            )
-            reply_id = ok(accepted, 202)["assistantMessage"]["messageId"]
+            reply_id = send_async(http, sid, cid, "tell me a long story")
             deltas: list[dict[str, Any]] = []
             final: dict[str, Any] | None = None
             while final is None:
