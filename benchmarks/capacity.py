@@ -29,6 +29,8 @@ from typing import Any
 
 READ_UNIT = 4096
 WRITE_UNIT = 1024
+ITEM_LIMIT = 400 * 1024
+"""DynamoDB's largest item, by :func:`item_size`."""
 
 
 def value_size(value: dict[str, Any]) -> int:

@@ -47,7 +47,6 @@ ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks"
 LENGTHS = (10, 20, 100, 400, 1_000, 10_000)
 RACE_WRITERS = 20
-DYNAMODB_ITEM_LIMIT = 400 * 1024
 SERVICE = "this service"
 LANGCHAIN = "LangChain DynamoDBChatMessageHistory"
 
@@ -351,10 +350,12 @@ def langchain_limit(stack: Stack) -> Limit:
     turn_succeeds(high)  # leaves the exception of the first failing turn in limit.moto_error
     limit.moto_turn_max = low
 
+    from benchmarks.capacity import ITEM_LIMIT
+
     low, high = 2, 4096
     while high - low > 1:
         middle = (low + high) // 2
-        if _history_item_size(probe, middle) <= DYNAMODB_ITEM_LIMIT:
+        if _history_item_size(probe, middle) <= ITEM_LIMIT:
             low = middle
         else:
             high = middle

@@ -35,19 +35,18 @@ ROOM_LOCALS = 17_000
 T = TypeVar("T")
 
 
-def _room(call: Callable[..., T], *args: Any) -> T:
+def in_roomy_chunk(call: Callable[..., T], *args: Any) -> T:
+    """``call(*args)`` with some 120 KB of the frame stack free below it (see the module): the
+    frame of this function is the roomy one, its code given ``ROOM_LOCALS`` more locals below."""
     return call(*args)
 
 
-_room.__code__ = _room.__code__.replace(
-    co_varnames=_room.__code__.co_varnames + tuple(f"_room_{i}" for i in range(ROOM_LOCALS)),
-    co_nlocals=_room.__code__.co_nlocals + ROOM_LOCALS,
+_code = in_roomy_chunk.__code__
+in_roomy_chunk.__code__ = _code.replace(
+    co_varnames=_code.co_varnames + tuple(f"_room_{i}" for i in range(ROOM_LOCALS)),
+    co_nlocals=_code.co_nlocals + ROOM_LOCALS,
 )
-
-
-def in_roomy_chunk(call: Callable[..., T], *args: Any) -> T:
-    """``call(*args)`` with some 120 KB of the frame stack free below it (see the module)."""
-    return _room(call, *args)
+del _code
 
 
 @pytest.hookimpl(tryfirst=True)

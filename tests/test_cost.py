@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from moto.dynamodb.models.dynamo_type import DynamoType, LimitedSizeDict
-from moto.dynamodb.models.utilities import bytesize
+from moto.dynamodb.models.dynamo_type import LimitedSizeDict
 
+from benchmarks.capacity import ITEM_LIMIT, item_size
 from benchmarks.meter import DynamoMeter, Reading
 from benchmarks.seed import seed_history, text
 from local_stack.template import routes
@@ -174,15 +174,9 @@ class _MotoSeeder:
                     item: dict[str, Any] = {
                         name: wire.serialize(value) for name, value in request["PutRequest"]["Item"].items()
                     }
-                    size = 0
-                    for name, value in item.items():
-                        size += bytesize(name) + DynamoType(value).size()
-                    assert size <= ITEM_SIZE_LIMIT, f"a seeded item of {size} bytes"
+                    assert item_size(item) <= ITEM_LIMIT, f"a seeded item of {item_size(item)} bytes"
                     table.put_item(item)
         return {"UnprocessedItems": {}}
-
-
-ITEM_SIZE_LIMIT = 400 * 1024
 
 
 @contextmanager

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.capacity import ITEM_LIMIT
 from chat_sessions.config import get_settings
 from chat_sessions.models import MAX_CONTENT, Message
 from tests.support import LambdaContext, invoke, reset_caches, table_items
@@ -190,9 +191,6 @@ def dynamodb_item_size(item: dict[str, Any]) -> int:
         else:
             size += min(21, len(str(value)) // 2 + 2)
     return size
-
-
-ITEM_LIMIT = 400 * 1024
 
 
 def test_the_longest_storable_reply_to_the_longest_message_fits_a_dynamodb_item(

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import json
 
-from benchmarks.capacity import item_size
+from benchmarks.capacity import ITEM_LIMIT, item_size
 from chat_sessions.config import get_settings
 from chat_sessions.models import MAX_CONTENT
 from tests.support import invoke, table_items
 from tests.upstream import Reply, Upstream
 
-ITEM_LIMIT = 400 * 1024
 EMOJI = "\U0001f600"  # 4 bytes of UTF-8; a JSON encoder escapes it to 12 bytes
 
 
