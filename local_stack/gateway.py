@@ -794,15 +794,28 @@ class Resources:
     """What ``prepare_environment`` started, to be stopped on exit."""
 
     stops: list[Callable[[], None]] = field(default_factory=list)
+    producers: list[Callable[[], None]] = field(default_factory=list)
+    """The stack's own sources of invocations (the table's stream, the TTL emulation): stopped
+    first, while the gateway still answers, since what they invoke calls back into it (a stream
+    consumer publishes on the EventBridge bus the gateway serves). Stopped after the gateway's
+    port closed, a batch in flight failed there and its traceback was printed on Ctrl-C."""
     dynamodb_endpoint: str = ""  # the DynamoDB itself (not the fault injector): the stream is read there
 
+    def stop_producers(self) -> None:
+        self._run(self.producers)
+
     def close(self) -> None:
-        for stop in reversed(self.stops):
+        self.stop_producers()
+        self._run(self.stops)
+
+    @staticmethod
+    def _run(stops: list[Callable[[], None]]) -> None:
+        for stop in reversed(stops):
             try:
                 stop()
             except Exception:  # best effort while exiting
                 traceback.print_exc()
-        self.stops.clear()
+        stops.clear()
 
 
 def _say(line: str) -> None:
@@ -959,7 +972,7 @@ def _start_stream(
     except streams.UnsupportedPattern as exc:
         resources.close()
         sys.exit(f"template.yaml: {exc}")
-    resources.stops.append(poller.stop)  # stopped first (stops run last to first): before its workers and DynamoDB
+    resources.producers.append(poller.stop)  # before the gateway, its workers and DynamoDB
     poller.functions_running = invoker.pool.running
     invoker.pool.on_activity(poller.nudge)
     gateway.local_services.append(lambda request: streams.serve(poller, request))
@@ -989,7 +1002,7 @@ def _start_ttl(resources: Resources) -> None:
         os.environ["AWS_DEFAULT_REGION"],
         interval,
     )
-    resources.stops.append(expirer.stop)
+    resources.producers.append(expirer.stop)
     _say(f"TTL: expired items deleted every {interval:g} s (RETENTION_DAYS={retention}, archived: {archived})")
 
 
@@ -1015,6 +1028,13 @@ def main() -> None:
         sys.exit(f"PORT must be a port number, not {os.environ['PORT']!r}")
     stopping = threading.Event()
     server: GatewayServer | None = None
+    resources: Resources | None = None
+
+    def stop_serving() -> None:
+        if resources is not None:
+            resources.stop_producers()  # while the gateway still answers what they invoke
+        if server is not None:
+            server.shutdown()
 
     def on_signal(signum: int, frame: Any) -> None:
         # Runs in the main thread while it serves: shutdown() waits for serve_forever to
@@ -1022,7 +1042,7 @@ def main() -> None:
         if not stopping.is_set():
             stopping.set()
             if server is not None:
-                threading.Thread(target=server.shutdown, name="stop").start()
+                threading.Thread(target=stop_serving, name="stop").start()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, on_signal)

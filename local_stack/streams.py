@@ -597,8 +597,13 @@ class StreamPoller:
                 state.throttled += 1
             return 0, THROTTLED
         except Exception as exc:
-            self._note(f"{consumer.function} failed on a batch of {len(batch)} stream records: {exc}")
-            return 0, f"function error: {str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}"
+            why = f"function error: {str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__}"
+            if self._stop.is_set():  # what the function calls may be stopping too: one line, no traceback
+                said = f"a batch of {len(batch)} stream records failed as the stack stopped ({why})"
+                self._note(f"{consumer.function}: {said}")
+            else:
+                self._note(f"{consumer.function} failed on a batch of {len(batch)} stream records: {exc}")
+            return 0, why
         if not consumer.report_failures or not isinstance(result, dict):
             return None, ""
         failures = result.get("batchItemFailures") or []

@@ -330,6 +330,54 @@ def test_an_idle_poller_backs_off_and_a_function_run_brings_it_back(stream_table
         poller.stop()
 
 
+def test_a_batch_failing_as_the_stack_stops_is_said_in_one_line(stream_table: Any) -> None:
+    """On Ctrl-C a consumer's invocation in flight can fail because what it calls is stopping
+    too (the gateway's EventBridge bus): one line says so, with no worker traceback, and the
+    batch is not tried again. (The stack stops the poller before its gateway: ``Resources``.)"""
+    _, arn, streams_client, _ = stream_table
+    put(stream_table, "A")
+    log = io.StringIO()
+    called = threading.Event()
+    calls: list[int] = []
+
+    def fails_once_stopped(c: Consumer, event: dict[str, Any]) -> Any:
+        calls.append(len(event["Records"]))
+        called.set()
+        assert poller._stop.wait(60)
+        raise RuntimeError("Traceback (most recent call last):\n  ...\nEndpointConnectionError: the bus is gone")
+
+    poller = StreamPoller(streams_client, arn, [consumer()], fails_once_stopped, log=log, poll_interval_s=0.05)
+    poller.start()
+    assert called.wait(60)
+    poller.stop()
+    for thread in poller._threads:
+        thread.join()
+    assert log.getvalue() == (
+        "Fn: a batch of 1 stream records failed as the stack stopped"
+        " (function error: EndpointConnectionError: the bus is gone)\n"
+    )
+    assert calls == [1]
+
+
+def test_the_stack_stops_its_stream_before_what_the_consumers_call() -> None:
+    """On a signal the stack stops its producers (the stream's poller, the TTL emulation) while
+    the gateway still answers, then the gateway, then the rest, last started first."""
+    from local_stack.gateway import Resources
+
+    stopped: list[str] = []
+    resources = Resources()
+
+    def stop(name: str) -> Callable[[], None]:
+        return lambda: stopped.append(name)
+
+    resources.stops += [stop("dynamodb"), stop("workers")]
+    resources.producers += [stop("stream"), stop("ttl")]
+    resources.stop_producers()  # the signal's thread, before the gateway's shutdown
+    assert stopped == ["ttl", "stream"]
+    resources.close()  # after the gateway stopped serving
+    assert stopped == ["ttl", "stream", "workers", "dynamodb"]
+
+
 def test_a_failing_read_is_reported_once_it_lasts_and_once_per_streak() -> None:
     """A read that fails for a moment (the stack stopping on Ctrl-C: DynamoDB Local, in the same
     process group, goes first) is counted, not reported; reads failing for
