@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from benchmarks.capacity import ITEM_LIMIT
+from benchmarks.capacity import ITEM_LIMIT, item_size
 from chat_sessions.config import get_settings
 from chat_sessions.models import MAX_CONTENT, Message
 from tests.support import LambdaContext, invoke, reset_caches, table_items
@@ -178,21 +178,6 @@ def test_the_reply_length_is_bounded_by_max_tokens(chat: tuple[str, str], model:
     assert model.received[-1]["max_tokens"] == get_settings().max_completion_tokens == 8192
 
 
-def dynamodb_item_size(item: dict[str, Any]) -> int:
-    """An item's size by DynamoDB's rules: UTF-8 bytes of names and strings, numbers at most
-    21 bytes, booleans and nulls 1 byte."""
-    size = 0
-    for name, value in item.items():
-        size += len(name.encode())
-        if isinstance(value, str):
-            size += len(value.encode())
-        elif isinstance(value, bool) or value is None:
-            size += 1
-        else:
-            size += min(21, len(str(value)) // 2 + 2)
-    return size
-
-
 def test_the_longest_storable_reply_to_the_longest_message_fits_a_dynamodb_item(
     table: str, model: Upstream, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -208,7 +193,7 @@ def test_the_longest_storable_reply_to_the_longest_message_fits_a_dynamodb_item(
     sent = invoke("send_message", user=user, session=sid, chat=chat_id, body={"content": "\U0001f600" * MAX_CONTENT})
     assert sent.status == 201, sent.body
     assert sent.body["assistantMessage"]["content"] == longest_reply
-    sizes = sorted(dynamodb_item_size(i) for i in table_items(table) if "role" in i)
+    sizes = sorted(item_size(i) for i in table_items(table, raw=True) if "role" in i)
     assert sizes[-1] < cap + 2_000 < ITEM_LIMIT, sizes
     page = invoke("list_messages", user=user, session=sid, chat=chat_id)
     assert page.status == 200 and page.body["items"][1]["content"] == longest_reply
