@@ -24,7 +24,7 @@ import pytest
 from websockets.sync.client import ClientConnection
 
 from tests.integration.conftest import CLEAN_ENV, client, error_code, new_user, ok
-from tests.integration.test_websocket import chat_of, receive, send_async, socket_of, subscribe
+from tests.integration.test_websocket import chat_of, receive, socket_of, subscribe
 from tests.servers import ROOT, child
 
 pytestmark = pytest.mark.xdist_group("async_replies")
@@ -235,7 +235,8 @@ def test_a_websocket_client_subscribing_midway_receives_the_rest_and_the_final_t
     with socket_of(url, user) as first, socket_of(url, user) as second:
         assert subscribe(first, sid, cid)["type"] == "subscribed"
         with client(url, user) as http:
-            reply_id = send_async(http, sid, cid, "a long one [words 100]")
+            sent = start(http, f"/sessions/{sid}/chats/{cid}", "a long one [words 100]")
+            reply_id = sent["assistantMessage"]["messageId"]
 
             def until_complete(ws: ClientConnection, joined: bool) -> tuple[list[dict[str, Any]], dict[str, Any]]:
                 deltas: list[dict[str, Any]] = []
